@@ -1,0 +1,76 @@
+//! Operator actions on accounts, keys, credits and limits. The `admin` CLI prints their JSON;
+//! `serve` uses `create_account` for the first-run demo account; tests use them directly.
+use crate::domain::api_key;
+use crate::domain::money::MicroUsd;
+use crate::store::{Account, NewAccount, Store};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const DEFAULT_MAX_CONCURRENT: u32 = 4;
+pub const DEFAULT_MAX_BACKLOG: u32 = 100;
+
+fn account_json(account: &Account) -> Value {
+    json!({
+        "account_id": account.id,
+        "name": account.name,
+        "balance_usd": account.balance,
+        "held_usd": account.held,
+        "available_usd": account.available(),
+        "max_concurrent": account.max_concurrent,
+        "max_backlog": account.max_backlog,
+    })
+}
+
+/// Creates an account with its first key; the JSON holds `api_key`, shown this once only.
+pub async fn create_account(store: &dyn Store, new: NewAccount) -> anyhow::Result<Value> {
+    let account = store.create_account(new).await?;
+    let key = issue_key(store, account.id, Some("first key".into())).await?;
+    let mut out = account_json(&account);
+    out["api_key"] = json!(key.0);
+    out["key_id"] = json!(key.1);
+    Ok(out)
+}
+
+async fn issue_key(store: &dyn Store, account_id: Uuid, label: Option<String>) -> anyhow::Result<(String, Uuid)> {
+    let key = api_key::generate();
+    store.create_key(account_id, key.key_id, key.secret_hash, label).await?;
+    Ok((key.token, key.key_id))
+}
+
+pub async fn show_account(store: &dyn Store, id: Uuid) -> anyhow::Result<Value> {
+    let account = store.account(id).await.map_err(|e| not_found(e, id))?;
+    let mut out = account_json(&account);
+    out["usage"] = serde_json::to_value(store.usage(id).await?)?;
+    out["recent_ledger"] = serde_json::to_value(store.ledger(id, 20).await?)?;
+    Ok(out)
+}
+
+pub async fn add_credits(store: &dyn Store, id: Uuid, amount: MicroUsd, note: String) -> anyhow::Result<Value> {
+    let account = store.add_credits(id, amount, note).await.map_err(|e| not_found(e, id))?;
+    Ok(account_json(&account))
+}
+
+pub async fn create_key(store: &dyn Store, id: Uuid, label: Option<String>) -> anyhow::Result<Value> {
+    store.account(id).await.map_err(|e| not_found(e, id))?;
+    let (token, key_id) = issue_key(store, id, label).await?;
+    Ok(json!({ "account_id": id, "key_id": key_id, "api_key": token }))
+}
+
+pub async fn revoke_key(store: &dyn Store, key_id: Uuid) -> anyhow::Result<Value> {
+    if !store.revoke_key(key_id).await? {
+        anyhow::bail!("no key with id {key_id}");
+    }
+    Ok(json!({ "key_id": key_id, "revoked": true }))
+}
+
+pub async fn set_limits(store: &dyn Store, id: Uuid, max_concurrent: Option<u32>, max_backlog: Option<u32>) -> anyhow::Result<Value> {
+    let account = store.set_limits(id, max_concurrent, max_backlog).await.map_err(|e| not_found(e, id))?;
+    Ok(account_json(&account))
+}
+
+fn not_found(e: crate::store::StoreError, id: Uuid) -> anyhow::Error {
+    match e {
+        crate::store::StoreError::NotFound => anyhow::anyhow!("no account with id {id}"),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,138 @@
+//! `POST /generate/video/lightricks/ltx-video-2.3-22b`: parse, normalise, price, then one store
+//! transaction creates the job and its hold (or refuses with 402/429).
+use super::auth::Caller;
+use super::error::ApiError;
+use super::job_view::job_json;
+use super::AppState;
+use crate::domain::pricing;
+use crate::domain::request::{normalise, NormaliseOptions};
+use crate::store::{NewJob, SubmitRefusal};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The job `type` of this endpoint.
+pub const JOB_KIND: &str = "ltx-video-2.3-22b";
+
+pub async fn submit(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    check_content_type(&headers)?;
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body is larger than {} bytes.", state.config.max_body_bytes),
+        )
+    })?;
+    let raw: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
+    let options = NormaliseOptions {
+        today: OffsetDateTime::now_utc().date(),
+        aliases_accepted_until: state.config.aliases_accepted_until,
+        max_data_uri_bytes: state.config.max_data_uri_bytes,
+    };
+    let normalised = normalise(&raw, &options).map_err(|e| ApiError::bad_request(e.0))?;
+    let request = normalised.request;
+    let webhook_url = webhook_url(&headers)?;
+
+    if !request.styles.is_empty() {
+        let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();
+        let usable = state.store.usable_styles(caller.account_id, ids.clone()).await?;
+        if let Some((i, missing)) = ids.iter().enumerate().find(|(_, id)| !usable.contains(id)) {
+            return Err(ApiError::bad_request(format!(
+                "`styles[{i}].id`: no style `{missing}` is available to this account (it must be yours or public)."
+            )));
+        }
+    }
+
+    let price = pricing::price(request.num_frames, !request.styles.is_empty());
+    let (width, height) = state.config.resolution.size(request.aspect_ratio);
+    let seed = request.seed.unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
+    let new = NewJob {
+        id: Uuid::new_v4(),
+        account_id: caller.account_id,
+        kind: JOB_KIND.to_owned(),
+        request,
+        seed,
+        width,
+        height,
+        price: price.amount,
+        price_tier_seconds: price.tier_seconds,
+        webhook_url,
+    };
+    let job = match state.store.submit(new).await? {
+        Ok(job) => job,
+        Err(SubmitRefusal::InsufficientBalance { price, available }) => {
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                format!("Insufficient credits: this clip costs {price} and the account has {available} available."),
+            ))
+        }
+        Err(SubmitRefusal::BacklogFull { max_concurrent, max_backlog }) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                format!(
+                    "Too many jobs: the account already has {max_concurrent} running or queued and {max_backlog} backlogged. \
+                     Retry when one finishes."
+                ),
+            )
+            .retry_after(state.config.retry_after.as_secs().max(1)))
+        }
+    };
+    let mut response = Json(job_json(&job, &state.public_url)).into_response();
+    if !normalised.aliases_used.is_empty() {
+        deprecation_headers(response.headers_mut(), state.config.aliases_accepted_until);
+    }
+    Ok(response)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        return Ok(());
+    }
+    let got = if content_type.is_empty() { "none".to_owned() } else { format!("`{content_type}`") };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_content_type",
+        format!("The request body must be JSON with `Content-Type: application/json` (got {got})."),
+    ))
+}
+
+fn webhook_url(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("x-webhook-url") else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ApiError::bad_request("`X-Webhook-URL` must be a URL."))?;
+    if text.len() > 2048 {
+        return Err(ApiError::bad_request("`X-Webhook-URL` may be at most 2048 characters."));
+    }
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(Some(text.to_owned())),
+        _ => Err(ApiError::bad_request("`X-Webhook-URL` must be an http(s) URL.")),
+    }
+}
+
+/// `Deprecation`, `Sunset` and `Link` as Krea sends them for deprecated request fields.
+fn deprecation_headers(headers: &mut HeaderMap, accepted_until: time::Date) {
+    let sunset = accepted_until.next_day().unwrap_or(accepted_until).midnight().assume_utc();
+    let http_date = sunset
+        .format(time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        ))
+        .unwrap_or_default();
+    headers.insert("deprecation", HeaderValue::from_static("true"));
+    if let Ok(value) = HeaderValue::from_str(&http_date) {
+        headers.insert("sunset", value);
+    }
+    headers.insert(
+        header::LINK,
+        HeaderValue::from_static(
+            "<https://docs.krea.ai/developers/deprecations#public-api-snake-case-fields>; rel=\"deprecation\"; type=\"text/html\"",
+        ),
+    );
+}

@@ -1,0 +1,86 @@
+//! `GET /jobs/{id}`, `GET /jobs`, `DELETE /jobs/{id}`. Another account's job is a 404.
+use super::auth::Caller;
+use super::error::ApiError;
+use super::job_view::{job_json, rfc3339};
+use super::AppState;
+use crate::domain::job::JobStatus;
+use crate::store::{CancelRefusal, JobQuery};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn job_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id cannot name any job: the same 404 as an unknown one.
+    Uuid::parse_str(raw).map_err(|_| ApiError::job_not_found())
+}
+
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
+    Ok(Json(job_json(&job, &state.public_url)))
+}
+
+pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match state.store.cancel(caller.account_id, job_id(&id)?).await? {
+        Ok(job) => Ok(Json(job_json(&job, &state.public_url))),
+        Err(CancelRefusal::NotFound) => Err(ApiError::job_not_found()),
+        Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_finished",
+            format!("The job is already {} and cannot be cancelled.", status.as_str()),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+    status: Option<String>,
+    types: Option<String>,
+}
+
+pub const MAX_LIMIT: u32 = 1000;
+
+pub async fn list(State(state): State<AppState>, caller: Caller, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None | Some("") => 100,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}.")))?,
+    };
+    let before = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|_| ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value)."))?,
+        ),
+    };
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
+            let all: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!("`status` must be one of {}.", all.join(", ")))
+        })?),
+    };
+    let kinds: Vec<String> = params
+        .types
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .take(32)
+        .collect();
+    let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
+    let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
+    let items: Vec<Value> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
+}

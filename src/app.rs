@@ -1,0 +1,106 @@
+//! Start-up of the `serve` role: store, HTTP listener, scheduler and in-process workers, and a
+//! graceful stop. Tests build the same `Application` on port 0 with a fresh data dir.
+use crate::api::{self, AppState};
+use crate::config::ServeConfig;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::worker::engines::preview::PreviewEngine;
+use crate::worker::results::LocalResults;
+use crate::worker::{spawn_workers, WorkerConfig};
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let store = SqliteStore::open(&config.data_dir)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let state = AppState {
+            store: Arc::new(store),
+            config: Arc::new(config),
+            public_url: public_url.trim_end_matches('/').into(),
+        };
+        Ok(Application { listener, address, state })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `stop` resolves, then stops taking work, lets in-flight requests finish and
+    /// hands running jobs back to the queue.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let config = self.state.config.clone();
+        let shutdown = CancellationToken::new();
+        let scheduler = crate::scheduler::spawn(
+            self.state.store.clone(),
+            Duration::from_secs(1),
+            config.max_attempts,
+            config.max_run_time,
+            shutdown.clone(),
+        );
+        let engine = Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time });
+        let worker_config = WorkerConfig {
+            name: format!("in-process@{}", self.address),
+            lease_ttl: config.lease_ttl,
+            heartbeat_every: (config.lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            scratch_dir: config.data_dir.join("tmp"),
+            results: LocalResults::new(config.data_dir.join("results")),
+        };
+        let workers = spawn_workers(config.workers, self.state.store.clone(), engine, worker_config, shutdown.clone());
+
+        let http_stop = shutdown.clone();
+        let router = api::router(self.state);
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move { http_stop.cancelled().await });
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("shutting down: no new work; finishing in-flight requests; handing running jobs back");
+            trigger.cancel();
+        });
+        let served = server.await;
+        shutdown.cancel();
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let _ = scheduler.await;
+        served.context("HTTP server")
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,271 @@
+//! The command line: `serve` and `admin` (remote `worker` and the `generate` client come later).
+//! Every flag also reads an `LTX_SERVE_*` environment variable.
+use crate::admin;
+use crate::app::{stop_signal, Application};
+use crate::config::{Resolution, ServeConfig};
+use crate::domain::money::MicroUsd;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{NewAccount, Store};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "ltx-serve", version, about = "Krea-compatible LTX-2.3 generation API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the scheduler and (unless --workers 0) in-process workers.
+    Serve(ServeArgs),
+    /// Manage accounts, keys, credits and limits (prints JSON).
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LTX_SERVE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the SQLite store and result files live.
+    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// In-process workers (0: jobs stay queued until a worker appears).
+    #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Base URL clients reach this server at (used in result URLs). Default: http://<listen>.
+    #[arg(long, env = "LTX_SERVE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Output resolution profile.
+    #[arg(long, env = "LTX_SERVE_RESOLUTION", value_enum, default_value = "720p")]
+    resolution: Resolution,
+    /// Last day the deprecated camelCase request fields are accepted (YYYY-MM-DD).
+    #[arg(long, env = "LTX_SERVE_ALIASES_ACCEPTED_UNTIL", default_value = "2026-06-19", value_parser = parse_date)]
+    aliases_accepted_until: time::Date,
+    /// Largest request body in bytes.
+    #[arg(long, env = "LTX_SERVE_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// A job running longer than this many seconds fails with `timeout` (no charge).
+    #[arg(long, env = "LTX_SERVE_MAX_RUN_TIME_SECS", default_value_t = 7200)]
+    max_run_time_secs: u64,
+    /// A worker lease expires after this many seconds without a heartbeat.
+    #[arg(long, env = "LTX_SERVE_LEASE_TTL_SECS", default_value_t = 30)]
+    lease_ttl_secs: u64,
+    /// Attempts before a job whose worker keeps disappearing fails with `worker_lost`.
+    #[arg(long, env = "LTX_SERVE_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+    /// Simulated model time of the preview engine per clip, in milliseconds.
+    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = 0)]
+    preview_sampling_ms: u64,
+    /// Credits of the demo account created on first start with an empty store.
+    #[arg(long, env = "LTX_SERVE_DEMO_CREDITS_USD", default_value = "2", value_parser = parse_usd)]
+    demo_credits_usd: MicroUsd,
+    /// Log format.
+    #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The data dir of the server to manage.
+    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Credits.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Concurrency and backlog limits.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and its first API key (printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "0", value_parser = parse_usd)]
+        credits_usd: MicroUsd,
+        #[arg(long, default_value_t = admin::DEFAULT_MAX_CONCURRENT)]
+        max_concurrent: u32,
+        #[arg(long, default_value_t = admin::DEFAULT_MAX_BACKLOG)]
+        max_backlog: u32,
+    },
+    /// Balance, holds, limits, usage and recent ledger entries.
+    Show {
+        #[arg(long)]
+        account: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreditsCommand {
+    /// Add (or with a negative amount, remove) credits.
+    Add {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long, value_parser = parse_usd, allow_hyphen_values = true)]
+        usd: MicroUsd,
+        #[arg(long, default_value = "admin credit")]
+        note: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create another API key for an account (printed once).
+    Create {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a key by its id (the part before the colon).
+    Revoke {
+        #[arg(long)]
+        key_id: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum LimitsCommand {
+    /// Change an account's limits.
+    Set {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        max_concurrent: Option<u32>,
+        #[arg(long)]
+        max_backlog: Option<u32>,
+    },
+}
+
+fn parse_date(text: &str) -> Result<time::Date, String> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).map_err(|_| format!("`{text}` is not a YYYY-MM-DD date"))
+}
+
+fn parse_usd(text: &str) -> Result<MicroUsd, String> {
+    MicroUsd::parse_usd(text)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin(args) => admin(args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    check_ffmpeg()?;
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        public_url: args.public_url,
+        workers: args.workers,
+        resolution: args.resolution,
+        aliases_accepted_until: args.aliases_accepted_until,
+        max_body_bytes: args.max_body_bytes,
+        max_run_time: Duration::from_secs(args.max_run_time_secs),
+        lease_ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
+        max_attempts: args.max_attempts.max(1),
+        preview_sampling_time: Duration::from_millis(args.preview_sampling_ms),
+        ..ServeConfig::new(PathBuf::new())
+    };
+    let app = Application::build(config).await?;
+    let base = app.base_url();
+    if app.store().count_accounts().await? == 0 {
+        let demo = NewAccount {
+            name: "default".into(),
+            credits: args.demo_credits_usd,
+            max_concurrent: admin::DEFAULT_MAX_CONCURRENT,
+            max_backlog: admin::DEFAULT_MAX_BACKLOG,
+        };
+        let created = admin::create_account(&*app.store(), demo).await?;
+        let key = created["api_key"].as_str().unwrap_or_default();
+        println!("ltx-serve: created the default account with {} of demo credit.", args.demo_credits_usd);
+        println!("Its API key is shown only this once — keep it:\n\n  export LTX_SERVE_API_KEY='{key}'\n");
+        println!("Try it:\n");
+        println!(
+            "  curl -s {base}{} -H \"Authorization: Bearer $LTX_SERVE_API_KEY\" -H 'Content-Type: application/json' \\\n    -d '{{\"prompt\": \"A lighthouse on a cliff at dusk, waves crashing\", \"num_frames\": 49}}'\n",
+            crate::api::GENERATE_PATH
+        );
+        println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
+    }
+    println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
+    app.run_until_stopped(stop_signal()).await
+}
+
+fn check_ffmpeg() -> anyhow::Result<()> {
+    match std::process::Command::new("ffmpeg").arg("-version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => anyhow::bail!("ffmpeg is not installed or does not run; install it with `apt-get install ffmpeg`"),
+    }
+}
+
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&args.data_dir)?;
+    let store: &dyn Store = &store;
+    let out = match args.command {
+        AdminCommand::Account(AccountCommand::Create { name, credits_usd, max_concurrent, max_backlog }) => {
+            if credits_usd.0 < 0 {
+                anyhow::bail!("--credits-usd must not be negative");
+            }
+            admin::create_account(store, NewAccount { name, credits: credits_usd, max_concurrent, max_backlog }).await?
+        }
+        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account).await?,
+        AdminCommand::Credits(CreditsCommand::Add { account, usd, note }) => admin::add_credits(store, account, usd, note).await?,
+        AdminCommand::Key(KeyCommand::Create { account, label }) => admin::create_key(store, account, label).await?,
+        AdminCommand::Key(KeyCommand::Revoke { key_id }) => admin::revoke_key(store, key_id).await?,
+        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
+            admin::set_limits(store, account, max_concurrent, max_backlog).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

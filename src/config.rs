@@ -1,0 +1,69 @@
+//! Settings of the `serve` role. Every field has a flag and an `LTX_SERVE_*` variable (cli.rs).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use time::Date;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Resolution {
+    /// 1280×720 (16:9) or 720×1280 (9:16)
+    #[value(name = "720p")]
+    P720,
+    /// 1920×1080 (16:9) or 1080×1920 (9:16)
+    #[value(name = "1080p")]
+    P1080,
+}
+
+impl Resolution {
+    /// Output size (width, height) for an aspect ratio.
+    pub fn size(self, aspect: crate::domain::request::AspectRatio) -> (u32, u32) {
+        let (long, short) = match self {
+            Resolution::P720 => (1280, 720),
+            Resolution::P1080 => (1920, 1080),
+        };
+        match aspect {
+            crate::domain::request::AspectRatio::Landscape => (long, short),
+            crate::domain::request::AspectRatio::Portrait => (short, long),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base of the URLs we hand out (result files). Defaults to `http://<bound address>`.
+    pub public_url: Option<String>,
+    pub workers: usize,
+    pub resolution: Resolution,
+    pub aliases_accepted_until: Date,
+    pub max_body_bytes: usize,
+    pub max_data_uri_bytes: usize,
+    pub max_run_time: Duration,
+    pub lease_ttl: Duration,
+    pub max_attempts: u32,
+    pub preview_sampling_time: Duration,
+    /// Seconds a client is told to wait after a 429.
+    pub retry_after: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for a data dir; what `serve` uses with no flags.
+    pub fn new(data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir,
+            public_url: None,
+            workers: 1,
+            resolution: Resolution::P720,
+            aliases_accepted_until: time::macros::date!(2026 - 06 - 19),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_data_uri_bytes: 6 * 1024 * 1024,
+            max_run_time: Duration::from_secs(2 * 60 * 60),
+            lease_ttl: Duration::from_secs(30),
+            max_attempts: 3,
+            preview_sampling_time: Duration::ZERO,
+            retry_after: Duration::from_secs(10),
+        }
+    }
+}

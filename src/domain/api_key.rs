@@ -1,0 +1,82 @@
+//! API keys look like `<key-id-uuid>:<secret>`. Only a SHA-256 of the secret is stored; the
+//! check is constant-time.
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentedKey {
+    pub key_id: Uuid,
+    pub secret: String,
+}
+
+/// Parses the value of an `Authorization` header: `Bearer <key>` or `Key <key>`.
+pub fn parse_authorization(header: &str) -> Option<PresentedKey> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("key") {
+        return None;
+    }
+    parse_key(token.trim())
+}
+
+pub fn parse_key(token: &str) -> Option<PresentedKey> {
+    let (id, secret) = token.split_once(':')?;
+    let key_id = Uuid::parse_str(id).ok()?;
+    if secret.is_empty() || secret.len() > 256 {
+        return None;
+    }
+    Some(PresentedKey { key_id, secret: secret.to_owned() })
+}
+
+/// A freshly made key: the full token to show once, and the hash to store.
+pub struct NewKey {
+    pub key_id: Uuid,
+    pub token: String,
+    pub secret_hash: String,
+}
+
+pub fn generate() -> NewKey {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let key_id = Uuid::new_v4();
+    NewKey { key_id, token: format!("{key_id}:{secret}"), secret_hash: hash_secret(&secret) }
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Constant-time comparison of a presented secret against a stored hash.
+pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
+    hash_secret(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_verify_and_parse() {
+        let key = generate();
+        let parsed = parse_key(&key.token).unwrap();
+        assert_eq!(parsed.key_id, key.key_id);
+        assert!(secret_matches(&parsed.secret, &key.secret_hash));
+        assert!(!secret_matches("wrong", &key.secret_hash));
+        assert!(!key.secret_hash.contains(&parsed.secret));
+    }
+
+    #[test]
+    fn both_schemes_are_accepted() {
+        let key = generate();
+        for header in [format!("Bearer {}", key.token), format!("Key {}", key.token), format!("bearer  {}", key.token)] {
+            assert_eq!(parse_authorization(&header).unwrap().key_id, key.key_id, "{header}");
+        }
+        assert!(parse_authorization(&format!("Basic {}", key.token)).is_none());
+        assert!(parse_authorization(&key.token).is_none());
+        assert!(parse_authorization("Bearer not-a-uuid:secret").is_none());
+        assert!(parse_authorization(&format!("Bearer {}:", key.key_id)).is_none());
+    }
+}

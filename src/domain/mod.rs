@@ -1,0 +1,6 @@
+//! Pure domain logic: no I/O, no clocks, no randomness. Everything here is unit-tested beside it.
+pub mod api_key;
+pub mod job;
+pub mod money;
+pub mod pricing;
+pub mod request;

@@ -1,0 +1,11 @@
+//! ltx-serve: a self-hosted, Krea-compatible generation API for Lightricks' LTX-2.3 22B.
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod media;
+pub mod scheduler;
+pub mod store;
+pub mod worker;

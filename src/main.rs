@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    ltx_serve::cli::main()
+}

@@ -1,0 +1,68 @@
+//! The store: one trait, implemented by SQLite now and PostgreSQL later, so callers never
+//! know which one they talk to. Every method that changes money or a job's state does all of it
+//! (job row, hold, ledger, backlog promotion) in one transaction.
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use crate::domain::job::FailureCode;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A worker's lease was lost (expired, cancelled, or taken over): its report is refused.
+    #[error("the lease is no longer held")]
+    LeaseLost,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts, keys, credits.
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    async fn account(&self, id: Uuid) -> StoreResult<Account>;
+    async fn count_accounts(&self) -> StoreResult<u64>;
+    async fn add_credits(&self, id: Uuid, amount: crate::domain::money::MicroUsd, note: String) -> StoreResult<Account>;
+    async fn set_limits(&self, id: Uuid, max_concurrent: Option<u32>, max_backlog: Option<u32>) -> StoreResult<Account>;
+    async fn create_key(&self, account_id: Uuid, key_id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()>;
+    /// Returns false when no such key exists (revoking twice is fine).
+    async fn revoke_key(&self, key_id: Uuid) -> StoreResult<bool>;
+    async fn key(&self, key_id: Uuid) -> StoreResult<Option<KeyRecord>>;
+    async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
+    async fn usage(&self, account_id: Uuid) -> StoreResult<Usage>;
+
+    // Jobs, as their owner sees them.
+    async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>>;
+    async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>>;
+    async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>>;
+    async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>>;
+    /// Which of `ids` name styles this account may use (its own or public).
+    async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>>;
+
+    // Workers.
+    async fn lease(&self, worker: String, ttl: Duration) -> StoreResult<Option<Lease>>;
+    async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()>;
+    async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job>;
+    async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job>;
+    /// Gives a leased job back to the queue without counting the attempt (graceful shutdown).
+    async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()>;
+    /// Wakes when a job may have become leasable.
+    fn queue_signal(&self) -> Arc<tokio::sync::Notify>;
+
+    // Scheduler.
+    /// Requeues jobs whose lease expired (up to `max_attempts`, then fails them `worker_lost`)
+    /// and fails jobs running longer than `max_run_time` with `timeout`.
+    async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport>;
+    async fn ping(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,198 @@
+//! Values that cross the store boundary.
+use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::money::MicroUsd;
+use crate::domain::request::GenerateRequest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub name: String,
+    pub credits: MicroUsd,
+    pub max_concurrent: u32,
+    pub max_backlog: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    /// Credits minus charges.
+    pub balance: MicroUsd,
+    /// Sum of the holds of unfinished jobs.
+    pub held: MicroUsd,
+    pub max_concurrent: u32,
+    pub max_backlog: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl Account {
+    pub fn available(&self) -> MicroUsd {
+        self.balance.saturating_sub(self.held)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub key_id: Uuid,
+    pub account_id: Uuid,
+    pub secret_hash: String,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    /// Money added: balance +amount.
+    Credit,
+    /// Price reserved at submit: held +amount (balance unchanged).
+    Hold,
+    /// A completed job's hold turned into a charge: balance −amount, held −amount.
+    Charge,
+    /// A failed or cancelled job's hold given back: held −amount.
+    Release,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::Credit => "credit",
+            LedgerKind::Hold => "hold",
+            LedgerKind::Charge => "charge",
+            LedgerKind::Release => "release",
+        }
+    }
+    pub fn parse(s: &str) -> Option<LedgerKind> {
+        [LedgerKind::Credit, LedgerKind::Hold, LedgerKind::Charge, LedgerKind::Release].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerEntry {
+    pub kind: LedgerKind,
+    pub amount: MicroUsd,
+    pub job_id: Option<Uuid>,
+    pub note: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Usage {
+    pub jobs_completed: u64,
+    pub jobs_failed: u64,
+    pub jobs_cancelled: u64,
+    pub jobs_unfinished: u64,
+    pub charged_last_7_days: MicroUsd,
+    pub charged_total: MicroUsd,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub request: GenerateRequest,
+    pub seed: u32,
+    pub width: u32,
+    pub height: u32,
+    pub price: MicroUsd,
+    pub price_tier_seconds: u32,
+    pub webhook_url: Option<String>,
+}
+
+/// Why a submit was not accepted (the account's money or backlog), decided in the transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitRefusal {
+    InsufficientBalance { price: MicroUsd, available: MicroUsd },
+    BacklogFull { max_concurrent: u32, max_backlog: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelRefusal {
+    NotFound,
+    AlreadyTerminal(JobStatus),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobQuery {
+    /// Jobs created strictly before this time.
+    pub before: Option<OffsetDateTime>,
+    pub limit: u32,
+    pub status: Option<JobStatus>,
+    pub kinds: Vec<String>,
+}
+
+/// What a finished job produced. Keys are paths in result storage; the API makes URLs of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub video_key: String,
+    pub poster_key: String,
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: u32,
+    pub fps: u32,
+    pub has_audio: bool,
+    pub engine: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobFailure {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub status: JobStatus,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub request: GenerateRequest,
+    pub seed: u32,
+    pub width: u32,
+    pub height: u32,
+    pub price: MicroUsd,
+    pub price_tier_seconds: u32,
+    pub progress: f64,
+    pub attempts: u32,
+    pub engine: Option<String>,
+    pub result: Option<JobResult>,
+    pub failure: Option<JobFailure>,
+    pub webhook_url: Option<String>,
+    /// 1-based place in line while `queued` (global FIFO) or `backlogged` (the account's FIFO).
+    pub queue_position: Option<u64>,
+}
+
+/// A worker's claim on a job, fenced by `lease_id`: reports from an older lease are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRef {
+    pub job_id: Uuid,
+    pub lease_id: Uuid,
+}
+
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub lease: LeaseRef,
+    pub job: Job,
+}
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub status: JobStatus,
+    /// 0..1
+    pub progress: f64,
+    /// The engine running the job, recorded on the job once known.
+    pub engine: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SweepReport {
+    pub requeued: Vec<Uuid>,
+    pub failed: Vec<Uuid>,
+}

@@ -1,0 +1,174 @@
+//! Accounts, API keys and the ledger.
+use super::super::*;
+use super::actor::WriteCtx;
+use super::rows::{to_time, uuid};
+use super::sql_err;
+use crate::domain::money::MicroUsd;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
+    let id = Uuid::new_v4();
+    let now = ctx.now_us();
+    ctx.conn
+        .execute(
+            "INSERT INTO accounts (id, name, balance, held, max_concurrent, max_backlog, created_at) VALUES (?1, ?2, 0, 0, ?3, ?4, ?5)",
+            params![id.to_string(), new.name, new.max_concurrent.max(1), new.max_backlog, now],
+        )
+        .map_err(sql_err)?;
+    if new.credits.0 > 0 {
+        credit(ctx, id, new.credits, "initial credits".into())?;
+    }
+    get(ctx.conn, id)
+}
+
+pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
+    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at FROM accounts WHERE id = ?1")
+        .map_err(sql_err)?
+        .query_row([id.to_string()], |r| {
+            Ok(Account {
+                id: uuid(r.get(0)?),
+                name: r.get(1)?,
+                balance: MicroUsd(r.get(2)?),
+                held: MicroUsd(r.get(3)?),
+                max_concurrent: r.get(4)?,
+                max_backlog: r.get(5)?,
+                created_at: to_time(r.get(6)?),
+            })
+        })
+        .optional()
+        .map_err(sql_err)?
+        .ok_or(StoreError::NotFound)
+}
+
+pub fn count(conn: &Connection) -> StoreResult<u64> {
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err)
+}
+
+pub fn add_credits(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
+    let account = get(ctx.conn, id)?;
+    if amount.0 < 0 && account.available().0 < -amount.0 {
+        return Err(StoreError::Internal(format!(
+            "cannot remove {} : only {} is available",
+            MicroUsd(-amount.0),
+            account.available()
+        )));
+    }
+    credit(ctx, id, amount, note)?;
+    get(ctx.conn, id)
+}
+
+fn credit(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<()> {
+    ctx.conn.execute("UPDATE accounts SET balance = balance + ?2 WHERE id = ?1", params![id.to_string(), amount.0]).map_err(sql_err)?;
+    record(ctx, id, LedgerKind::Credit, amount, None, Some(note))
+}
+
+pub fn record(ctx: &mut WriteCtx, account: Uuid, kind: LedgerKind, amount: MicroUsd, job: Option<Uuid>, note: Option<String>) -> StoreResult<()> {
+    let now = ctx.now_us();
+    ctx.conn
+        .prepare_cached("INSERT INTO ledger (account_id, kind, amount, job_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .map_err(sql_err)?
+        .execute(params![account.to_string(), kind.as_str(), amount.0, job.map(|j| j.to_string()), note, now])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+pub fn set_limits(
+    ctx: &mut WriteCtx,
+    id: Uuid,
+    max_concurrent: Option<u32>,
+    max_backlog: Option<u32>,
+    signal: Arc<Notify>,
+) -> StoreResult<Account> {
+    let before = get(ctx.conn, id)?;
+    ctx.conn
+        .execute(
+            "UPDATE accounts SET max_concurrent = ?2, max_backlog = ?3 WHERE id = ?1",
+            params![id.to_string(), max_concurrent.unwrap_or(before.max_concurrent).max(1), max_backlog.unwrap_or(before.max_backlog)],
+        )
+        .map_err(sql_err)?;
+    // A raised limit frees slots at once.
+    super::jobs::promote_backlog(ctx, id, &signal)?;
+    get(ctx.conn, id)
+}
+
+pub fn create_key(ctx: &mut WriteCtx, account_id: Uuid, key_id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()> {
+    get(ctx.conn, account_id)?;
+    let now = ctx.now_us();
+    ctx.conn
+        .execute(
+            "INSERT INTO api_keys (id, account_id, secret_hash, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key_id.to_string(), account_id.to_string(), secret_hash, label, now],
+        )
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+pub fn revoke_key(ctx: &mut WriteCtx, key_id: Uuid) -> StoreResult<bool> {
+    let now = ctx.now_us();
+    let exists = ctx
+        .conn
+        .execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id.to_string(), now])
+        .map_err(sql_err)?;
+    Ok(exists > 0)
+}
+
+pub fn key(conn: &Connection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
+    conn.prepare_cached("SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1")
+        .map_err(sql_err)?
+        .query_row([key_id.to_string()], |r| {
+            Ok(KeyRecord { key_id, account_id: uuid(r.get(0)?), secret_hash: r.get(1)?, revoked: r.get(2)? })
+        })
+        .optional()
+        .map_err(sql_err)
+}
+
+pub fn ledger(conn: &Connection, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT kind, amount, job_id, note, created_at FROM ledger WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(params![account_id.to_string(), limit], |r| {
+            let kind: String = r.get(0)?;
+            Ok(LedgerEntry {
+                kind: LedgerKind::parse(&kind).unwrap_or(LedgerKind::Credit),
+                amount: MicroUsd(r.get(1)?),
+                job_id: r.get::<_, Option<String>>(2)?.map(uuid),
+                note: r.get(3)?,
+                created_at: to_time(r.get(4)?),
+            })
+        })
+        .map_err(sql_err)?;
+    rows.collect::<Result<_, _>>().map_err(sql_err)
+}
+
+pub fn usage(conn: &Connection, account_id: Uuid) -> StoreResult<Usage> {
+    let mut usage = Usage::default();
+    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM jobs WHERE account_id = ?1 GROUP BY status").map_err(sql_err)?;
+    let rows = stmt
+        .query_map([account_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+        .map_err(sql_err)?;
+    for row in rows {
+        let (status, n) = row.map_err(sql_err)?;
+        match status.as_str() {
+            "completed" => usage.jobs_completed = n,
+            "failed" => usage.jobs_failed = n,
+            "cancelled" => usage.jobs_cancelled = n,
+            _ => usage.jobs_unfinished += n,
+        }
+    }
+    let week_ago = super::rows::to_us(time::OffsetDateTime::now_utc() - time::Duration::days(7));
+    let (recent, total): (i64, i64) = conn
+        .query_row(
+            "SELECT COALESCE(SUM(CASE WHEN created_at >= ?2 THEN amount ELSE 0 END), 0), COALESCE(SUM(amount), 0) \
+             FROM ledger WHERE account_id = ?1 AND kind = 'charge'",
+            params![account_id.to_string(), week_ago],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err)?;
+    usage.charged_last_7_days = MicroUsd(recent);
+    usage.charged_total = MicroUsd(total);
+    Ok(usage)
+}

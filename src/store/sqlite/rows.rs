@@ -1,0 +1,102 @@
+//! Row ↔ value mapping shared by the query files.
+use super::super::*;
+use super::sql_err;
+use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::money::MicroUsd;
+use rusqlite::{Connection, OptionalExtension, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub fn to_time(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn to_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+pub fn uuid(text: String) -> Uuid {
+    Uuid::parse_str(&text).unwrap_or_default()
+}
+
+pub const JOB_COLUMNS: &str = "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
+     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, queued_at";
+
+fn bad_column(e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
+    let status: String = row.get(3)?;
+    let request: String = row.get(7)?;
+    let result: Option<String> = row.get(16)?;
+    let error_code: Option<String> = row.get(17)?;
+    Ok(Job {
+        id: uuid(row.get(0)?),
+        account_id: uuid(row.get(1)?),
+        kind: row.get(2)?,
+        status: JobStatus::parse(&status).ok_or_else(|| bad_column(format!("unknown status {status}")))?,
+        created_at: to_time(row.get(4)?),
+        started_at: row.get::<_, Option<i64>>(5)?.map(to_time),
+        completed_at: row.get::<_, Option<i64>>(6)?.map(to_time),
+        request: serde_json::from_str(&request).map_err(bad_column)?,
+        seed: row.get(8)?,
+        width: row.get(9)?,
+        height: row.get(10)?,
+        price: MicroUsd(row.get(11)?),
+        price_tier_seconds: row.get(12)?,
+        progress: row.get(13)?,
+        attempts: row.get(14)?,
+        engine: row.get(15)?,
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(bad_column)?,
+        failure: match error_code {
+            Some(code) => Some(JobFailure {
+                code: FailureCode::parse(&code).unwrap_or(FailureCode::InternalError),
+                message: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
+        webhook_url: row.get(19)?,
+        queue_position: None,
+    })
+}
+
+/// Loads a job by id (any account) with its place in line filled in.
+pub fn load_job(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
+    let job = conn
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .map_err(sql_err)?
+        .query_row([id.to_string()], job_from_row)
+        .optional()
+        .map_err(sql_err)?;
+    match job {
+        Some(mut job) => {
+            job.queue_position = queue_position(conn, &job)?;
+            Ok(Some(job))
+        }
+        None => Ok(None),
+    }
+}
+
+pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> {
+    let ahead: i64 = match job.status {
+        JobStatus::Queued => conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND queued_at < (SELECT queued_at FROM jobs WHERE id = ?1)",
+            )
+            .map_err(sql_err)?
+            .query_row([job.id.to_string()], |r| r.get(0))
+            .map_err(sql_err)?,
+        JobStatus::Backlogged => conn
+            .prepare_cached("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status = 'backlogged' AND created_at < ?2")
+            .map_err(sql_err)?
+            .query_row(rusqlite::params![job.account_id.to_string(), to_us(job.created_at)], |r| r.get(0))
+            .map_err(sql_err)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(ahead as u64 + 1))
+}
+
+pub fn must_load(conn: &Connection, id: Uuid) -> StoreResult<Job> {
+    load_job(conn, id)?.ok_or(StoreError::NotFound)
+}

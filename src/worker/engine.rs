@@ -1,0 +1,74 @@
+//! The one interface every engine implements: a job's render spec, a progress sink and a cancel
+//! token in; a finished MP4 and poster (or a typed failure) out.
+use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::request::StyleRef;
+use async_trait::async_trait;
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Everything an engine needs, with inputs already decoded and fitted to the canvas.
+#[derive(Clone, Debug)]
+pub struct RenderSpec {
+    pub prompt: String,
+    pub seed: u32,
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: u32,
+    pub fps: u32,
+    pub generate_audio: bool,
+    pub start_image: Option<RgbImage>,
+    pub end_image: Option<RgbImage>,
+    pub styles: Vec<StyleRef>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedClip {
+    pub video: PathBuf,
+    pub poster: PathBuf,
+    pub has_audio: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct EngineError {
+    pub code: FailureCode,
+    pub message: String,
+}
+
+impl EngineError {
+    pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
+        EngineError { code, message: message.into() }
+    }
+}
+
+/// Where an engine reports its stage and progress (0..1); the worker forwards the latest value.
+#[derive(Clone)]
+pub struct ProgressSink(watch::Sender<(JobStatus, f64)>);
+
+impl ProgressSink {
+    pub fn new() -> (ProgressSink, watch::Receiver<(JobStatus, f64)>) {
+        let (tx, rx) = watch::channel((JobStatus::Processing, 0.0));
+        (ProgressSink(tx), rx)
+    }
+    pub fn report(&self, status: JobStatus, progress: f64) {
+        self.0.send_replace((status, progress.clamp(0.0, 1.0)));
+    }
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// The name jobs report (`preview`, `ltx`).
+    fn name(&self) -> &'static str;
+    /// True for engines that do not run the model (the job says so).
+    fn is_sandbox(&self) -> bool;
+    /// Renders into `out_dir`. Must return promptly once `cancel` fires.
+    async fn render(
+        &self,
+        spec: RenderSpec,
+        out_dir: &Path,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<RenderedClip, EngineError>;
+}

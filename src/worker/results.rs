@@ -1,0 +1,42 @@
+//! Result storage on local disk: each job's files go under an unguessable directory name, so
+//! a result URL is a capability that needs no key (like Krea's CDN links).
+use rand::RngCore;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct LocalResults {
+    root: PathBuf,
+}
+
+/// Keys of one stored result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredResult {
+    pub video_key: String,
+    pub poster_key: String,
+}
+
+impl LocalResults {
+    pub fn new(root: PathBuf) -> LocalResults {
+        LocalResults { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Moves a rendered video and poster into storage (a rename: the scratch dir is on the same disk).
+    pub fn put(&self, video: &Path, poster: &Path) -> std::io::Result<StoredResult> {
+        let mut token = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut token);
+        let dir_name = hex::encode(token);
+        let dir = self.root.join(&dir_name);
+        std::fs::create_dir_all(&dir)?;
+        move_file(video, &dir.join("video.mp4"))?;
+        move_file(poster, &dir.join("poster.jpg"))?;
+        Ok(StoredResult { video_key: format!("{dir_name}/video.mp4"), poster_key: format!("{dir_name}/poster.jpg") })
+    }
+}
+
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
+}
