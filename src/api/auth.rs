@@ -16,17 +16,27 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>`."));
+            return Err(ApiError::unauthorized(
+                "Missing API key: send `Authorization: Bearer <key>`.",
+            ));
         };
         let presented = value
             .to_str()
             .ok()
             .and_then(api_key::parse_authorization)
-            .ok_or_else(|| ApiError::unauthorized("Malformed API key: send `Authorization: Bearer <key-id>:<secret>`."))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "Malformed API key: send `Authorization: Bearer <key-id>:<secret>`.",
+                )
+            })?;
         let record = state.store.key(presented.key_id).await?;
         match record {
-            Some(key) if !key.revoked && api_key::secret_matches(&presented.secret, &key.secret_hash) => {
-                Ok(Caller { account_id: key.account_id })
+            Some(key)
+                if !key.revoked && api_key::secret_matches(&presented.secret, &key.secret_hash) =>
+            {
+                Ok(Caller {
+                    account_id: key.account_id,
+                })
             }
             _ => Err(ApiError::unauthorized("Invalid or revoked API key.")),
         }

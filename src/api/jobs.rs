@@ -19,19 +19,34 @@ fn job_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::job_not_found())
 }
 
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state
+        .store
+        .job(caller.account_id, job_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::job_not_found)?;
     Ok(Json(job_json(&job, &state.public_url)))
 }
 
-pub async fn cancel(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     match state.store.cancel(caller.account_id, job_id(&id)?).await? {
         Ok(job) => Ok(Json(job_json(&job, &state.public_url))),
         Err(CancelRefusal::NotFound) => Err(ApiError::job_not_found()),
         Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_finished",
-            format!("The job is already {} and cannot be cancelled.", status.as_str()),
+            format!(
+                "The job is already {} and cannot be cancelled.",
+                status.as_str()
+            ),
         )),
     }
 }
@@ -46,21 +61,26 @@ pub struct ListParams {
 
 pub const MAX_LIMIT: u32 = 1000;
 
-pub async fn list(State(state): State<AppState>, caller: Caller, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
     let limit = match params.limit.as_deref() {
         None | Some("") => 100,
         Some(text) => text
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}.")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}."))
+            })?,
     };
     let before = match params.cursor.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(
-            OffsetDateTime::parse(text, &Rfc3339)
-                .map_err(|_| ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value)."))?,
-        ),
+        Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value).")
+        })?),
     };
     let status = match params.status.as_deref() {
         None | Some("") => None,
@@ -79,8 +99,26 @@ pub async fn list(State(state): State<AppState>, caller: Caller, Query(params): 
         .map(str::to_owned)
         .take(32)
         .collect();
-    let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
-    let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
-    let items: Vec<Value> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
+    let jobs = state
+        .store
+        .list_jobs(
+            caller.account_id,
+            JobQuery {
+                before,
+                limit,
+                status,
+                kinds,
+            },
+        )
+        .await?;
+    let next_cursor = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|j| rfc3339(j.created_at)))
+        .flatten();
+    let items: Vec<Value> = jobs
+        .iter()
+        .map(|j| job_json(j, &state.public_url))
+        .collect();
+    Ok(Json(
+        json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor }),
+    ))
 }

@@ -32,13 +32,26 @@ pub fn spawn_workers(
 ) -> Vec<JoinHandle<()>> {
     (0..count)
         .map(|i| {
-            let config = WorkerConfig { name: format!("{}-{i}", config.name), ..config.clone() };
-            tokio::spawn(worker_loop(store.clone(), engine.clone(), config, shutdown.clone()))
+            let config = WorkerConfig {
+                name: format!("{}-{i}", config.name),
+                ..config.clone()
+            };
+            tokio::spawn(worker_loop(
+                store.clone(),
+                engine.clone(),
+                config,
+                shutdown.clone(),
+            ))
         })
         .collect()
 }
 
-async fn worker_loop(store: Arc<dyn Store>, engine: Arc<dyn Engine>, config: WorkerConfig, shutdown: CancellationToken) {
+async fn worker_loop(
+    store: Arc<dyn Store>,
+    engine: Arc<dyn Engine>,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) {
     let signal = store.queue_signal();
     while !shutdown.is_cancelled() {
         // Register for the wake-up before looking, so a job queued in between is not missed.
@@ -70,7 +83,13 @@ enum Outcome {
     ShuttingDown,
 }
 
-async fn run_job(store: &dyn Store, engine: &dyn Engine, config: &WorkerConfig, lease: Lease, shutdown: &CancellationToken) {
+async fn run_job(
+    store: &dyn Store,
+    engine: &dyn Engine,
+    config: &WorkerConfig,
+    lease: Lease,
+    shutdown: &CancellationToken,
+) {
     let lease_ref = lease.lease;
     let job_id = lease_ref.job_id;
     tracing::info!(%job_id, worker = %config.name, attempt = lease.job.attempts, "job leased");
@@ -98,14 +117,21 @@ async fn run_job(store: &dyn Store, engine: &dyn Engine, config: &WorkerConfig, 
     drop(work);
     let reported = match outcome {
         Outcome::Done(Ok(result)) => store.complete(lease_ref, result).await.map(|_| "completed"),
-        Outcome::Done(Err(e)) => store.fail(lease_ref, e.code, e.message).await.map(|_| "failed"),
+        Outcome::Done(Err(e)) => store
+            .fail(lease_ref, e.code, e.message)
+            .await
+            .map(|_| "failed"),
         Outcome::LeaseLost => Ok("stopped: lease lost or job cancelled"),
         Outcome::ShuttingDown => store.hand_back(lease_ref).await.map(|_| "handed back"),
     };
     match reported {
         Ok(what) => tracing::info!(%job_id, "job {what}"),
-        Err(StoreError::LeaseLost) => tracing::info!(%job_id, "job finished after its lease was lost; result discarded"),
-        Err(e) => tracing::error!(%job_id, error = %e, "could not record the job's outcome; its lease will expire"),
+        Err(StoreError::LeaseLost) => {
+            tracing::info!(%job_id, "job finished after its lease was lost; result discarded")
+        }
+        Err(e) => {
+            tracing::error!(%job_id, error = %e, "could not record the job's outcome; its lease will expire")
+        }
     }
 }
 
@@ -121,13 +147,20 @@ async fn prepare_and_render(
     let (w, h) = (job.width, job.height);
     let decode = move |uri: Option<String>, field: &'static str| -> Result<_, EngineError> {
         uri.map(|u| {
-            input_image::load_data_uri(&u, w, h)
-                .map_err(|why| EngineError::new(FailureCode::InvalidInput, format!("`{field}` could not be used: {why}.")))
+            input_image::load_data_uri(&u, w, h).map_err(|why| {
+                EngineError::new(
+                    FailureCode::InvalidInput,
+                    format!("`{field}` could not be used: {why}."),
+                )
+            })
         })
         .transpose()
     };
     let (start_image, end_image) = tokio::task::spawn_blocking(move || {
-        Ok::<_, EngineError>((decode(request.start_image, "start_image")?, decode(request.end_image, "end_image")?))
+        Ok::<_, EngineError>((
+            decode(request.start_image, "start_image")?,
+            decode(request.end_image, "end_image")?,
+        ))
     })
     .await
     .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))??;
@@ -144,9 +177,13 @@ async fn prepare_and_render(
         styles: job.request.styles.clone(),
     };
     progress.report(JobStatus::Sampling, 0.0);
-    let internal = |e: std::io::Error| EngineError::new(FailureCode::InternalError, format!("result storage: {e}"));
+    let internal = |e: std::io::Error| {
+        EngineError::new(FailureCode::InternalError, format!("result storage: {e}"))
+    };
     let scratch = crate::media::encode::scratch_dir(&config.scratch_dir).map_err(internal)?;
-    let clip = engine.render(spec, scratch.path(), progress, cancel).await?;
+    let clip = engine
+        .render(spec, scratch.path(), progress, cancel)
+        .await?;
     let results = config.results.clone();
     let (video, poster) = (clip.video.clone(), clip.poster.clone());
     let stored = tokio::task::spawn_blocking(move || results.put(&video, &poster))

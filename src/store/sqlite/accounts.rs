@@ -44,10 +44,17 @@ pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
 }
 
 pub fn count(conn: &Connection) -> StoreResult<u64> {
-    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err)
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(sql_err)
 }
 
-pub fn add_credits(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
+pub fn add_credits(
+    ctx: &mut WriteCtx,
+    id: Uuid,
+    amount: MicroUsd,
+    note: String,
+) -> StoreResult<Account> {
     let account = get(ctx.conn, id)?;
     if amount.0 < 0 && account.available().0 < -amount.0 {
         return Err(StoreError::Internal(format!(
@@ -61,11 +68,23 @@ pub fn add_credits(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String)
 }
 
 fn credit(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<()> {
-    ctx.conn.execute("UPDATE accounts SET balance = balance + ?2 WHERE id = ?1", params![id.to_string(), amount.0]).map_err(sql_err)?;
+    ctx.conn
+        .execute(
+            "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1",
+            params![id.to_string(), amount.0],
+        )
+        .map_err(sql_err)?;
     record(ctx, id, LedgerKind::Credit, amount, None, Some(note))
 }
 
-pub fn record(ctx: &mut WriteCtx, account: Uuid, kind: LedgerKind, amount: MicroUsd, job: Option<Uuid>, note: Option<String>) -> StoreResult<()> {
+pub fn record(
+    ctx: &mut WriteCtx,
+    account: Uuid,
+    kind: LedgerKind,
+    amount: MicroUsd,
+    job: Option<Uuid>,
+    note: Option<String>,
+) -> StoreResult<()> {
     let now = ctx.now_us();
     ctx.conn
         .prepare_cached("INSERT INTO ledger (account_id, kind, amount, job_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -86,7 +105,11 @@ pub fn set_limits(
     ctx.conn
         .execute(
             "UPDATE accounts SET max_concurrent = ?2, max_backlog = ?3 WHERE id = ?1",
-            params![id.to_string(), max_concurrent.unwrap_or(before.max_concurrent).max(1), max_backlog.unwrap_or(before.max_backlog)],
+            params![
+                id.to_string(),
+                max_concurrent.unwrap_or(before.max_concurrent).max(1),
+                max_backlog.unwrap_or(before.max_backlog)
+            ],
         )
         .map_err(sql_err)?;
     // A raised limit frees slots at once.
@@ -94,7 +117,13 @@ pub fn set_limits(
     get(ctx.conn, id)
 }
 
-pub fn create_key(ctx: &mut WriteCtx, account_id: Uuid, key_id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()> {
+pub fn create_key(
+    ctx: &mut WriteCtx,
+    account_id: Uuid,
+    key_id: Uuid,
+    secret_hash: String,
+    label: Option<String>,
+) -> StoreResult<()> {
     get(ctx.conn, account_id)?;
     let now = ctx.now_us();
     ctx.conn
@@ -110,19 +139,29 @@ pub fn revoke_key(ctx: &mut WriteCtx, key_id: Uuid) -> StoreResult<bool> {
     let now = ctx.now_us();
     let exists = ctx
         .conn
-        .execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id.to_string(), now])
+        .execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![key_id.to_string(), now],
+        )
         .map_err(sql_err)?;
     Ok(exists > 0)
 }
 
 pub fn key(conn: &Connection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
-    conn.prepare_cached("SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1")
-        .map_err(sql_err)?
-        .query_row([key_id.to_string()], |r| {
-            Ok(KeyRecord { key_id, account_id: uuid(r.get(0)?), secret_hash: r.get(1)?, revoked: r.get(2)? })
+    conn.prepare_cached(
+        "SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1",
+    )
+    .map_err(sql_err)?
+    .query_row([key_id.to_string()], |r| {
+        Ok(KeyRecord {
+            key_id,
+            account_id: uuid(r.get(0)?),
+            secret_hash: r.get(1)?,
+            revoked: r.get(2)?,
         })
-        .optional()
-        .map_err(sql_err)
+    })
+    .optional()
+    .map_err(sql_err)
 }
 
 pub fn ledger(conn: &Connection, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
@@ -146,9 +185,13 @@ pub fn ledger(conn: &Connection, account_id: Uuid, limit: u32) -> StoreResult<Ve
 
 pub fn usage(conn: &Connection, account_id: Uuid) -> StoreResult<Usage> {
     let mut usage = Usage::default();
-    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM jobs WHERE account_id = ?1 GROUP BY status").map_err(sql_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT status, COUNT(*) FROM jobs WHERE account_id = ?1 GROUP BY status")
+        .map_err(sql_err)?;
     let rows = stmt
-        .query_map([account_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+        .query_map([account_id.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
         .map_err(sql_err)?;
     for row in rows {
         let (status, n) = row.map_err(sql_err)?;

@@ -72,7 +72,10 @@ impl Actors {
                 })
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        Ok(Actors { writer: write_tx, readers: read_tx })
+        Ok(Actors {
+            writer: write_tx,
+            readers: read_tx,
+        })
     }
 
     pub async fn read<T: Send + 'static>(
@@ -83,8 +86,11 @@ impl Actors {
         let op: ReadOp = Box::new(move |conn| {
             let _ = tx.send(f(conn));
         });
-        self.readers.send(op).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        rx.await.map_err(|_| StoreError::Internal("a store reader stopped".into()))?
+        self.readers
+            .send(op)
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Internal("a store reader stopped".into()))?
     }
 
     /// Runs `f` in the shared transaction. An `Err` from `f` rolls back only `f`'s changes.
@@ -104,8 +110,11 @@ impl Actors {
             });
             (ok, reply)
         });
-        self.writer.send(op).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        rx.await.map_err(|_| StoreError::Internal("the store writer stopped".into()))?
+        self.writer
+            .send(op)
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Internal("the store writer stopped".into()))?
     }
 }
 
@@ -115,7 +124,11 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // Could not even start (e.g. the disk is gone): answer every op with the error.
-            let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
+            let mut ctx = WriteCtx {
+                conn: &conn,
+                clock: &mut clock,
+                after_commit: Vec::new(),
+            };
             for op in batch {
                 let (_, reply) = op(&mut ctx);
                 reply(Err(e.to_string()));
@@ -125,7 +138,11 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         let mut replies = Vec::with_capacity(batch.len());
         let mut hooks = Vec::new();
         for op in batch {
-            let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
+            let mut ctx = WriteCtx {
+                conn: &conn,
+                clock: &mut clock,
+                after_commit: Vec::new(),
+            };
             let savepoint = conn.execute_batch("SAVEPOINT op");
             let (ok, reply) = op(&mut ctx);
             let settled = if ok {

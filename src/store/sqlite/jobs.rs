@@ -12,34 +12,57 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-const SLOT_STATUSES: &str = "('queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')";
+const SLOT_STATUSES: &str =
+    "('queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')";
 
 fn count(conn: &Connection, sql: &str, account: Uuid) -> StoreResult<u32> {
-    conn.prepare_cached(sql).map_err(sql_err)?.query_row([account.to_string()], |r| r.get(0)).map_err(sql_err)
+    conn.prepare_cached(sql)
+        .map_err(sql_err)?
+        .query_row([account.to_string()], |r| r.get(0))
+        .map_err(sql_err)
 }
 
 fn occupied_slots(conn: &Connection, account: Uuid) -> StoreResult<u32> {
-    count(conn, &format!("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status IN {SLOT_STATUSES}"), account)
+    count(
+        conn,
+        &format!("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status IN {SLOT_STATUSES}"),
+        account,
+    )
 }
 
 fn backlog_len(conn: &Connection, account: Uuid) -> StoreResult<u32> {
-    count(conn, "SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status = 'backlogged'", account)
+    count(
+        conn,
+        "SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status = 'backlogged'",
+        account,
+    )
 }
 
-pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
+pub fn submit(
+    ctx: &mut WriteCtx,
+    new: NewJob,
+    signal: Arc<Notify>,
+) -> StoreResult<Result<Job, SubmitRefusal>> {
     let account = accounts::get(ctx.conn, new.account_id)?;
     if account.available() < new.price {
-        return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
+        return Ok(Err(SubmitRefusal::InsufficientBalance {
+            price: new.price,
+            available: account.available(),
+        }));
     }
     let status = if occupied_slots(ctx.conn, account.id)? < account.max_concurrent {
         JobStatus::Queued
     } else if backlog_len(ctx.conn, account.id)? < account.max_backlog {
         JobStatus::Backlogged
     } else {
-        return Ok(Err(SubmitRefusal::BacklogFull { max_concurrent: account.max_concurrent, max_backlog: account.max_backlog }));
+        return Ok(Err(SubmitRefusal::BacklogFull {
+            max_concurrent: account.max_concurrent,
+            max_backlog: account.max_backlog,
+        }));
     };
     let now = ctx.now_us();
-    let request = serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let request =
+        serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .prepare_cached(
             "INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, seed, width, height, \
@@ -67,7 +90,14 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
         .map_err(sql_err)?
         .execute(params![account.id.to_string(), new.price.0])
         .map_err(sql_err)?;
-    record(ctx, account.id, LedgerKind::Hold, new.price, Some(new.id), None)?;
+    record(
+        ctx,
+        account.id,
+        LedgerKind::Hold,
+        new.price,
+        Some(new.id),
+        None,
+    )?;
     if status == JobStatus::Queued {
         ctx.after_commit(move || signal.notify_waiters());
     }
@@ -79,13 +109,16 @@ pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResul
 }
 
 pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2");
+    let mut sql =
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2");
     if query.status.is_some() {
         sql.push_str(" AND status = ?3");
     }
     if !query.kinds.is_empty() {
         // Kinds come from a fixed vocabulary upstream, but bind them anyway.
-        let marks: Vec<String> = (0..query.kinds.len()).map(|i| format!("?{}", i + 5)).collect();
+        let marks: Vec<String> = (0..query.kinds.len())
+            .map(|i| format!("?{}", i + 5))
+            .collect();
         sql.push_str(&format!(" AND kind IN ({})", marks.join(", ")));
     }
     sql.push_str(" ORDER BY created_at DESC LIMIT ?4");
@@ -93,14 +126,23 @@ pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Ve
     let mut values: Vec<rusqlite::types::Value> = vec![
         account.to_string().into(),
         before.into(),
-        query.status.map(|s| s.as_str().to_owned()).unwrap_or_default().into(),
+        query
+            .status
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default()
+            .into(),
         i64::from(query.limit).into(),
     ];
     values.extend(query.kinds.iter().map(|k| k.clone().into()));
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
     // Unused positional parameters are an error in SQLite, so bind only those the SQL names.
     let count = stmt.parameter_count();
-    let rows = stmt.query_map(rusqlite::params_from_iter(values.into_iter().take(count)), job_from_row).map_err(sql_err)?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params_from_iter(values.into_iter().take(count)),
+            job_from_row,
+        )
+        .map_err(sql_err)?;
     let mut jobs: Vec<Job> = rows.collect::<Result<_, _>>().map_err(sql_err)?;
     for job in &mut jobs {
         job.queue_position = queue_position(conn, job)?;
@@ -108,7 +150,12 @@ pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Ve
     Ok(jobs)
 }
 
-pub fn cancel(ctx: &mut WriteCtx, account: Uuid, id: Uuid, signal: Arc<Notify>) -> StoreResult<Result<Job, CancelRefusal>> {
+pub fn cancel(
+    ctx: &mut WriteCtx,
+    account: Uuid,
+    id: Uuid,
+    signal: Arc<Notify>,
+) -> StoreResult<Result<Job, CancelRefusal>> {
     let Some(job) = get_for_account(ctx.conn, account, id)? else {
         return Ok(Err(CancelRefusal::NotFound));
     };
@@ -151,16 +198,33 @@ fn settle_hold(ctx: &mut WriteCtx, job: Uuid, kind: LedgerKind, note: &str) -> S
     }
     let balance_change = if kind == LedgerKind::Charge { hold } else { 0 };
     ctx.conn
-        .prepare_cached("UPDATE accounts SET held = held - ?2, balance = balance - ?3 WHERE id = ?1")
+        .prepare_cached(
+            "UPDATE accounts SET held = held - ?2, balance = balance - ?3 WHERE id = ?1",
+        )
         .map_err(sql_err)?
         .execute(params![account, hold, balance_change])
         .map_err(sql_err)?;
-    ctx.conn.prepare_cached("UPDATE jobs SET hold = 0 WHERE id = ?1").map_err(sql_err)?.execute([job.to_string()]).map_err(sql_err)?;
-    record(ctx, super::rows::uuid(account), kind, MicroUsd(hold), Some(job), Some(note.to_owned()))
+    ctx.conn
+        .prepare_cached("UPDATE jobs SET hold = 0 WHERE id = ?1")
+        .map_err(sql_err)?
+        .execute([job.to_string()])
+        .map_err(sql_err)?;
+    record(
+        ctx,
+        super::rows::uuid(account),
+        kind,
+        MicroUsd(hold),
+        Some(job),
+        Some(note.to_owned()),
+    )
 }
 
 /// Moves the account's oldest backlogged jobs to `queued` while it has free slots.
-pub fn promote_backlog(ctx: &mut WriteCtx, account: Uuid, signal: &Arc<Notify>) -> StoreResult<u32> {
+pub fn promote_backlog(
+    ctx: &mut WriteCtx,
+    account: Uuid,
+    signal: &Arc<Notify>,
+) -> StoreResult<u32> {
     let max: u32 = accounts::get(ctx.conn, account)?.max_concurrent;
     let mut promoted = 0;
     while occupied_slots(ctx.conn, account)? < max {
@@ -174,7 +238,10 @@ pub fn promote_backlog(ctx: &mut WriteCtx, account: Uuid, signal: &Arc<Notify>) 
         let Some(next) = next else { break };
         let now = ctx.now_us();
         ctx.conn
-            .execute("UPDATE jobs SET status = 'queued', queued_at = ?2, updated_at = ?2 WHERE id = ?1", params![next, now])
+            .execute(
+                "UPDATE jobs SET status = 'queued', queued_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![next, now],
+            )
             .map_err(sql_err)?;
         promoted += 1;
     }
@@ -185,13 +252,22 @@ pub fn promote_backlog(ctx: &mut WriteCtx, account: Uuid, signal: &Arc<Notify>) 
     Ok(promoted)
 }
 
-pub fn usable_styles(conn: &Connection, account: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {
+pub fn usable_styles(
+    conn: &Connection,
+    account: Uuid,
+    ids: Vec<String>,
+) -> StoreResult<Vec<String>> {
     let mut stmt = conn
         .prepare_cached("SELECT id FROM styles WHERE id = ?1 AND (public = 1 OR account_id = ?2)")
         .map_err(sql_err)?;
     let mut usable = Vec::new();
     for id in ids {
-        if stmt.query_row(params![id, account.to_string()], |_| Ok(())).optional().map_err(sql_err)?.is_some() {
+        if stmt
+            .query_row(params![id, account.to_string()], |_| Ok(()))
+            .optional()
+            .map_err(sql_err)?
+            .is_some()
+        {
             usable.push(id);
         }
     }

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub fn to_time(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub fn to_us(t: OffsetDateTime) -> i64 {
@@ -35,7 +36,8 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         id: uuid(row.get(0)?),
         account_id: uuid(row.get(1)?),
         kind: row.get(2)?,
-        status: JobStatus::parse(&status).ok_or_else(|| bad_column(format!("unknown status {status}")))?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| bad_column(format!("unknown status {status}")))?,
         created_at: to_time(row.get(4)?),
         started_at: row.get::<_, Option<i64>>(5)?.map(to_time),
         completed_at: row.get::<_, Option<i64>>(6)?.map(to_time),
@@ -48,7 +50,10 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         progress: row.get(13)?,
         attempts: row.get(14)?,
         engine: row.get(15)?,
-        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(bad_column)?,
+        result: result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(bad_column)?,
         failure: match error_code {
             Some(code) => Some(JobFailure {
                 code: FailureCode::parse(&code).unwrap_or(FailureCode::InternalError),

@@ -1,0 +1,10 @@
+//! Black-box tests: the real app on port 0 with a fresh data dir, spoken to over HTTP.
+mod auth;
+mod backlog;
+mod billing;
+mod cli;
+mod helpers;
+mod jobs;
+mod media;
+mod probe;
+mod validation;
