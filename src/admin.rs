@@ -18,6 +18,8 @@ fn account_json(account: &Account) -> Value {
         "available_usd": account.available(),
         "max_concurrent": account.max_concurrent,
         "max_backlog": account.max_backlog,
+        "active_jobs": account.active_jobs,
+        "backlogged_jobs": account.backlogged_jobs,
     })
 }
 

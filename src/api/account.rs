@@ -18,6 +18,8 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> Result<Json<
         "available_usd": account.available(),
         "max_concurrent": account.max_concurrent,
         "max_backlog": account.max_backlog,
+        "active_jobs": account.active_jobs,
+        "backlogged_jobs": account.backlogged_jobs,
         "usage": usage,
         "recent_ledger": ledger,
     })))

@@ -24,6 +24,9 @@ pub struct Account {
     pub held: MicroUsd,
     pub max_concurrent: u32,
     pub max_backlog: u32,
+    /// Jobs holding a concurrency slot (queued through intermediate-complete).
+    pub active_jobs: u32,
+    pub backlogged_jobs: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

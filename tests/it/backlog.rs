@@ -35,6 +35,15 @@ async fn over_the_limit_jobs_wait_in_the_backlog_then_429() {
         json!(ltx_serve::domain::money::MicroUsd(3 * 179_800))
     );
 
+    let account = app.account_view(&acct.key).await;
+    assert_eq!(
+        (
+            account["active_jobs"].as_u64(),
+            account["backlogged_jobs"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+
     // A freed slot promotes the oldest backlogged job.
     app.delete(&acct.key, &format!("/jobs/{}", job_id(&first)))
         .await;

@@ -73,6 +73,13 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
     assert_eq!(account["usage"]["jobs_completed"], 2);
     assert_eq!(account["usage"]["jobs_failed"], 1);
     assert_eq!(account["usage"]["jobs_cancelled"], 1);
+    assert_eq!(
+        (
+            account["active_jobs"].as_u64(),
+            account["backlogged_jobs"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
 
     let ledger = app.store.ledger(acct.id, 1000).await.unwrap();
     let sum = |kind: LedgerKind| {

@@ -25,7 +25,7 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
 }
 
 pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
-    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at FROM accounts WHERE id = ?1")
+    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs FROM accounts WHERE id = ?1")
         .map_err(sql_err)?
         .query_row([id.to_string()], |r| {
             Ok(Account {
@@ -36,6 +36,8 @@ pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
                 max_concurrent: r.get(4)?,
                 max_backlog: r.get(5)?,
                 created_at: to_time(r.get(6)?),
+                active_jobs: r.get(7)?,
+                backlogged_jobs: r.get(8)?,
             })
         })
         .optional()

@@ -12,30 +12,28 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-const SLOT_STATUSES: &str =
-    "('queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')";
-
-fn count(conn: &Connection, sql: &str, account: Uuid) -> StoreResult<u32> {
-    conn.prepare_cached(sql)
+/// (jobs holding a slot, jobs backlogged) of an account, from its counters.
+fn job_counts(conn: &Connection, account: Uuid) -> StoreResult<(u32, u32)> {
+    conn.prepare_cached("SELECT active_jobs, backlogged_jobs FROM accounts WHERE id = ?1")
         .map_err(sql_err)?
-        .query_row([account.to_string()], |r| r.get(0))
+        .query_row([account.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(sql_err)
 }
 
-fn occupied_slots(conn: &Connection, account: Uuid) -> StoreResult<u32> {
-    count(
-        conn,
-        &format!("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status IN {SLOT_STATUSES}"),
-        account,
-    )
-}
-
-fn backlog_len(conn: &Connection, account: Uuid) -> StoreResult<u32> {
-    count(
-        conn,
-        "SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status = 'backlogged'",
-        account,
-    )
+/// Moves the account's counters when one of its jobs changes between slot-holding,
+/// backlogged and terminal.
+pub fn count_transition(
+    ctx: &WriteCtx,
+    account: Uuid,
+    active: i64,
+    backlogged: i64,
+) -> StoreResult<()> {
+    ctx.conn
+        .prepare_cached("UPDATE accounts SET active_jobs = active_jobs + ?2, backlogged_jobs = backlogged_jobs + ?3 WHERE id = ?1")
+        .map_err(sql_err)?
+        .execute(params![account.to_string(), active, backlogged])
+        .map_err(sql_err)?;
+    Ok(())
 }
 
 pub fn submit(
@@ -50,9 +48,10 @@ pub fn submit(
             available: account.available(),
         }));
     }
-    let status = if occupied_slots(ctx.conn, account.id)? < account.max_concurrent {
+    let (active, backlogged) = job_counts(ctx.conn, account.id)?;
+    let status = if active < account.max_concurrent {
         JobStatus::Queued
-    } else if backlog_len(ctx.conn, account.id)? < account.max_backlog {
+    } else if backlogged < account.max_backlog {
         JobStatus::Backlogged
     } else {
         return Ok(Err(SubmitRefusal::BacklogFull {
@@ -98,7 +97,9 @@ pub fn submit(
         Some(new.id),
         None,
     )?;
-    if status == JobStatus::Queued {
+    let queued = status == JobStatus::Queued;
+    count_transition(ctx, account.id, i64::from(queued), i64::from(!queued))?;
+    if queued {
         ctx.after_commit(move || signal.notify_waiters());
     }
     Ok(Ok(must_load(ctx.conn, new.id)?))
@@ -172,6 +173,13 @@ pub fn cancel(
         )
         .map_err(sql_err)?;
     release_hold(ctx, id, "cancelled")?;
+    let was_backlogged = job.status == JobStatus::Backlogged;
+    count_transition(
+        ctx,
+        account,
+        -i64::from(!was_backlogged),
+        -i64::from(was_backlogged),
+    )?;
     promote_backlog(ctx, account, &signal)?;
     Ok(Ok(must_load(ctx.conn, id)?))
 }
@@ -226,8 +234,9 @@ pub fn promote_backlog(
     signal: &Arc<Notify>,
 ) -> StoreResult<u32> {
     let max: u32 = accounts::get(ctx.conn, account)?.max_concurrent;
+    let (mut active, mut backlogged) = job_counts(ctx.conn, account)?;
     let mut promoted = 0;
-    while occupied_slots(ctx.conn, account)? < max {
+    while active < max && backlogged > 0 {
         let next: Option<String> = ctx
             .conn
             .prepare_cached("SELECT id FROM jobs WHERE account_id = ?1 AND status = 'backlogged' ORDER BY created_at LIMIT 1")
@@ -244,7 +253,10 @@ pub fn promote_backlog(
             )
             .map_err(sql_err)?;
         promoted += 1;
+        active += 1;
+        backlogged -= 1;
     }
+    count_transition(ctx, account, i64::from(promoted), -i64::from(promoted))?;
     if promoted > 0 {
         let signal = signal.clone();
         ctx.after_commit(move || signal.notify_waiters());

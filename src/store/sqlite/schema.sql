@@ -7,6 +7,10 @@ CREATE TABLE accounts (
     held           INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
     max_concurrent INTEGER NOT NULL CHECK (max_concurrent >= 1),
     max_backlog    INTEGER NOT NULL CHECK (max_backlog >= 0),
+    -- jobs holding a slot (queued … intermediate-complete) and jobs backlogged: kept by every
+    -- transition so a submit checks its limits without counting rows
+    active_jobs    INTEGER NOT NULL DEFAULT 0 CHECK (active_jobs >= 0),
+    backlogged_jobs INTEGER NOT NULL DEFAULT 0 CHECK (backlogged_jobs >= 0),
     created_at     INTEGER NOT NULL
 );
 

@@ -2,7 +2,7 @@
 //! scheduler's sweep of expired leases and overrunning jobs.
 use super::super::*;
 use super::actor::WriteCtx;
-use super::jobs::{charge_hold, promote_backlog, release_hold};
+use super::jobs::{charge_hold, count_transition, promote_backlog, release_hold};
 use super::rows::{must_load, uuid};
 use super::sql_err;
 use crate::domain::job::{FailureCode, JobStatus};
@@ -113,7 +113,9 @@ pub fn complete(
         )
         .map_err(sql_err)?;
     charge_hold(ctx, lease.job_id)?;
-    promote_backlog(ctx, account_of(ctx, lease.job_id)?, &signal)?;
+    let account = account_of(ctx, lease.job_id)?;
+    count_transition(ctx, account, -1, 0)?;
+    promote_backlog(ctx, account, &signal)?;
     must_load(ctx.conn, lease.job_id)
 }
 
@@ -145,7 +147,10 @@ fn fail_job(
         )
         .map_err(sql_err)?;
     release_hold(ctx, job, code.as_str())?;
-    promote_backlog(ctx, account_of(ctx, job)?, signal)?;
+    // Only leased (slot-holding) jobs fail here.
+    let account = account_of(ctx, job)?;
+    count_transition(ctx, account, -1, 0)?;
+    promote_backlog(ctx, account, signal)?;
     Ok(())
 }
 
