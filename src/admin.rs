@@ -33,15 +33,9 @@ pub async fn create_account(store: &dyn Store, new: NewAccount) -> anyhow::Resul
     Ok(out)
 }
 
-async fn issue_key(
-    store: &dyn Store,
-    account_id: Uuid,
-    label: Option<String>,
-) -> anyhow::Result<(String, Uuid)> {
+async fn issue_key(store: &dyn Store, account_id: Uuid, label: Option<String>) -> anyhow::Result<(String, Uuid)> {
     let key = api_key::generate();
-    store
-        .create_key(account_id, key.key_id, key.secret_hash, label)
-        .await?;
+    store.create_key(account_id, key.key_id, key.secret_hash, label).await?;
     Ok((key.token, key.key_id))
 }
 
@@ -53,24 +47,12 @@ pub async fn show_account(store: &dyn Store, id: Uuid) -> anyhow::Result<Value> 
     Ok(out)
 }
 
-pub async fn add_credits(
-    store: &dyn Store,
-    id: Uuid,
-    amount: MicroUsd,
-    note: String,
-) -> anyhow::Result<Value> {
-    let account = store
-        .add_credits(id, amount, note)
-        .await
-        .map_err(|e| not_found(e, id))?;
+pub async fn add_credits(store: &dyn Store, id: Uuid, amount: MicroUsd, note: String) -> anyhow::Result<Value> {
+    let account = store.add_credits(id, amount, note).await.map_err(|e| not_found(e, id))?;
     Ok(account_json(&account))
 }
 
-pub async fn create_key(
-    store: &dyn Store,
-    id: Uuid,
-    label: Option<String>,
-) -> anyhow::Result<Value> {
+pub async fn create_key(store: &dyn Store, id: Uuid, label: Option<String>) -> anyhow::Result<Value> {
     store.account(id).await.map_err(|e| not_found(e, id))?;
     let (token, key_id) = issue_key(store, id, label).await?;
     Ok(json!({ "account_id": id, "key_id": key_id, "api_key": token }))
@@ -89,10 +71,7 @@ pub async fn set_limits(
     max_concurrent: Option<u32>,
     max_backlog: Option<u32>,
 ) -> anyhow::Result<Value> {
-    let account = store
-        .set_limits(id, max_concurrent, max_backlog)
-        .await
-        .map_err(|e| not_found(e, id))?;
+    let account = store.set_limits(id, max_concurrent, max_backlog).await.map_err(|e| not_found(e, id))?;
     Ok(account_json(&account))
 }
 

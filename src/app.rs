@@ -25,24 +25,17 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         let store = SqliteStore::open(&config.data_dir)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{address}"));
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         let state = AppState {
             store: Arc::new(store),
+            key_cache: Arc::new(crate::api::key_cache::KeyCache::new(config.key_cache_ttl)),
             config: Arc::new(config),
             public_url: public_url.trim_end_matches('/').into(),
         };
-        Ok(Application {
-            listener,
-            address,
-            state,
-        })
+        Ok(Application { listener, address, state })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -59,10 +52,7 @@ impl Application {
 
     /// Serves until `stop` resolves, then stops taking work, lets in-flight requests finish and
     /// hands running jobs back to the queue.
-    pub async fn run_until_stopped(
-        self,
-        stop: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let config = self.state.config.clone();
         let shutdown = CancellationToken::new();
         let scheduler = crate::scheduler::spawn(
@@ -72,29 +62,20 @@ impl Application {
             config.max_run_time,
             shutdown.clone(),
         );
-        let engine = Arc::new(PreviewEngine {
-            sampling_time: config.preview_sampling_time,
-        });
+        let engine = Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time });
         let worker_config = WorkerConfig {
             name: format!("in-process@{}", self.address),
             lease_ttl: config.lease_ttl,
-            heartbeat_every: (config.lease_ttl / 6)
-                .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            heartbeat_every: (config.lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(5)),
             scratch_dir: config.data_dir.join("tmp"),
             results: LocalResults::new(config.data_dir.join("results")),
         };
-        let workers = spawn_workers(
-            config.workers,
-            self.state.store.clone(),
-            engine,
-            worker_config,
-            shutdown.clone(),
-        );
+        let workers = spawn_workers(config.workers, self.state.store.clone(), engine, worker_config, shutdown.clone());
 
         let http_stop = shutdown.clone();
         let router = api::router(self.state);
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await });
+        let server =
+            axum::serve(self.listener, router).with_graceful_shutdown(async move { http_stop.cancelled().await });
         let trigger = shutdown.clone();
         tokio::spawn(async move {
             stop.await;
@@ -118,8 +99,7 @@ pub async fn stop_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -14,11 +14,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(
-    name = "ltx-serve",
-    version,
-    about = "Krea-compatible LTX-2.3 generation API"
-)]
+#[command(name = "ltx-serve", version, about = "Krea-compatible LTX-2.3 generation API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,6 +66,10 @@ struct ServeArgs {
     /// Credits of the demo account created on first start with an empty store.
     #[arg(long, env = "LTX_SERVE_DEMO_CREDITS_USD", default_value = "2", value_parser = parse_usd)]
     demo_credits_usd: MicroUsd,
+    /// Seconds a verified API key is trusted before the store is asked again (revocations by
+    /// `admin key revoke` take effect within this time).
+    #[arg(long, env = "LTX_SERVE_KEY_CACHE_SECS", default_value_t = 2)]
+    key_cache_secs: u64,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -78,12 +78,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct AdminArgs {
     /// The data dir of the server to manage.
-    #[arg(
-        long,
-        env = "LTX_SERVE_DATA_DIR",
-        default_value = "./data",
-        global = true
-    )]
+    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: AdminCommand,
@@ -168,11 +163,8 @@ enum LimitsCommand {
 }
 
 fn parse_date(text: &str) -> Result<time::Date, String> {
-    time::Date::parse(
-        text,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .map_err(|_| format!("`{text}` is not a YYYY-MM-DD date"))
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("`{text}` is not a YYYY-MM-DD date"))
 }
 
 fn parse_usd(text: &str) -> Result<MicroUsd, String> {
@@ -204,11 +196,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(format: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -231,6 +220,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         lease_ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
         max_attempts: args.max_attempts.max(1),
         preview_sampling_time: Duration::from_millis(args.preview_sampling_ms),
+        key_cache_ttl: Duration::from_secs(args.key_cache_secs),
         ..ServeConfig::new(PathBuf::new())
     };
     let app = Application::build(config).await?;
@@ -244,33 +234,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let created = admin::create_account(&*app.store(), demo).await?;
         let key = created["api_key"].as_str().unwrap_or_default();
-        println!(
-            "ltx-serve: created the default account with {} of demo credit.",
-            args.demo_credits_usd
-        );
+        println!("ltx-serve: created the default account with {} of demo credit.", args.demo_credits_usd);
         println!("Its API key is shown only this once — keep it:\n\n  export LTX_SERVE_API_KEY='{key}'\n");
         println!("Try it:\n");
         println!(
             "  curl -s {base}{} -H \"Authorization: Bearer $LTX_SERVE_API_KEY\" -H 'Content-Type: application/json' \\\n    -d '{{\"prompt\": \"A lighthouse on a cliff at dusk, waves crashing\", \"num_frames\": 49}}'\n",
             crate::api::GENERATE_PATH
         );
-        println!(
-            "  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n"
-        );
+        println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
     }
     println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
     app.run_until_stopped(stop_signal()).await
 }
 
 fn check_ffmpeg() -> anyhow::Result<()> {
-    match std::process::Command::new("ffmpeg")
-        .arg("-version")
-        .output()
-    {
+    match std::process::Command::new("ffmpeg").arg("-version").output() {
         Ok(out) if out.status.success() => Ok(()),
-        _ => anyhow::bail!(
-            "ffmpeg is not installed or does not run; install it with `apt-get install ffmpeg`"
-        ),
+        _ => anyhow::bail!("ffmpeg is not installed or does not run; install it with `apt-get install ffmpeg`"),
     }
 }
 
@@ -278,43 +258,21 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&args.data_dir)?;
     let store: &dyn Store = &store;
     let out = match args.command {
-        AdminCommand::Account(AccountCommand::Create {
-            name,
-            credits_usd,
-            max_concurrent,
-            max_backlog,
-        }) => {
+        AdminCommand::Account(AccountCommand::Create { name, credits_usd, max_concurrent, max_backlog }) => {
             if credits_usd.0 < 0 {
                 anyhow::bail!("--credits-usd must not be negative");
             }
-            admin::create_account(
-                store,
-                NewAccount {
-                    name,
-                    credits: credits_usd,
-                    max_concurrent,
-                    max_backlog,
-                },
-            )
-            .await?
+            admin::create_account(store, NewAccount { name, credits: credits_usd, max_concurrent, max_backlog }).await?
         }
-        AdminCommand::Account(AccountCommand::Show { account }) => {
-            admin::show_account(store, account).await?
-        }
+        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account).await?,
         AdminCommand::Credits(CreditsCommand::Add { account, usd, note }) => {
             admin::add_credits(store, account, usd, note).await?
         }
-        AdminCommand::Key(KeyCommand::Create { account, label }) => {
-            admin::create_key(store, account, label).await?
+        AdminCommand::Key(KeyCommand::Create { account, label }) => admin::create_key(store, account, label).await?,
+        AdminCommand::Key(KeyCommand::Revoke { key_id }) => admin::revoke_key(store, key_id).await?,
+        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
+            admin::set_limits(store, account, max_concurrent, max_backlog).await?
         }
-        AdminCommand::Key(KeyCommand::Revoke { key_id }) => {
-            admin::revoke_key(store, key_id).await?
-        }
-        AdminCommand::Limits(LimitsCommand::Set {
-            account,
-            max_concurrent,
-            max_backlog,
-        }) => admin::set_limits(store, account, max_concurrent, max_backlog).await?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

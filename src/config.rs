@@ -45,6 +45,9 @@ pub struct ServeConfig {
     pub preview_sampling_time: Duration,
     /// Seconds a client is told to wait after a 429.
     pub retry_after: Duration,
+    /// How long a verified API key is trusted without asking the store again (a revocation
+    /// made by another process takes effect within this time).
+    pub key_cache_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -64,6 +67,7 @@ impl ServeConfig {
             max_attempts: 3,
             preview_sampling_time: Duration::ZERO,
             retry_after: Duration::from_secs(10),
+            key_cache_ttl: Duration::from_secs(2),
         }
     }
 }

@@ -15,12 +15,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
+        ApiError { status, code, message: message.into(), retry_after_secs: None }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -56,11 +51,7 @@ impl From<crate::store::StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "Internal error.",
-                )
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error.")
             }
         }
     }
@@ -68,15 +59,9 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({ "error": self.message, "code": self.code })),
-        )
-            .into_response();
+        let mut response = (self.status, Json(json!({ "error": self.message, "code": self.code }))).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -84,37 +69,24 @@ impl IntoResponse for ApiError {
 
 /// Gives error responses made outside our handlers (unknown route, wrong method, bad path
 /// parameter, timeouts) the same `{error, code}` body.
-pub async fn json_error_bodies(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn json_error_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "No such resource.".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "This method is not allowed on this resource.".to_owned(),
-        ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "payload_too_large",
-            "The request body is too large.".to_owned(),
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "This method is not allowed on this resource.".to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large.".to_owned()),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "The request took too long.".to_owned()),
-        s if s.is_client_error() => (
-            "invalid_request",
-            format!(
-                "Invalid request ({}).",
-                s.canonical_reason().unwrap_or("error")
-            ),
-        ),
+        s if s.is_client_error() => {
+            ("invalid_request", format!("Invalid request ({}).", s.canonical_reason().unwrap_or("error")))
+        }
         _ => ("internal_error", "Internal error.".to_owned()),
     };
     let (mut parts, _) = response.into_parts();

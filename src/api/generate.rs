@@ -25,18 +25,13 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "The request body is larger than {} bytes.",
-                    state.config.max_body_bytes
-                ),
-            )
-        })?;
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body is larger than {} bytes.", state.config.max_body_bytes),
+        )
+    })?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
     let options = NormaliseOptions {
@@ -50,10 +45,7 @@ pub async fn submit(
 
     if !request.styles.is_empty() {
         let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();
-        let usable = state
-            .store
-            .usable_styles(caller.account_id, ids.clone())
-            .await?;
+        let usable = state.store.usable_styles(caller.account_id, ids.clone()).await?;
         if let Some((i, missing)) = ids.iter().enumerate().find(|(_, id)| !usable.contains(id)) {
             return Err(ApiError::bad_request(format!(
                 "`styles[{i}].id`: no style `{missing}` is available to this account (it must be yours or public)."
@@ -63,9 +55,7 @@ pub async fn submit(
 
     let price = pricing::price(request.num_frames, !request.styles.is_empty());
     let (width, height) = state.config.resolution.size(request.aspect_ratio);
-    let seed = request
-        .seed
-        .unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
+    let seed = request.seed.unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
     let new = NewJob {
         id: Uuid::new_v4(),
         account_id: caller.account_id,
@@ -107,24 +97,12 @@ pub async fn submit(
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         return Ok(());
     }
-    let got = if content_type.is_empty() {
-        "none".to_owned()
-    } else {
-        format!("`{content_type}`")
-    };
+    let got = if content_type.is_empty() { "none".to_owned() } else { format!("`{content_type}`") };
     Err(ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_content_type",
@@ -136,31 +114,19 @@ fn webhook_url(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("x-webhook-url") else {
         return Ok(None);
     };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request("`X-Webhook-URL` must be a URL."))?;
+    let text = value.to_str().map_err(|_| ApiError::bad_request("`X-Webhook-URL` must be a URL."))?;
     if text.len() > 2048 {
-        return Err(ApiError::bad_request(
-            "`X-Webhook-URL` may be at most 2048 characters.",
-        ));
+        return Err(ApiError::bad_request("`X-Webhook-URL` may be at most 2048 characters."));
     }
     match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(Some(text.to_owned()))
-        }
-        _ => Err(ApiError::bad_request(
-            "`X-Webhook-URL` must be an http(s) URL.",
-        )),
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(Some(text.to_owned())),
+        _ => Err(ApiError::bad_request("`X-Webhook-URL` must be an http(s) URL.")),
     }
 }
 
 /// `Deprecation`, `Sunset` and `Link` as Krea sends them for deprecated request fields.
 fn deprecation_headers(headers: &mut HeaderMap, accepted_until: time::Date) {
-    let sunset = accepted_until
-        .next_day()
-        .unwrap_or(accepted_until)
-        .midnight()
-        .assume_utc();
+    let sunset = accepted_until.next_day().unwrap_or(accepted_until).midnight().assume_utc();
     let http_date = sunset
         .format(time::macros::format_description!(
             "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"

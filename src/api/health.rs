@@ -12,13 +12,9 @@ pub async fn healthz() -> Json<Value> {
 /// The store answers.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "store": "ok" })),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "error": format!("store: {e}") })),
-        ),
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "store": "ok" }))),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not ready", "error": format!("store: {e}") })))
+        }
     }
 }

@@ -11,10 +11,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 pub fn job_json(job: &Job, public_url: &str) -> Value {
-    let error = job
-        .failure
-        .as_ref()
-        .map(|f| json!({ "code": f.code.as_str(), "message": f.message }));
+    let error = job.failure.as_ref().map(|f| json!({ "code": f.code.as_str(), "message": f.message }));
     let result = match (job.status, &job.result, &error) {
         (JobStatus::Completed, Some(r), _) => {
             let sandbox = r.engine == "preview";

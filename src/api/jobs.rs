@@ -24,11 +24,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = state
-        .store
-        .job(caller.account_id, job_id(&id)?)
-        .await?
-        .ok_or_else(ApiError::job_not_found)?;
+    let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
     Ok(Json(job_json(&job, &state.public_url)))
 }
 
@@ -43,10 +39,7 @@ pub async fn cancel(
         Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_finished",
-            format!(
-                "The job is already {} and cannot be cancelled.",
-                status.as_str()
-            ),
+            format!("The job is already {} and cannot be cancelled.", status.as_str()),
         )),
     }
 }
@@ -72,16 +65,15 @@ pub async fn list(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}."))
-            })?,
+            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}.")))?,
     };
-    let before = match params.cursor.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value).")
-        })?),
-    };
+    let before =
+        match params.cursor.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+                ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value).")
+            })?),
+        };
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
@@ -99,26 +91,8 @@ pub async fn list(
         .map(str::to_owned)
         .take(32)
         .collect();
-    let jobs = state
-        .store
-        .list_jobs(
-            caller.account_id,
-            JobQuery {
-                before,
-                limit,
-                status,
-                kinds,
-            },
-        )
-        .await?;
-    let next_cursor = (jobs.len() == limit as usize)
-        .then(|| jobs.last().map(|j| rfc3339(j.created_at)))
-        .flatten();
-    let items: Vec<Value> = jobs
-        .iter()
-        .map(|j| job_json(j, &state.public_url))
-        .collect();
-    Ok(Json(
-        json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor }),
-    ))
+    let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
+    let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
+    let items: Vec<Value> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
 }

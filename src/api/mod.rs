@@ -6,6 +6,7 @@ mod generate;
 mod health;
 mod job_view;
 mod jobs;
+pub mod key_cache;
 
 use crate::config::ServeConfig;
 use crate::store::Store;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// Base of result URLs, without a trailing slash.
     pub public_url: Arc<str>,
+    pub key_cache: Arc<key_cache::KeyCache>,
 }
 
 pub const GENERATE_PATH: &str = "/generate/video/lightricks/ltx-video-2.3-22b";

@@ -27,10 +27,7 @@ pub fn parse_key(token: &str) -> Option<PresentedKey> {
     if secret.is_empty() || secret.len() > 256 {
         return None;
     }
-    Some(PresentedKey {
-        key_id,
-        secret: secret.to_owned(),
-    })
+    Some(PresentedKey { key_id, secret: secret.to_owned() })
 }
 
 /// A freshly made key: the full token to show once, and the hash to store.
@@ -45,11 +42,7 @@ pub fn generate() -> NewKey {
     rand::thread_rng().fill_bytes(&mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let key_id = Uuid::new_v4();
-    NewKey {
-        key_id,
-        token: format!("{key_id}:{secret}"),
-        secret_hash: hash_secret(&secret),
-    }
+    NewKey { key_id, token: format!("{key_id}:{secret}"), secret_hash: hash_secret(&secret) }
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -58,10 +51,7 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Constant-time comparison of a presented secret against a stored hash.
 pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    hash_secret(secret)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    hash_secret(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -81,16 +71,9 @@ mod tests {
     #[test]
     fn both_schemes_are_accepted() {
         let key = generate();
-        for header in [
-            format!("Bearer {}", key.token),
-            format!("Key {}", key.token),
-            format!("bearer  {}", key.token),
-        ] {
-            assert_eq!(
-                parse_authorization(&header).unwrap().key_id,
-                key.key_id,
-                "{header}"
-            );
+        for header in [format!("Bearer {}", key.token), format!("Key {}", key.token), format!("bearer  {}", key.token)]
+        {
+            assert_eq!(parse_authorization(&header).unwrap().key_id, key.key_id, "{header}");
         }
         assert!(parse_authorization(&format!("Basic {}", key.token)).is_none());
         assert!(parse_authorization(&key.token).is_none());

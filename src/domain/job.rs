@@ -53,10 +53,7 @@ impl JobStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
     }
 
     /// Holds a worker slot of the account (counts against `max_concurrent`).
@@ -68,10 +65,7 @@ impl JobStatus {
     pub fn is_leased(self) -> bool {
         matches!(
             self,
-            JobStatus::Scheduled
-                | JobStatus::Processing
-                | JobStatus::Sampling
-                | JobStatus::IntermediateComplete
+            JobStatus::Scheduled | JobStatus::Processing | JobStatus::Sampling | JobStatus::IntermediateComplete
         )
     }
 
@@ -140,18 +134,8 @@ mod tests {
 
     #[test]
     fn terminal_and_slot_rules() {
-        let terminal: Vec<_> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .collect();
-        assert_eq!(
-            terminal,
-            [
-                JobStatus::Completed,
-                JobStatus::Failed,
-                JobStatus::Cancelled
-            ]
-        );
+        let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal, [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled]);
         assert!(!JobStatus::Backlogged.occupies_slot());
         assert!(JobStatus::Queued.occupies_slot());
         assert!(JobStatus::IntermediateComplete.occupies_slot());
@@ -174,14 +158,7 @@ mod tests {
 
     #[test]
     fn failure_codes_round_trip() {
-        for code in [
-            "invalid_input",
-            "timeout",
-            "out_of_memory",
-            "engine_error",
-            "worker_lost",
-            "internal_error",
-        ] {
+        for code in ["invalid_input", "timeout", "out_of_memory", "engine_error", "worker_lost", "internal_error"] {
             assert_eq!(FailureCode::parse(code).unwrap().as_str(), code);
         }
     }

@@ -27,11 +27,7 @@ impl MicroUsd {
         if frac.len() > 6 {
             return Err(format!("`{text}` has more than 6 decimal places"));
         }
-        let whole: i64 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| bad())?
-        };
+        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
         let frac: i64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
         let micros = whole
             .checked_mul(1_000_000)
@@ -89,9 +85,6 @@ mod tests {
         assert_eq!(MicroUsd(5_000_000).to_string(), "$5.00");
         assert_eq!(MicroUsd(1).to_string(), "$0.000001");
         assert_eq!(MicroUsd(-250_000).to_string(), "-$0.25");
-        assert_eq!(
-            serde_json::to_string(&MicroUsd(202_200)).unwrap(),
-            "\"0.2022\""
-        );
+        assert_eq!(serde_json::to_string(&MicroUsd(202_200)).unwrap(), "\"0.2022\"");
     }
 }

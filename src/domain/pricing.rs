@@ -29,10 +29,7 @@ pub fn price(frames: u32, with_styles: bool) -> Price {
         .copied()
         .find(|(seconds, _, _)| clip_frames <= seconds * FPS)
         .unwrap_or(PRICE_TABLE[PRICE_TABLE.len() - 1]);
-    Price {
-        tier_seconds,
-        amount: if with_styles { lora } else { plain },
-    }
+    Price { tier_seconds, amount: if with_styles { lora } else { plain } }
 }
 
 /// The price table as markdown, in the endpoint page's layout.
@@ -41,10 +38,7 @@ pub fn price_table_markdown() -> String {
     for (seconds, plain, lora) in PRICE_TABLE {
         for (label, amount) in [("No", plain), ("Yes", lora)] {
             let duration = format!("{seconds}s");
-            out.push_str(&format!(
-                "| {label:<4} | {duration:<8} | {:>7} |\n",
-                amount.to_string()
-            ));
+            out.push_str(&format!("| {label:<4} | {duration:<8} | {:>7} |\n", amount.to_string()));
         }
     }
     out
@@ -56,38 +50,14 @@ mod tests {
 
     #[test]
     fn tiers_follow_clip_seconds() {
-        assert_eq!(
-            price(9, false),
-            Price {
-                tier_seconds: 5,
-                amount: MicroUsd(179_800)
-            }
-        );
+        assert_eq!(price(9, false), Price { tier_seconds: 5, amount: MicroUsd(179_800) });
         assert_eq!(price(121, false).tier_seconds, 5);
         assert_eq!(price(129, false).tier_seconds, 10);
-        assert_eq!(
-            price(241, false),
-            Price {
-                tier_seconds: 10,
-                amount: MicroUsd(357_900)
-            }
-        );
-        assert_eq!(
-            price(249, true),
-            Price {
-                tier_seconds: 15,
-                amount: MicroUsd(601_100)
-            }
-        );
+        assert_eq!(price(241, false), Price { tier_seconds: 10, amount: MicroUsd(357_900) });
+        assert_eq!(price(249, true), Price { tier_seconds: 15, amount: MicroUsd(601_100) });
         assert_eq!(price(361, false).tier_seconds, 15);
         assert_eq!(price(369, false).tier_seconds, 20);
-        assert_eq!(
-            price(481, true),
-            Price {
-                tier_seconds: 20,
-                amount: MicroUsd(801_400)
-            }
-        );
+        assert_eq!(price(481, true), Price { tier_seconds: 20, amount: MicroUsd(801_400) });
     }
 
     #[test]
@@ -100,12 +70,9 @@ mod tests {
 
     #[test]
     fn lora_column_applies_with_styles() {
-        for (frames, plain, lora) in [
-            (121, 179_800, 202_200),
-            (241, 357_900, 402_500),
-            (361, 534_500, 601_100),
-            (481, 712_600, 801_400),
-        ] {
+        for (frames, plain, lora) in
+            [(121, 179_800, 202_200), (241, 357_900, 402_500), (361, 534_500, 601_100), (481, 712_600, 801_400)]
+        {
             assert_eq!(price(frames, false).amount, MicroUsd(plain));
             assert_eq!(price(frames, true).amount, MicroUsd(lora));
         }

@@ -45,58 +45,25 @@ pub fn audio_samples_for(num_frames: u32, fps: u32) -> usize {
 impl Mp4Encoder {
     pub fn start(spec: VideoSpec<'_>) -> Result<Mp4Encoder, EncodeError> {
         if spec.width % 2 != 0 || spec.height % 2 != 0 {
-            return Err(EncodeError::Failed(format!(
-                "{}x{} is not an even size",
-                spec.width, spec.height
-            )));
+            return Err(EncodeError::Failed(format!("{}x{} is not an even size", spec.width, spec.height)));
         }
         let mut cmd = Command::new("ffmpeg");
-        cmd.args([
-            "-hide_banner",
-            "-nostdin",
-            "-nostats",
-            "-loglevel",
-            "error",
-            "-y",
-        ]);
-        cmd.args([
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            &format!("{}x{}", spec.width, spec.height),
-        ]);
+        cmd.args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]);
+        cmd.args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", &format!("{}x{}", spec.width, spec.height)]);
         cmd.args(["-framerate", &spec.fps.to_string(), "-i", "pipe:0"]);
         // ffmpeg must not stop reading stdin early (EPIPE), so the audio is exactly the clip's
         // length and neither -shortest nor -t is used.
         let audio_file = match spec.audio {
             Some(mut samples) => {
-                samples.resize(
-                    audio_samples_for(spec.num_frames, spec.fps) * AUDIO_CHANNELS as usize,
-                    0.0,
-                );
+                samples.resize(audio_samples_for(spec.num_frames, spec.fps) * AUDIO_CHANNELS as usize, 0.0);
                 let mut file = tempfile::NamedTempFile::new()?;
                 let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
                 file.write_all(&bytes)?;
                 file.flush()?;
-                cmd.args([
-                    "-f",
-                    "f32le",
-                    "-ar",
-                    &AUDIO_RATE.to_string(),
-                    "-ac",
-                    &AUDIO_CHANNELS.to_string(),
-                    "-i",
-                ]);
+                cmd.args(["-f", "f32le", "-ar", &AUDIO_RATE.to_string(), "-ac", &AUDIO_CHANNELS.to_string(), "-i"]);
                 cmd.arg(file.path());
                 cmd.args(["-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]);
-                cmd.args([
-                    "-ar",
-                    &AUDIO_RATE.to_string(),
-                    "-ac",
-                    &AUDIO_CHANNELS.to_string(),
-                ]);
+                cmd.args(["-ar", &AUDIO_RATE.to_string(), "-ac", &AUDIO_CHANNELS.to_string()]);
                 Some(file)
             }
             None => {
@@ -104,35 +71,12 @@ impl Mp4Encoder {
                 None
             }
         };
-        cmd.args([
-            "-vf",
-            "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
-        ]);
-        cmd.args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "20",
-            "-profile:v",
-            "high",
-        ]);
-        cmd.args([
-            "-color_primaries",
-            "bt709",
-            "-color_trc",
-            "bt709",
-            "-colorspace",
-            "bt709",
-            "-color_range",
-            "tv",
-        ]);
+        cmd.args(["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"]);
+        cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-profile:v", "high"]);
+        cmd.args(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]);
         cmd.args(["-movflags", "+faststart", "-f", "mp4"]);
         cmd.arg(spec.path);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(EncodeError::Spawn)?;
         let stdin = child.stdin.take();
         // Drained on its own thread: a chatty ffmpeg would otherwise block and deadlock our writes.
@@ -154,29 +98,14 @@ impl Mp4Encoder {
     }
 
     pub fn push_frame(&mut self, rgb: &[u8]) -> Result<(), EncodeError> {
-        assert_eq!(
-            rgb.len(),
-            self.frame_bytes,
-            "frame size does not match the video size"
-        );
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| EncodeError::Failed("encoder already finished".into()))?;
+        assert_eq!(rgb.len(), self.frame_bytes, "frame size does not match the video size");
+        let stdin = self.stdin.as_mut().ok_or_else(|| EncodeError::Failed("encoder already finished".into()))?;
         if let Err(e) = stdin.write_all(rgb) {
             // ffmpeg died: its stderr says why.
             self.stdin = None;
             let _ = self.child.wait();
-            let log = self
-                .stderr
-                .take()
-                .and_then(|h| h.join().ok())
-                .unwrap_or_default();
-            return Err(EncodeError::Failed(if log.trim().is_empty() {
-                e.to_string()
-            } else {
-                log.trim().to_owned()
-            }));
+            let log = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+            return Err(EncodeError::Failed(if log.trim().is_empty() { e.to_string() } else { log.trim().to_owned() }));
         }
         self.frames_written += 1;
         Ok(())
@@ -185,16 +114,9 @@ impl Mp4Encoder {
     pub fn finish(mut self) -> Result<(), EncodeError> {
         drop(self.stdin.take());
         let status = self.child.wait()?;
-        let log = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let log = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         if !status.success() {
-            return Err(EncodeError::Failed(format!(
-                "exit {status}: {}",
-                log.trim()
-            )));
+            return Err(EncodeError::Failed(format!("exit {status}: {}", log.trim())));
         }
         if self.frames_written != self.expected_frames {
             return Err(EncodeError::Failed(format!(
@@ -219,9 +141,7 @@ impl Drop for Mp4Encoder {
 /// A scratch directory for one render; removed unless kept.
 pub fn scratch_dir(parent: &Path) -> std::io::Result<tempfile::TempDir> {
     std::fs::create_dir_all(parent)?;
-    tempfile::Builder::new()
-        .prefix("render-")
-        .tempdir_in(parent)
+    tempfile::Builder::new().prefix("render-").tempdir_in(parent)
 }
 
 pub fn video_path(dir: &Path) -> PathBuf {

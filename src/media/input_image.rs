@@ -19,13 +19,8 @@ pub fn load_data_uri(uri: &str, width: u32, height: u32) -> Result<RgbImage, Str
 }
 
 pub fn decode_and_fit(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage, String> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if !matches!(
-        reader.format(),
-        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)
-    ) {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    if !matches!(reader.format(), Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) {
         return Err("it is not a JPEG, PNG or WebP image".into());
     }
     let mut limits = image::Limits::default();
@@ -51,19 +46,11 @@ fn describe(e: image::ImageError) -> String {
 
 /// Scales to cover the canvas, then crops the centre.
 pub fn cover(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let scale = (f64::from(width) / f64::from(image.width()))
-        .max(f64::from(height) / f64::from(image.height()));
+    let scale = (f64::from(width) / f64::from(image.width())).max(f64::from(height) / f64::from(image.height()));
     let scaled_w = ((f64::from(image.width()) * scale).ceil() as u32).max(width);
     let scaled_h = ((f64::from(image.height()) * scale).ceil() as u32).max(height);
     let scaled = imageops::resize(image, scaled_w, scaled_h, imageops::FilterType::Triangle);
-    imageops::crop_imm(
-        &scaled,
-        (scaled_w - width) / 2,
-        (scaled_h - height) / 2,
-        width,
-        height,
-    )
-    .to_image()
+    imageops::crop_imm(&scaled, (scaled_w - width) / 2, (scaled_h - height) / 2, width, height).to_image()
 }
 
 #[cfg(test)]
@@ -74,8 +61,7 @@ mod tests {
     fn png(width: u32, height: u32, colour: [u8; 3]) -> Vec<u8> {
         let img = RgbImage::from_pixel(width, height, image::Rgb(colour));
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-            .unwrap();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
         out
     }
 
@@ -88,14 +74,10 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_image() {
-        assert!(decode_and_fit(b"hello world, not an image", 64, 64)
-            .unwrap_err()
-            .contains("not a JPEG, PNG or WebP"));
+        assert!(decode_and_fit(b"hello world, not an image", 64, 64).unwrap_err().contains("not a JPEG, PNG or WebP"));
         let mut truncated = png(50, 50, [1, 2, 3]);
         truncated.truncate(40);
-        assert!(decode_and_fit(&truncated, 64, 64)
-            .unwrap_err()
-            .contains("could not be decoded"));
+        assert!(decode_and_fit(&truncated, 64, 64).unwrap_err().contains("could not be decoded"));
     }
 
     #[test]
@@ -104,8 +86,7 @@ mod tests {
         let bomb = {
             let img = image::GrayImage::new(1, 1);
             let mut out = Vec::new();
-            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-                .unwrap();
+            img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
             // Patch IHDR width/height (bytes 16..24) to 20000 and fix the CRC.
             out[16..20].copy_from_slice(&20000u32.to_be_bytes());
             out[20..24].copy_from_slice(&20000u32.to_be_bytes());
@@ -123,14 +104,8 @@ mod tests {
             "data:image/png;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(png(8, 8, [0, 255, 0]))
         );
-        assert_eq!(
-            load_data_uri(&uri, 16, 16).unwrap().get_pixel(3, 3).0,
-            [0, 255, 0]
-        );
-        let lie = format!(
-            "data:image/png;base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(b"GIF89a....")
-        );
+        assert_eq!(load_data_uri(&uri, 16, 16).unwrap().get_pixel(3, 3).0, [0, 255, 0]);
+        let lie = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"GIF89a...."));
         assert!(load_data_uri(&lie, 16, 16).is_err());
     }
 
@@ -139,11 +114,7 @@ mod tests {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
             }
         }
         !crc

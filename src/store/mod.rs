@@ -33,18 +33,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn account(&self, id: Uuid) -> StoreResult<Account>;
     async fn count_accounts(&self) -> StoreResult<u64>;
-    async fn add_credits(
-        &self,
-        id: Uuid,
-        amount: crate::domain::money::MicroUsd,
-        note: String,
-    ) -> StoreResult<Account>;
-    async fn set_limits(
-        &self,
-        id: Uuid,
-        max_concurrent: Option<u32>,
-        max_backlog: Option<u32>,
-    ) -> StoreResult<Account>;
+    async fn add_credits(&self, id: Uuid, amount: crate::domain::money::MicroUsd, note: String)
+        -> StoreResult<Account>;
+    async fn set_limits(&self, id: Uuid, max_concurrent: Option<u32>, max_backlog: Option<u32>)
+        -> StoreResult<Account>;
     async fn create_key(
         &self,
         account_id: Uuid,

@@ -68,14 +68,9 @@ impl LedgerKind {
         }
     }
     pub fn parse(s: &str) -> Option<LedgerKind> {
-        [
-            LedgerKind::Credit,
-            LedgerKind::Hold,
-            LedgerKind::Charge,
-            LedgerKind::Release,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [LedgerKind::Credit, LedgerKind::Hold, LedgerKind::Charge, LedgerKind::Release]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -116,14 +111,8 @@ pub struct NewJob {
 /// Why a submit was not accepted (the account's money or backlog), decided in the transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubmitRefusal {
-    InsufficientBalance {
-        price: MicroUsd,
-        available: MicroUsd,
-    },
-    BacklogFull {
-        max_concurrent: u32,
-        max_backlog: u32,
-    },
+    InsufficientBalance { price: MicroUsd, available: MicroUsd },
+    BacklogFull { max_concurrent: u32, max_backlog: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,10 +39,7 @@ pub struct EngineError {
 
 impl EngineError {
     pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
-        EngineError {
-            code,
-            message: message.into(),
-        }
+        EngineError { code, message: message.into() }
     }
 }
 

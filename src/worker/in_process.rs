@@ -32,16 +32,8 @@ pub fn spawn_workers(
 ) -> Vec<JoinHandle<()>> {
     (0..count)
         .map(|i| {
-            let config = WorkerConfig {
-                name: format!("{}-{i}", config.name),
-                ..config.clone()
-            };
-            tokio::spawn(worker_loop(
-                store.clone(),
-                engine.clone(),
-                config,
-                shutdown.clone(),
-            ))
+            let config = WorkerConfig { name: format!("{}-{i}", config.name), ..config.clone() };
+            tokio::spawn(worker_loop(store.clone(), engine.clone(), config, shutdown.clone()))
         })
         .collect()
 }
@@ -117,10 +109,7 @@ async fn run_job(
     drop(work);
     let reported = match outcome {
         Outcome::Done(Ok(result)) => store.complete(lease_ref, result).await.map(|_| "completed"),
-        Outcome::Done(Err(e)) => store
-            .fail(lease_ref, e.code, e.message)
-            .await
-            .map(|_| "failed"),
+        Outcome::Done(Err(e)) => store.fail(lease_ref, e.code, e.message).await.map(|_| "failed"),
         Outcome::LeaseLost => Ok("stopped: lease lost or job cancelled"),
         Outcome::ShuttingDown => store.hand_back(lease_ref).await.map(|_| "handed back"),
     };
@@ -148,19 +137,13 @@ async fn prepare_and_render(
     let decode = move |uri: Option<String>, field: &'static str| -> Result<_, EngineError> {
         uri.map(|u| {
             input_image::load_data_uri(&u, w, h).map_err(|why| {
-                EngineError::new(
-                    FailureCode::InvalidInput,
-                    format!("`{field}` could not be used: {why}."),
-                )
+                EngineError::new(FailureCode::InvalidInput, format!("`{field}` could not be used: {why}."))
             })
         })
         .transpose()
     };
     let (start_image, end_image) = tokio::task::spawn_blocking(move || {
-        Ok::<_, EngineError>((
-            decode(request.start_image, "start_image")?,
-            decode(request.end_image, "end_image")?,
-        ))
+        Ok::<_, EngineError>((decode(request.start_image, "start_image")?, decode(request.end_image, "end_image")?))
     })
     .await
     .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))??;
@@ -177,13 +160,9 @@ async fn prepare_and_render(
         styles: job.request.styles.clone(),
     };
     progress.report(JobStatus::Sampling, 0.0);
-    let internal = |e: std::io::Error| {
-        EngineError::new(FailureCode::InternalError, format!("result storage: {e}"))
-    };
+    let internal = |e: std::io::Error| EngineError::new(FailureCode::InternalError, format!("result storage: {e}"));
     let scratch = crate::media::encode::scratch_dir(&config.scratch_dir).map_err(internal)?;
-    let clip = engine
-        .render(spec, scratch.path(), progress, cancel)
-        .await?;
+    let clip = engine.render(spec, scratch.path(), progress, cancel).await?;
     let results = config.results.clone();
     let (video, poster) = (clip.video.clone(), clip.poster.clone());
     let stored = tokio::task::spawn_blocking(move || results.put(&video, &poster))

@@ -33,10 +33,7 @@ impl LocalResults {
         std::fs::create_dir_all(&dir)?;
         move_file(video, &dir.join("video.mp4"))?;
         move_file(poster, &dir.join("poster.jpg"))?;
-        Ok(StoredResult {
-            video_key: format!("{dir_name}/video.mp4"),
-            poster_key: format!("{dir_name}/poster.jpg"),
-        })
+        Ok(StoredResult { video_key: format!("{dir_name}/video.mp4"), poster_key: format!("{dir_name}/poster.jpg") })
     }
 }
 

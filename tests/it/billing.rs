@@ -11,17 +11,9 @@ async fn insufficient_credits_is_402_with_price_and_available_balance() {
     app.submit_ok(&acct.key, quick("first")).await; // holds $0.1798, leaves $0.1202
     let response = app.submit(&acct.key, quick("second")).await;
     let body = assert_error(response, 402, "costs $0.1798").await;
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("$0.1202 available"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("$0.1202 available"), "{body}");
     // A 20 s clip is priced at its own tier.
-    let response = app
-        .submit(&acct.key, json!({"prompt": "long", "duration": 20}))
-        .await;
+    let response = app.submit(&acct.key, json!({"prompt": "long", "duration": 20})).await;
     assert_error(response, 402, "costs $0.7126").await;
 }
 
@@ -31,24 +23,10 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
     let app = TestApp::start().await;
     let acct = app.account("2").await;
     let done_a = job_id(&app.submit_ok(&acct.key, quick("a")).await);
-    let broken = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(b"nope")
-    );
-    let failed = job_id(
-        &app.submit_ok(
-            &acct.key,
-            json!({"prompt": "b", "num_frames": 9, "end_image": broken}),
-        )
-        .await,
-    );
-    let done_b = job_id(
-        &app.submit_ok(
-            &acct.key,
-            json!({"prompt": "c", "num_frames": 129, "generate_audio": false}),
-        )
-        .await,
-    );
+    let broken = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(b"nope"));
+    let failed = job_id(&app.submit_ok(&acct.key, json!({"prompt": "b", "num_frames": 9, "end_image": broken})).await);
+    let done_b =
+        job_id(&app.submit_ok(&acct.key, json!({"prompt": "c", "num_frames": 129, "generate_audio": false})).await);
     for id in [&done_a, &failed, &done_b] {
         app.wait_terminal(&acct.key, id).await;
     }
@@ -56,10 +34,7 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
     // the store and its money survive a restart).
     let app = app.restart_with(|c| c.workers = 0).await;
     let cancelled = job_id(&app.submit_ok(&acct.key, quick("d")).await);
-    assert_eq!(
-        app.delete(&acct.key, &format!("/jobs/{cancelled}")).await.0,
-        200
-    );
+    assert_eq!(app.delete(&acct.key, &format!("/jobs/{cancelled}")).await.0, 200);
 
     assert_eq!(app.job(&acct.key, &done_a).await["status"], "completed");
     assert_eq!(app.job(&acct.key, &failed).await["status"], "failed");
@@ -73,31 +48,13 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
     assert_eq!(account["usage"]["jobs_completed"], 2);
     assert_eq!(account["usage"]["jobs_failed"], 1);
     assert_eq!(account["usage"]["jobs_cancelled"], 1);
-    assert_eq!(
-        (
-            account["active_jobs"].as_u64(),
-            account["backlogged_jobs"].as_u64()
-        ),
-        (Some(0), Some(0))
-    );
+    assert_eq!((account["active_jobs"].as_u64(), account["backlogged_jobs"].as_u64()), (Some(0), Some(0)));
 
     let ledger = app.store.ledger(acct.id, 1000).await.unwrap();
-    let sum = |kind: LedgerKind| {
-        ledger
-            .iter()
-            .filter(|e| e.kind == kind)
-            .map(|e| e.amount.0)
-            .sum::<i64>()
-    };
+    let sum = |kind: LedgerKind| ledger.iter().filter(|e| e.kind == kind).map(|e| e.amount.0).sum::<i64>();
     let stored = app.store.account(acct.id).await.unwrap();
-    assert_eq!(
-        sum(LedgerKind::Credit) - sum(LedgerKind::Charge),
-        stored.balance.0
-    );
-    assert_eq!(
-        sum(LedgerKind::Hold) - sum(LedgerKind::Charge) - sum(LedgerKind::Release),
-        stored.held.0
-    );
+    assert_eq!(sum(LedgerKind::Credit) - sum(LedgerKind::Charge), stored.balance.0);
+    assert_eq!(sum(LedgerKind::Hold) - sum(LedgerKind::Charge) - sum(LedgerKind::Release), stored.held.0);
     assert_eq!(sum(LedgerKind::Hold), 179_800 * 3 + 357_900);
     assert_eq!(sum(LedgerKind::Release), 179_800 * 2);
 }

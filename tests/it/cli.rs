@@ -33,18 +33,11 @@ fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> Server {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    Server {
-        child,
-        base,
-        printed,
-    }
+    Server { child, base, printed }
 }
 
 fn sigterm(server: &mut Server) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     for _ in 0..200 {
         if let Some(status) = server.child.try_wait().unwrap() {
             return status;
@@ -56,17 +49,8 @@ fn sigterm(server: &mut Server) -> std::process::ExitStatus {
 }
 
 fn admin(data_dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(["admin", "--data-dir"])
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BIN).args(["admin", "--data-dir"]).arg(data_dir).args(args).output().unwrap();
+    assert!(out.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -83,13 +67,7 @@ async fn first_start_prints_a_working_key_and_stops_cleanly() {
         .next()
         .unwrap()
         .to_owned();
-    assert!(
-        server
-            .printed
-            .contains(&format!("curl -s {}{GENERATE}", server.base)),
-        "{}",
-        server.printed
-    );
+    assert!(server.printed.contains(&format!("curl -s {}{GENERATE}", server.base)), "{}", server.printed);
     let client = reqwest::Client::new();
     let job: Value = client
         .post(format!("{}{GENERATE}", server.base))
@@ -107,15 +85,8 @@ async fn first_start_prints_a_working_key_and_stops_cleanly() {
     // The second start finds the account and prints no key.
     let mut again = start_server(dir.path(), &[]);
     assert!(!again.printed.contains("API key"), "{}", again.printed);
-    let account: Value = client
-        .get(format!("{}/account", again.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let account: Value =
+        client.get(format!("{}/account", again.base)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(account["name"], "default");
     assert!(sigterm(&mut again).success());
 }
@@ -139,54 +110,21 @@ fn admin_commands_print_json() {
         ],
     );
     let account = created["account_id"].as_str().unwrap().to_owned();
-    assert!(created["api_key"]
-        .as_str()
-        .unwrap()
-        .starts_with(created["key_id"].as_str().unwrap()));
+    assert!(created["api_key"].as_str().unwrap().starts_with(created["key_id"].as_str().unwrap()));
     assert_eq!(created["balance_usd"], "12.50");
-    let credited = admin(
-        dir.path(),
-        &["credits", "add", "--account", &account, "--usd", "0.25"],
-    );
+    let credited = admin(dir.path(), &["credits", "add", "--account", &account, "--usd", "0.25"]);
     assert_eq!(credited["balance_usd"], "12.75");
-    let limits = admin(
-        dir.path(),
-        &[
-            "limits",
-            "set",
-            "--account",
-            &account,
-            "--max-concurrent",
-            "3",
-        ],
-    );
-    assert_eq!(
-        (
-            limits["max_concurrent"].as_u64(),
-            limits["max_backlog"].as_u64()
-        ),
-        (Some(3), Some(5))
-    );
-    let key = admin(
-        dir.path(),
-        &["key", "create", "--account", &account, "--label", "ci"],
-    );
-    let revoked = admin(
-        dir.path(),
-        &["key", "revoke", "--key-id", key["key_id"].as_str().unwrap()],
-    );
+    let limits = admin(dir.path(), &["limits", "set", "--account", &account, "--max-concurrent", "3"]);
+    assert_eq!((limits["max_concurrent"].as_u64(), limits["max_backlog"].as_u64()), (Some(3), Some(5)));
+    let key = admin(dir.path(), &["key", "create", "--account", &account, "--label", "ci"]);
+    let revoked = admin(dir.path(), &["key", "revoke", "--key-id", key["key_id"].as_str().unwrap()]);
     assert_eq!(revoked["revoked"], true);
     let shown = admin(dir.path(), &["account", "show", "--account", &account]);
     assert_eq!(shown["recent_ledger"].as_array().unwrap().len(), 2);
     let out = Command::new(BIN)
         .args(["admin", "--data-dir"])
         .arg(dir.path())
-        .args([
-            "account",
-            "show",
-            "--account",
-            &uuid::Uuid::new_v4().to_string(),
-        ])
+        .args(["account", "show", "--account", &uuid::Uuid::new_v4().to_string()])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -196,10 +134,7 @@ fn admin_commands_print_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_hands_a_running_job_back_and_it_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let created = admin(
-        dir.path(),
-        &["account", "create", "--name", "t", "--credits-usd", "1"],
-    );
+    let created = admin(dir.path(), &["account", "create", "--name", "t", "--credits-usd", "1"]);
     let key = created["api_key"].as_str().unwrap().to_owned();
     let mut server = start_server(dir.path(), &["--preview-sampling-ms", "60000"]);
     let client = reqwest::Client::new();
@@ -215,15 +150,7 @@ async fn sigterm_hands_a_running_job_back_and_it_completes_after_restart() {
         .unwrap();
     let url = format!("{}/jobs/{}", server.base, job["job_id"].as_str().unwrap());
     for _ in 0..200 {
-        let now: Value = client
-            .get(&url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let now: Value = client.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
         if now["status"] == "sampling" {
             break;
         }
@@ -235,24 +162,13 @@ async fn sigterm_hands_a_running_job_back_and_it_completes_after_restart() {
     let url = format!("{}/jobs/{}", again.base, job["job_id"].as_str().unwrap());
     let mut last = Value::Null;
     for _ in 0..400 {
-        last = client
-            .get(&url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        last = client.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
         if !last["completed_at"].is_null() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(last["status"], "completed", "{last}");
-    assert_eq!(
-        last["attempts"], 1,
-        "the handed-back attempt does not count: {last}"
-    );
+    assert_eq!(last["attempts"], 1, "the handed-back attempt does not count: {last}");
     assert!(sigterm(&mut again).success());
 }

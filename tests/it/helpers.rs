@@ -42,10 +42,7 @@ impl TestApp {
         TestApp::start_in(data_dir, adjust).await
     }
 
-    async fn start_in(
-        data_dir: tempfile::TempDir,
-        adjust: impl FnOnce(&mut ServeConfig),
-    ) -> TestApp {
+    async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let mut config = ServeConfig::new(data_dir.path().to_owned());
         config.listen = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
@@ -56,14 +53,7 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = stop_rx.await;
         }));
-        TestApp {
-            base,
-            client: Client::new(),
-            store,
-            data_dir,
-            stop: Some(stop_tx),
-            server: Some(server),
-        }
+        TestApp { base, client: Client::new(), store, data_dir, stop: Some(stop_tx), server: Some(server) }
     }
 
     /// Graceful stop, waiting for it to finish.
@@ -80,12 +70,7 @@ impl TestApp {
         self.account_with_limits(credits_usd, 4, 100).await
     }
 
-    pub async fn account_with_limits(
-        &self,
-        credits_usd: &str,
-        max_concurrent: u32,
-        max_backlog: u32,
-    ) -> TestAccount {
+    pub async fn account_with_limits(&self, credits_usd: &str, max_concurrent: u32, max_backlog: u32) -> TestAccount {
         let new = NewAccount {
             name: "test".into(),
             credits: MicroUsd::parse_usd(credits_usd).unwrap(),
@@ -104,13 +89,7 @@ impl TestApp {
     }
 
     pub async fn submit(&self, key: &str, body: Value) -> Response {
-        self.client
-            .post(self.url(GENERATE))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(GENERATE)).bearer_auth(key).json(&body).send().await.unwrap()
     }
 
     /// Submits and expects a 200, returning the job.
@@ -123,25 +102,13 @@ impl TestApp {
     }
 
     pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let response = self.client.get(self.url(path)).bearer_auth(key).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .delete(self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+        let response = self.client.delete(self.url(path)).bearer_auth(key).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -154,8 +121,7 @@ impl TestApp {
 
     /// Polls like Krea's own examples: until `completed_at` is set.
     pub async fn wait_terminal(&self, key: &str, id: &str) -> Value {
-        self.wait_until(key, id, |job| !job["completed_at"].is_null())
-            .await
+        self.wait_until(key, id, |job| !job["completed_at"].is_null()).await
     }
 
     pub async fn wait_until(&self, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -165,10 +131,7 @@ impl TestApp {
             if done(&job) {
                 return job;
             }
-            assert!(
-                Instant::now() < deadline,
-                "job never reached the expected state: {job}"
-            );
+            assert!(Instant::now() < deadline, "job never reached the expected state: {job}");
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     }
@@ -202,13 +165,8 @@ pub async fn assert_error(response: Response, status: u16, needle: &str) -> Valu
     let got = response.status().as_u16();
     let body: Value = response.json().await.expect("error bodies are JSON");
     assert_eq!(got, status, "{body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no `error` string in {body}"));
-    assert!(
-        message.contains(needle),
-        "`{message}` does not contain `{needle}`"
-    );
+    let message = body["error"].as_str().unwrap_or_else(|| panic!("no `error` string in {body}"));
+    assert!(message.contains(needle), "`{message}` does not contain `{needle}`");
     body
 }
 
@@ -216,10 +174,6 @@ pub fn png_data_uri(width: u32, height: u32, rgb: [u8; 3]) -> String {
     use base64::Engine as _;
     let img = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
     let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(out)
-    )
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out))
 }

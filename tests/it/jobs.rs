@@ -11,21 +11,13 @@ async fn another_accounts_job_is_404_everywhere() {
     let (status, body) = app.get(&mallory.key, &format!("/jobs/{id}")).await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("not found"));
-    assert_eq!(
-        app.delete(&mallory.key, &format!("/jobs/{id}")).await.0,
-        404
-    );
+    assert_eq!(app.delete(&mallory.key, &format!("/jobs/{id}")).await.0, 404);
     let (_, list) = app.get(&mallory.key, "/jobs").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     // Still there, still queued for its owner.
     assert_eq!(app.job(&alice.key, &id).await["status"], "queued");
     // Unknown and malformed ids are the same 404.
-    assert_eq!(
-        app.get(&alice.key, &format!("/jobs/{}", uuid::Uuid::new_v4()))
-            .await
-            .0,
-        404
-    );
+    assert_eq!(app.get(&alice.key, &format!("/jobs/{}", uuid::Uuid::new_v4())).await.0, 404);
     assert_eq!(app.get(&alice.key, "/jobs/not-a-uuid").await.0, 404);
 }
 
@@ -35,9 +27,7 @@ async fn listing_pages_newest_first_with_cursor_and_filters() {
     let acct = app.account_with_limits("10", 3, 100).await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(job_id(
-            &app.submit_ok(&acct.key, quick(&format!("job {i}"))).await,
-        ));
+        ids.push(job_id(&app.submit_ok(&acct.key, quick(&format!("job {i}"))).await));
     }
     ids.reverse(); // newest first
     let mut seen = Vec::new();
@@ -55,30 +45,14 @@ async fn listing_pages_newest_first_with_cursor_and_filters() {
     assert_eq!(seen, ids);
 
     let (_, backlogged) = app.get(&acct.key, "/jobs?status=backlogged").await;
-    assert_eq!(
-        backlogged["items"].as_array().unwrap().len(),
-        4,
-        "3 slots, 4 over"
-    );
-    assert!(backlogged["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|j| j["status"] == "backlogged"));
-    let (_, typed) = app
-        .get(&acct.key, "/jobs?types=ltx-video-2.3-22b,flux")
-        .await;
+    assert_eq!(backlogged["items"].as_array().unwrap().len(), 4, "3 slots, 4 over");
+    assert!(backlogged["items"].as_array().unwrap().iter().all(|j| j["status"] == "backlogged"));
+    let (_, typed) = app.get(&acct.key, "/jobs?types=ltx-video-2.3-22b,flux").await;
     assert_eq!(typed["items"].as_array().unwrap().len(), 7);
     let (_, other) = app.get(&acct.key, "/jobs?types=flux").await;
     assert_eq!(other["items"].as_array().unwrap().len(), 0);
 
-    for bad in [
-        "/jobs?limit=0",
-        "/jobs?limit=1001",
-        "/jobs?limit=ten",
-        "/jobs?cursor=yesterday",
-        "/jobs?status=done",
-    ] {
+    for bad in ["/jobs?limit=0", "/jobs?limit=1001", "/jobs?limit=ten", "/jobs?cursor=yesterday", "/jobs?status=done"] {
         let (status, body) = app.get(&acct.key, bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string());
@@ -97,16 +71,10 @@ async fn cancel_any_unfinished_job_but_not_a_finished_one() {
     let (status, job) = app.delete(&acct.key, &format!("/jobs/{id}")).await;
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["status"], "cancelled");
-    assert!(
-        job["completed_at"].is_string(),
-        "completed_at is set on every terminal state: {job}"
-    );
+    assert!(job["completed_at"].is_string(), "completed_at is set on every terminal state: {job}");
     let (status, body) = app.delete(&acct.key, &format!("/jobs/{id}")).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"]
-        .as_str()
-        .unwrap()
-        .contains("already cancelled"));
+    assert!(body["error"].as_str().unwrap().contains("already cancelled"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,11 +86,8 @@ async fn cancelling_a_running_job_stops_it_and_releases_the_hold() {
     .await;
     let acct = app.account("1").await;
     let id = job_id(&app.submit_ok(&acct.key, quick("long")).await);
-    let running = app
-        .wait_until(&acct.key, &id, |j| {
-            j["status"] == "sampling" && j["progress"].as_f64().unwrap() > 0.0
-        })
-        .await;
+    let running =
+        app.wait_until(&acct.key, &id, |j| j["status"] == "sampling" && j["progress"].as_f64().unwrap() > 0.0).await;
     assert_eq!(running["engine"], "preview");
     assert_eq!(app.account_view(&acct.key).await["held_usd"], "0.1798");
     let (status, job) = app.delete(&acct.key, &format!("/jobs/{id}")).await;
@@ -130,9 +95,7 @@ async fn cancelling_a_running_job_stops_it_and_releases_the_hold() {
     assert_eq!(job["status"], "cancelled");
     // The worker notices at its next heartbeat and moves on to the next job.
     let next = job_id(&app.submit_ok(&acct.key, quick("next")).await);
-    let next = app
-        .wait_until(&acct.key, &next, |j| j["status"] != "queued")
-        .await;
+    let next = app.wait_until(&acct.key, &next, |j| j["status"] != "queued").await;
     assert_ne!(next["status"], "queued");
     let account = app.account_view(&acct.key).await;
     assert_eq!(account["balance_usd"], "1.00");
@@ -154,11 +117,5 @@ async fn a_job_over_the_maximum_run_time_fails_with_timeout_and_no_charge() {
     assert_eq!(done["error"]["code"], "timeout");
     assert_eq!(done["result"]["error"]["code"], "timeout");
     let account = app.account_view(&acct.key).await;
-    assert_eq!(
-        (
-            account["balance_usd"].as_str(),
-            account["held_usd"].as_str()
-        ),
-        (Some("1.00"), Some("0.00"))
-    );
+    assert_eq!((account["balance_usd"].as_str(), account["held_usd"].as_str()), (Some("1.00"), Some("0.00")));
 }

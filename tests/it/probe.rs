@@ -5,32 +5,16 @@ use std::process::Command;
 
 pub fn ffprobe(path: &Path) -> Value {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            "-count_frames",
-        ])
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-count_frames"])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
-    probe["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_type"] == kind)
+    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind)
 }
 
 /// The RGB pixel at (x, y) of decoded frame `index`.
@@ -51,11 +35,7 @@ pub fn pixel(path: &Path, index: u32, x: u32, y: u32) -> [u8; 3] {
         ])
         .output()
         .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     [out.stdout[0], out.stdout[1], out.stdout[2]]
 }
 

@@ -8,11 +8,7 @@ async fn raw(
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url(GENERATE))
-        .bearer_auth(key)
-        .body(body);
+    let mut request = app.client.post(app.url(GENERATE)).bearer_auth(key).body(body);
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
@@ -23,38 +19,17 @@ async fn raw(
 async fn malformed_bodies_are_400_with_a_sentence() {
     let app = TestApp::start_with(|c| c.workers = 0).await;
     let acct = app.account("5").await;
-    assert_error(
-        raw(&app, &acct.key, Some("application/json"), "{\"prompt\": ").await,
-        400,
-        "not valid JSON",
-    )
-    .await;
+    assert_error(raw(&app, &acct.key, Some("application/json"), "{\"prompt\": ").await, 400, "not valid JSON").await;
     assert_error(
         raw(&app, &acct.key, Some("text/plain"), "{\"prompt\": \"x\"}").await,
         400,
         "Content-Type: application/json",
     )
     .await;
-    assert_error(
-        raw(&app, &acct.key, None, "{\"prompt\": \"x\"}").await,
-        400,
-        "got none",
-    )
-    .await;
-    assert_error(
-        raw(&app, &acct.key, Some("application/json"), "[1, 2]").await,
-        400,
-        "must be a JSON object",
-    )
-    .await;
+    assert_error(raw(&app, &acct.key, None, "{\"prompt\": \"x\"}").await, 400, "got none").await;
+    assert_error(raw(&app, &acct.key, Some("application/json"), "[1, 2]").await, 400, "must be a JSON object").await;
     // A charset parameter is fine.
-    let ok = raw(
-        &app,
-        &acct.key,
-        Some("application/json; charset=utf-8"),
-        "{\"prompt\": \"x\"}",
-    )
-    .await;
+    let ok = raw(&app, &acct.key, Some("application/json; charset=utf-8"), "{\"prompt\": \"x\"}").await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -63,12 +38,7 @@ async fn a_10_mb_body_is_refused_with_413() {
     let app = TestApp::start_with(|c| c.workers = 0).await;
     let acct = app.account("5").await;
     let huge = json!({ "prompt": "x".repeat(10 * 1024 * 1024) }).to_string();
-    let body = assert_error(
-        raw(&app, &acct.key, Some("application/json"), huge).await,
-        413,
-        "larger than",
-    )
-    .await;
+    let body = assert_error(raw(&app, &acct.key, Some("application/json"), huge).await, 413, "larger than").await;
     assert_eq!(body["code"], "payload_too_large");
 }
 
@@ -78,57 +48,21 @@ async fn each_field_rule_names_its_field() {
     let acct = app.account("5").await;
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "`prompt` is required"),
-        (
-            json!({"prompt": ""}),
-            "`prompt` must be at least 1 character",
-        ),
-        (
-            json!({"prompt": "x", "start_video": "https://example.com/a.mp4"}),
-            "Unknown field `start_video`",
-        ),
-        (
-            json!({"prompt": "x", "has_lora": true}),
-            "Unknown field `has_lora`",
-        ),
-        (
-            json!({"prompt": "x", "aspect_ratio": "1:1"}),
-            "`aspect_ratio`",
-        ),
-        (
-            json!({"prompt": "x", "duration": 7}),
-            "`duration` must be one of 5, 10, 15 or 20",
-        ),
-        (
-            json!({"prompt": "x", "num_frames": 8}),
-            "`num_frames` must be an integer from 9 to 481 (got 8)",
-        ),
+        (json!({"prompt": ""}), "`prompt` must be at least 1 character"),
+        (json!({"prompt": "x", "start_video": "https://example.com/a.mp4"}), "Unknown field `start_video`"),
+        (json!({"prompt": "x", "has_lora": true}), "Unknown field `has_lora`"),
+        (json!({"prompt": "x", "aspect_ratio": "1:1"}), "`aspect_ratio`"),
+        (json!({"prompt": "x", "duration": 7}), "`duration` must be one of 5, 10, 15 or 20"),
+        (json!({"prompt": "x", "num_frames": 8}), "`num_frames` must be an integer from 9 to 481 (got 8)"),
         (json!({"prompt": "x", "num_frames": 482}), "(got 482)"),
         (json!({"prompt": "x", "seed": 2147483648u64}), "`seed`"),
         (json!({"prompt": "x", "seed": -1}), "`seed`"),
-        (
-            json!({"prompt": "x", "generate_audio": "yes"}),
-            "`generate_audio`",
-        ),
-        (
-            json!({"prompt": "x", "styles": [{"id": "s", "strength": -2.0001}]}),
-            "`styles[0].strength`",
-        ),
-        (
-            json!({"prompt": "x", "styles": [{"id": "nope", "strength": 1}]}),
-            "no style `nope` is available",
-        ),
-        (
-            json!({"prompt": "x", "start_image": "data:image/gif;base64,R0lGODlh"}),
-            "JPEG, PNG or WebP",
-        ),
-        (
-            json!({"prompt": "x", "end_image": "http://169.254.169.254/latest/meta-data"}),
-            "private or reserved address",
-        ),
-        (
-            json!({"prompt": "x", "end_image": "file:///etc/passwd"}),
-            "`end_image` must use http, https or data",
-        ),
+        (json!({"prompt": "x", "generate_audio": "yes"}), "`generate_audio`"),
+        (json!({"prompt": "x", "styles": [{"id": "s", "strength": -2.0001}]}), "`styles[0].strength`"),
+        (json!({"prompt": "x", "styles": [{"id": "nope", "strength": 1}]}), "no style `nope` is available"),
+        (json!({"prompt": "x", "start_image": "data:image/gif;base64,R0lGODlh"}), "JPEG, PNG or WebP"),
+        (json!({"prompt": "x", "end_image": "http://169.254.169.254/latest/meta-data"}), "private or reserved address"),
+        (json!({"prompt": "x", "end_image": "file:///etc/passwd"}), "`end_image` must use http, https or data"),
     ];
     for (body, needle) in cases {
         let response = app.submit(&acct.key, body.clone()).await;
@@ -146,22 +80,10 @@ async fn boundaries_that_are_accepted() {
     let app = TestApp::start_with(|c| c.workers = 0).await;
     let acct = app.account("10").await;
     for (body, frames, price) in [
-        (
-            json!({"prompt": "x", "num_frames": 9, "seed": 0}),
-            9,
-            "0.1798",
-        ),
-        (
-            json!({"prompt": "x", "num_frames": 481, "seed": 2147483647}),
-            481,
-            "0.7126",
-        ),
+        (json!({"prompt": "x", "num_frames": 9, "seed": 0}), 9, "0.1798"),
+        (json!({"prompt": "x", "num_frames": 481, "seed": 2147483647}), 481, "0.7126"),
         (json!({"prompt": "x", "duration": 10}), 241, "0.3579"),
-        (
-            json!({"prompt": "x", "duration": 20, "num_frames": 129}),
-            129,
-            "0.3579",
-        ),
+        (json!({"prompt": "x", "duration": 20, "num_frames": 129}), 129, "0.3579"),
     ] {
         let job = app.submit_ok(&acct.key, body).await;
         assert_eq!(job["request"]["num_frames"], frames, "{job}");
@@ -174,9 +96,7 @@ async fn deprecated_aliases_after_their_sunset_are_refused() {
     // The default sunset (2026-06-19) has passed.
     let app = TestApp::start_with(|c| c.workers = 0).await;
     let acct = app.account("5").await;
-    let response = app
-        .submit(&acct.key, json!({"prompt": "x", "aspectRatio": "9:16"}))
-        .await;
+    let response = app.submit(&acct.key, json!({"prompt": "x", "aspectRatio": "9:16"})).await;
     assert_error(response, 400, "use `aspect_ratio` instead").await;
 }
 
@@ -189,37 +109,20 @@ async fn deprecated_aliases_in_their_grace_period_work_with_deprecation_headers(
     .await;
     let acct = app.account("5").await;
     let response = app
-        .submit(
-            &acct.key,
-            json!({"prompt": "x", "aspectRatio": "9:16", "generateAudio": false, "num_frames": 9}),
-        )
+        .submit(&acct.key, json!({"prompt": "x", "aspectRatio": "9:16", "generateAudio": false, "num_frames": 9}))
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["deprecation"], "true");
-    assert_eq!(
-        response.headers()["sunset"],
-        "Fri, 01 Jan 2100 00:00:00 GMT"
-    );
-    assert!(response.headers()["link"]
-        .to_str()
-        .unwrap()
-        .contains("rel=\"deprecation\""));
+    assert_eq!(response.headers()["sunset"], "Fri, 01 Jan 2100 00:00:00 GMT");
+    assert!(response.headers()["link"].to_str().unwrap().contains("rel=\"deprecation\""));
     let job: Value = response.json().await.unwrap();
     assert_eq!(job["request"]["aspect_ratio"], "9:16");
     assert_eq!(job["request"]["generate_audio"], false);
-    assert_eq!(
-        (job["width"].as_u64(), job["height"].as_u64()),
-        (Some(720), Some(1280))
-    );
+    assert_eq!((job["width"].as_u64(), job["height"].as_u64()), (Some(720), Some(1280)));
 
     let plain = app.submit(&acct.key, quick("no aliases")).await;
     assert!(plain.headers().get("deprecation").is_none());
-    let both = app
-        .submit(
-            &acct.key,
-            json!({"prompt": "x", "aspectRatio": "9:16", "aspect_ratio": "9:16"}),
-        )
-        .await;
+    let both = app.submit(&acct.key, json!({"prompt": "x", "aspectRatio": "9:16", "aspect_ratio": "9:16"})).await;
     assert_error(both, 400, "send only `aspect_ratio`").await;
 }
 

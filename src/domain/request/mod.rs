@@ -104,64 +104,39 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, ValidationError> {
 
 pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised, ValidationError> {
     let Some(raw) = body.as_object() else {
-        return invalid(format!(
-            "The request body must be a JSON object, not {}.",
-            json_kind(body)
-        ));
+        return invalid(format!("The request body must be a JSON object, not {}.", json_kind(body)));
     };
     let (fields, aliases_used) = resolve_aliases(raw, options)?;
 
     let prompt = match fields.get("prompt") {
         None | Some(Value::Null) => return invalid("`prompt` is required."),
-        Some(Value::String(p)) if p.is_empty() => {
-            return invalid("`prompt` must be at least 1 character long.")
-        }
+        Some(Value::String(p)) if p.is_empty() => return invalid("`prompt` must be at least 1 character long."),
         Some(Value::String(p)) => p.clone(),
-        Some(other) => {
-            return invalid(format!(
-                "`prompt` must be a string, not {}.",
-                json_kind(other)
-            ))
-        }
+        Some(other) => return invalid(format!("`prompt` must be a string, not {}.", json_kind(other))),
     };
     let aspect_ratio = match fields.get("aspect_ratio") {
         None => AspectRatio::Landscape,
         Some(Value::String(s)) if s == "16:9" => AspectRatio::Landscape,
         Some(Value::String(s)) if s == "9:16" => AspectRatio::Portrait,
-        Some(other) => {
-            return invalid(format!(
-                "`aspect_ratio` must be \"16:9\" or \"9:16\", not {other}."
-            ))
-        }
+        Some(other) => return invalid(format!("`aspect_ratio` must be \"16:9\" or \"9:16\", not {other}.")),
     };
     let duration = match fields.get("duration") {
         None => 5,
-        Some(Value::Number(n)) => match n
-            .as_f64()
-            .filter(|d| d.fract() == 0.0 && DURATIONS.contains(&(*d as u32)))
-        {
+        Some(Value::Number(n)) => match n.as_f64().filter(|d| d.fract() == 0.0 && DURATIONS.contains(&(*d as u32))) {
             Some(d) => d as u32,
-            None => {
-                return invalid(format!(
-                    "`duration` must be one of 5, 10, 15 or 20 seconds, not {n}."
-                ))
-            }
+            None => return invalid(format!("`duration` must be one of 5, 10, 15 or 20 seconds, not {n}.")),
         },
         Some(other) => {
-            return invalid(format!(
-                "`duration` must be a number (5, 10, 15 or 20), not {}.",
-                json_kind(other)
-            ))
+            return invalid(format!("`duration` must be a number (5, 10, 15 or 20), not {}.", json_kind(other)))
         }
     };
     let num_frames = match fields.get("num_frames") {
         None => duration * FPS + 1,
-        Some(v) => round_up_to_8k_plus_1(integer_in_range(
-            v,
-            "num_frames",
-            u64::from(MIN_FRAMES),
-            u64::from(MAX_FRAMES),
-        )? as u32),
+        Some(v) => {
+            round_up_to_8k_plus_1(
+                integer_in_range(v, "num_frames", u64::from(MIN_FRAMES), u64::from(MAX_FRAMES))? as u32
+            )
+        }
     };
     let seed = match fields.get("seed") {
         None => None,
@@ -170,27 +145,17 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
     let generate_audio = match fields.get("generate_audio") {
         None => true,
         Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return invalid(format!(
-                "`generate_audio` must be true or false, not {}.",
-                json_kind(other)
-            ))
-        }
+        Some(other) => return invalid(format!("`generate_audio` must be true or false, not {}.", json_kind(other))),
     };
     let start_image = image_field(&fields, "start_image", options)?;
     let end_image = image_field(&fields, "end_image", options)?;
     let styles = match fields.get("styles") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| style_item(i, item))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => {
+            items.iter().enumerate().map(|(i, item)| style_item(i, item)).collect::<Result<_, _>>()?
+        }
         Some(other) => {
-            return invalid(format!(
-                "`styles` must be an array of {{id, strength}} objects, not {}.",
-                json_kind(other)
-            ))
+            return invalid(format!("`styles` must be an array of {{id, strength}} objects, not {}.", json_kind(other)))
         }
     };
 
@@ -225,17 +190,11 @@ fn resolve_aliases<'a>(
         let Some(&(alias, field)) = ALIASES.iter().find(|(alias, _)| alias == key) else {
             return invalid(format!(
                 "Unknown field `{key}`: this endpoint accepts only {}.",
-                FIELDS
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                FIELDS.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
             ));
         };
         if raw.contains_key(field) {
-            return invalid(format!(
-                "`{alias}` is a deprecated alias of `{field}`; send only `{field}`, not both."
-            ));
+            return invalid(format!("`{alias}` is a deprecated alias of `{field}`; send only `{field}`, not both."));
         }
         if options.today > options.aliases_accepted_until {
             return invalid(format!(
@@ -249,21 +208,14 @@ fn resolve_aliases<'a>(
     Ok((fields, used))
 }
 
-fn integer_in_range(
-    value: &Value,
-    field: &str,
-    min: u64,
-    max: u64,
-) -> Result<u64, ValidationError> {
+fn integer_in_range(value: &Value, field: &str, min: u64, max: u64) -> Result<u64, ValidationError> {
     let rule = format!("`{field}` must be an integer from {min} to {max}");
     let Value::Number(n) = value else {
         return invalid(format!("{rule}, not {}.", json_kind(value)));
     };
-    let as_int = n.as_u64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
-            .map(|f| f as u64)
-    });
+    let as_int = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64).map(|f| f as u64));
     match as_int {
         Some(i) if (min..=max).contains(&i) => Ok(i),
         _ => invalid(format!("{rule} (got {n}).")),
@@ -278,37 +230,22 @@ pub fn round_up_to_8k_plus_1(frames: u32) -> u32 {
 fn style_item(index: usize, item: &Value) -> Result<StyleRef, ValidationError> {
     let at = format!("styles[{index}]");
     let Some(obj) = item.as_object() else {
-        return invalid(format!(
-            "`{at}` must be an object with `id` and `strength`, not {}.",
-            json_kind(item)
-        ));
+        return invalid(format!("`{at}` must be an object with `id` and `strength`, not {}.", json_kind(item)));
     };
     let id = match obj.get("id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         Some(Value::String(_)) => return invalid(format!("`{at}.id` must not be empty.")),
         None => return invalid(format!("`{at}.id` is required.")),
-        Some(other) => {
-            return invalid(format!(
-                "`{at}.id` must be a string, not {}.",
-                json_kind(other)
-            ))
-        }
+        Some(other) => return invalid(format!("`{at}.id` must be a string, not {}.", json_kind(other))),
     };
     let strength = match obj.get("strength") {
         Some(Value::Number(n)) => match n.as_f64().filter(|s| (-2.0..=2.0).contains(s)) {
             Some(s) => s,
-            None => {
-                return invalid(format!(
-                    "`{at}.strength` must be a number from -2 to 2 (got {n})."
-                ))
-            }
+            None => return invalid(format!("`{at}.strength` must be a number from -2 to 2 (got {n}).")),
         },
         None => return invalid(format!("`{at}.strength` is required.")),
         Some(other) => {
-            return invalid(format!(
-                "`{at}.strength` must be a number from -2 to 2, not {}.",
-                json_kind(other)
-            ))
+            return invalid(format!("`{at}.strength` must be a number from -2 to 2, not {}.", json_kind(other)))
         }
     };
     Ok(StyleRef { id, strength })
@@ -325,10 +262,7 @@ fn image_field(
             check_image_uri(uri, field, options)?;
             Ok(Some(uri.clone()))
         }
-        Some(other) => invalid(format!(
-            "`{field}` must be a URI string or null, not {}.",
-            json_kind(other)
-        )),
+        Some(other) => invalid(format!("`{field}` must be a URI string or null, not {}.", json_kind(other))),
     }
 }
 
@@ -340,28 +274,18 @@ pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
     let rest = uri.strip_prefix("data:")?;
     let (meta, payload) = rest.split_once(',')?;
     let mime = meta.strip_suffix(";base64")?.to_ascii_lowercase();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(payload.trim()).ok()?;
     Some((mime, bytes))
 }
 
 /// Syntax and address class only; the content is checked when the job runs.
-fn check_image_uri(
-    uri: &str,
-    field: &str,
-    options: &NormaliseOptions,
-) -> Result<(), ValidationError> {
+fn check_image_uri(uri: &str, field: &str, options: &NormaliseOptions) -> Result<(), ValidationError> {
     if uri.len() > 5 && uri[..5].eq_ignore_ascii_case("data:") {
         let Some((mime, bytes)) = decode_data_uri(uri) else {
-            return invalid(format!(
-                "`{field}` is not a valid data: URI (expected data:image/png;base64,<data>)."
-            ));
+            return invalid(format!("`{field}` is not a valid data: URI (expected data:image/png;base64,<data>)."));
         };
         if !IMAGE_MIME_TYPES.contains(&mime.as_str()) {
-            return invalid(format!(
-                "`{field}` must be a JPEG, PNG or WebP image, not {mime}."
-            ));
+            return invalid(format!("`{field}` must be a JPEG, PNG or WebP image, not {mime}."));
         }
         if bytes.len() > options.max_data_uri_bytes {
             return invalid(format!(
@@ -373,15 +297,10 @@ fn check_image_uri(
         return Ok(());
     }
     let Ok(url) = url::Url::parse(uri) else {
-        return invalid(format!(
-            "`{field}` must be a URI (a data: image or an http(s) URL)."
-        ));
+        return invalid(format!("`{field}` must be a URI (a data: image or an http(s) URL)."));
     };
     if !matches!(url.scheme(), "http" | "https") {
-        return invalid(format!(
-            "`{field}` must use http, https or data, not {}.",
-            url.scheme()
-        ));
+        return invalid(format!("`{field}` must use http, https or data, not {}.", url.scheme()));
     }
     let literal_ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),

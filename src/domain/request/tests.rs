@@ -11,9 +11,7 @@ fn options() -> NormaliseOptions {
 }
 
 fn ok(body: Value) -> GenerateRequest {
-    normalise(&body, &options())
-        .unwrap_or_else(|e| panic!("{body} was refused: {e}"))
-        .request
+    normalise(&body, &options()).unwrap_or_else(|e| panic!("{body} was refused: {e}")).request
 }
 
 fn err(body: Value) -> String {
@@ -49,45 +47,24 @@ fn prompt_is_required_non_empty_string() {
 
 #[test]
 fn body_must_be_an_object() {
-    for body in [
-        json!([]),
-        json!("prompt"),
-        json!(1),
-        json!(null),
-        json!(true),
-    ] {
-        assert!(
-            err(body.clone()).contains("must be a JSON object"),
-            "{body}"
-        );
+    for body in [json!([]), json!("prompt"), json!(1), json!(null), json!(true)] {
+        assert!(err(body.clone()).contains("must be a JSON object"), "{body}");
     }
 }
 
 #[test]
 fn unknown_and_dropped_fields_are_refused_by_name() {
-    assert!(
-        err(json!({"prompt": "x", "start_video": "https://a.b/c.mp4"}))
-            .contains("Unknown field `start_video`")
-    );
+    assert!(err(json!({"prompt": "x", "start_video": "https://a.b/c.mp4"})).contains("Unknown field `start_video`"));
     assert!(err(json!({"prompt": "x", "has_lora": true})).contains("Unknown field `has_lora`"));
     assert!(err(json!({"prompt": "x", "Prompt": "y"})).contains("`Prompt`"));
 }
 
 #[test]
 fn aspect_ratio_is_an_enum() {
-    assert_eq!(
-        ok(json!({"prompt": "x", "aspect_ratio": "9:16"})).aspect_ratio,
-        AspectRatio::Portrait
-    );
-    assert_eq!(
-        ok(json!({"prompt": "x", "aspect_ratio": "16:9"})).aspect_ratio,
-        AspectRatio::Landscape
-    );
+    assert_eq!(ok(json!({"prompt": "x", "aspect_ratio": "9:16"})).aspect_ratio, AspectRatio::Portrait);
+    assert_eq!(ok(json!({"prompt": "x", "aspect_ratio": "16:9"})).aspect_ratio, AspectRatio::Landscape);
     for bad in [json!("1:1"), json!("16:10"), json!(1.77), json!(null)] {
-        assert!(
-            err(json!({"prompt": "x", "aspect_ratio": bad})).contains("`aspect_ratio`"),
-            "{bad}"
-        );
+        assert!(err(json!({"prompt": "x", "aspect_ratio": bad})).contains("`aspect_ratio`"), "{bad}");
     }
 }
 
@@ -100,8 +77,7 @@ fn duration_maps_to_24_fps_frames() {
     assert_eq!(ok(json!({"prompt": "x", "duration": 10.0})).num_frames, 241);
     for bad in [json!(0), json!(6), json!(25), json!(5.5), json!(-5)] {
         assert!(
-            err(json!({"prompt": "x", "duration": bad}))
-                .contains("`duration` must be one of 5, 10, 15 or 20"),
+            err(json!({"prompt": "x", "duration": bad})).contains("`duration` must be one of 5, 10, 15 or 20"),
             "{bad}"
         );
     }
@@ -110,28 +86,20 @@ fn duration_maps_to_24_fps_frames() {
 
 #[test]
 fn num_frames_bounds_and_rounding() {
-    assert!(err(json!({"prompt": "x", "num_frames": 8}))
-        .contains("`num_frames` must be an integer from 9 to 481 (got 8)"));
+    assert!(
+        err(json!({"prompt": "x", "num_frames": 8})).contains("`num_frames` must be an integer from 9 to 481 (got 8)")
+    );
     assert_eq!(ok(json!({"prompt": "x", "num_frames": 9})).num_frames, 9);
     assert_eq!(ok(json!({"prompt": "x", "num_frames": 10})).num_frames, 17);
     assert_eq!(ok(json!({"prompt": "x", "num_frames": 16})).num_frames, 17);
     assert_eq!(ok(json!({"prompt": "x", "num_frames": 17})).num_frames, 17);
-    assert_eq!(
-        ok(json!({"prompt": "x", "num_frames": 480})).num_frames,
-        481
-    );
-    assert_eq!(
-        ok(json!({"prompt": "x", "num_frames": 481})).num_frames,
-        481
-    );
+    assert_eq!(ok(json!({"prompt": "x", "num_frames": 480})).num_frames, 481);
+    assert_eq!(ok(json!({"prompt": "x", "num_frames": 481})).num_frames, 481);
     assert!(err(json!({"prompt": "x", "num_frames": 482})).contains("(got 482)"));
     assert!(err(json!({"prompt": "x", "num_frames": 20.5})).contains("`num_frames`"));
     assert!(err(json!({"prompt": "x", "num_frames": -9})).contains("`num_frames`"));
     assert!(err(json!({"prompt": "x", "num_frames": "121"})).contains("not a string"));
-    assert_eq!(
-        ok(json!({"prompt": "x", "num_frames": 33.0})).num_frames,
-        33
-    );
+    assert_eq!(ok(json!({"prompt": "x", "num_frames": 33.0})).num_frames, 33);
 }
 
 #[test]
@@ -152,12 +120,10 @@ fn rounding_to_8k_plus_1() {
 #[test]
 fn seed_bounds() {
     assert_eq!(ok(json!({"prompt": "x", "seed": 0})).seed, Some(0));
-    assert_eq!(
-        ok(json!({"prompt": "x", "seed": 2147483647})).seed,
-        Some(2147483647)
+    assert_eq!(ok(json!({"prompt": "x", "seed": 2147483647})).seed, Some(2147483647));
+    assert!(
+        err(json!({"prompt": "x", "seed": 2147483648u64})).contains("`seed` must be an integer from 0 to 2147483647")
     );
-    assert!(err(json!({"prompt": "x", "seed": 2147483648u64}))
-        .contains("`seed` must be an integer from 0 to 2147483647"));
     assert!(err(json!({"prompt": "x", "seed": -1})).contains("`seed`"));
     assert!(err(json!({"prompt": "x", "seed": 1.5})).contains("`seed`"));
     assert!(err(json!({"prompt": "x", "seed": "7"})).contains("`seed`"));
@@ -166,87 +132,38 @@ fn seed_bounds() {
 #[test]
 fn generate_audio_is_boolean() {
     assert!(!ok(json!({"prompt": "x", "generate_audio": false})).generate_audio);
-    assert!(err(json!({"prompt": "x", "generate_audio": "false"}))
-        .contains("`generate_audio` must be true or false"));
+    assert!(err(json!({"prompt": "x", "generate_audio": "false"})).contains("`generate_audio` must be true or false"));
     assert!(err(json!({"prompt": "x", "generate_audio": 0})).contains("`generate_audio`"));
 }
 
 #[test]
 fn styles_items_are_checked() {
-    let r = ok(
-        json!({"prompt": "x", "styles": [{"id": "a", "strength": -2}, {"id": "b", "strength": 2.0}]}),
-    );
-    assert_eq!(
-        r.styles,
-        vec![
-            StyleRef {
-                id: "a".into(),
-                strength: -2.0
-            },
-            StyleRef {
-                id: "b".into(),
-                strength: 2.0
-            }
-        ]
-    );
+    let r = ok(json!({"prompt": "x", "styles": [{"id": "a", "strength": -2}, {"id": "b", "strength": 2.0}]}));
+    assert_eq!(r.styles, vec![StyleRef { id: "a".into(), strength: -2.0 }, StyleRef { id: "b".into(), strength: 2.0 }]);
     assert!(ok(json!({"prompt": "x", "styles": []})).styles.is_empty());
+    assert!(err(json!({"prompt": "x", "styles": [{"id": "a", "strength": -2.0001}]}))
+        .contains("`styles[0].strength` must be a number from -2 to 2 (got -2.0001)"));
+    assert!(err(json!({"prompt": "x", "styles": [{"id": "a", "strength": 2.0001}]})).contains("`styles[0].strength`"));
+    assert!(err(json!({"prompt": "x", "styles": [{"id": "a", "strength": 1}, {"id": "b"}]}))
+        .contains("`styles[1].strength` is required"));
+    assert!(err(json!({"prompt": "x", "styles": [{"strength": 1}]})).contains("`styles[0].id` is required"));
     assert!(
-        err(json!({"prompt": "x", "styles": [{"id": "a", "strength": -2.0001}]}))
-            .contains("`styles[0].strength` must be a number from -2 to 2 (got -2.0001)")
-    );
-    assert!(
-        err(json!({"prompt": "x", "styles": [{"id": "a", "strength": 2.0001}]}))
-            .contains("`styles[0].strength`")
-    );
-    assert!(
-        err(json!({"prompt": "x", "styles": [{"id": "a", "strength": 1}, {"id": "b"}]}))
-            .contains("`styles[1].strength` is required")
-    );
-    assert!(err(json!({"prompt": "x", "styles": [{"strength": 1}]}))
-        .contains("`styles[0].id` is required"));
-    assert!(
-        err(json!({"prompt": "x", "styles": [{"id": 3, "strength": 1}]}))
-            .contains("`styles[0].id` must be a string")
+        err(json!({"prompt": "x", "styles": [{"id": 3, "strength": 1}]})).contains("`styles[0].id` must be a string")
     );
     assert!(err(json!({"prompt": "x", "styles": ["a"]})).contains("`styles[0]` must be an object"));
-    assert!(
-        err(json!({"prompt": "x", "styles": {"id": "a"}})).contains("`styles` must be an array")
-    );
+    assert!(err(json!({"prompt": "x", "styles": {"id": "a"}})).contains("`styles` must be an array"));
 }
 
 #[test]
 fn images_accept_data_uris_and_null() {
-    assert_eq!(
-        ok(json!({"prompt": "x", "start_image": PNG_1X1}))
-            .start_image
-            .as_deref(),
-        Some(PNG_1X1)
-    );
-    assert_eq!(
-        ok(json!({"prompt": "x", "end_image": null})).end_image,
-        None
-    );
-    assert!(err(json!({"prompt": "x", "start_image": 3}))
-        .contains("`start_image` must be a URI string or null"));
-    assert!(
-        err(json!({"prompt": "x", "end_image": "not a uri"})).contains("`end_image` must be a URI")
-    );
-    assert!(
-        err(json!({"prompt": "x", "start_image": "data:image/gif;base64,R0lGODlh"}))
-            .contains("JPEG, PNG or WebP")
-    );
-    assert!(
-        err(json!({"prompt": "x", "start_image": "data:image/png;base64,@@@"}))
-            .contains("not a valid data: URI")
-    );
-    assert!(
-        err(json!({"prompt": "x", "start_image": "ftp://example.com/a.png"}))
-            .contains("http, https or data")
-    );
-    let big = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(vec![0u8; 1025])
-    );
+    assert_eq!(ok(json!({"prompt": "x", "start_image": PNG_1X1})).start_image.as_deref(), Some(PNG_1X1));
+    assert_eq!(ok(json!({"prompt": "x", "end_image": null})).end_image, None);
+    assert!(err(json!({"prompt": "x", "start_image": 3})).contains("`start_image` must be a URI string or null"));
+    assert!(err(json!({"prompt": "x", "end_image": "not a uri"})).contains("`end_image` must be a URI"));
+    assert!(err(json!({"prompt": "x", "start_image": "data:image/gif;base64,R0lGODlh"})).contains("JPEG, PNG or WebP"));
+    assert!(err(json!({"prompt": "x", "start_image": "data:image/png;base64,@@@"})).contains("not a valid data: URI"));
+    assert!(err(json!({"prompt": "x", "start_image": "ftp://example.com/a.png"})).contains("http, https or data"));
+    let big = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(vec![0u8; 1025]));
     assert!(err(json!({"prompt": "x", "start_image": big})).contains("at most 1024 bytes"));
 }
 
@@ -260,10 +177,7 @@ fn image_urls_to_private_addresses_are_refused() {
         "http://2130706433/a.png",
         "http://[::ffff:127.0.0.1]/x",
     ] {
-        assert!(
-            err(json!({"prompt": "x", "start_image": url})).contains("private or reserved address"),
-            "{url}"
-        );
+        assert!(err(json!({"prompt": "x", "start_image": url})).contains("private or reserved address"), "{url}");
     }
 }
 
@@ -304,46 +218,18 @@ fn aliases_map_to_their_fields_until_the_sunset() {
     assert_eq!(n.request.styles.len(), 1);
     let mut used = n.aliases_used.clone();
     used.sort();
-    assert_eq!(
-        used,
-        [
-            "aspectRatio",
-            "endImage",
-            "generateAudio",
-            "presetStyles",
-            "startImage"
-        ]
-    );
-    assert!(normalise(&json!({"prompt": "x"}), &options())
-        .unwrap()
-        .aliases_used
-        .is_empty());
+    assert_eq!(used, ["aspectRatio", "endImage", "generateAudio", "presetStyles", "startImage"]);
+    assert!(normalise(&json!({"prompt": "x"}), &options()).unwrap().aliases_used.is_empty());
 
-    let on_the_day = NormaliseOptions {
-        today: date!(2026 - 06 - 19),
-        ..options()
-    };
+    let on_the_day = NormaliseOptions { today: date!(2026 - 06 - 19), ..options() };
     assert!(normalise(&json!({"prompt": "x", "aspectRatio": "9:16"}), &on_the_day).is_ok());
-    let after = NormaliseOptions {
-        today: date!(2026 - 06 - 20),
-        ..options()
-    };
-    let e = normalise(&json!({"prompt": "x", "aspectRatio": "9:16"}), &after)
-        .unwrap_err()
-        .0;
-    assert!(
-        e.contains("`aspectRatio` is no longer accepted") && e.contains("use `aspect_ratio`"),
-        "{e}"
-    );
+    let after = NormaliseOptions { today: date!(2026 - 06 - 20), ..options() };
+    let e = normalise(&json!({"prompt": "x", "aspectRatio": "9:16"}), &after).unwrap_err().0;
+    assert!(e.contains("`aspectRatio` is no longer accepted") && e.contains("use `aspect_ratio`"), "{e}");
 }
 
 #[test]
 fn alias_with_its_new_name_is_a_conflict() {
     let e = err(json!({"prompt": "x", "aspectRatio": "9:16", "aspect_ratio": "9:16"}));
-    assert!(
-        e.contains(
-            "`aspectRatio` is a deprecated alias of `aspect_ratio`; send only `aspect_ratio`"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("`aspectRatio` is a deprecated alias of `aspect_ratio`; send only `aspect_ratio`"), "{e}");
 }

@@ -46,17 +46,10 @@ pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
 }
 
 pub fn count(conn: &Connection) -> StoreResult<u64> {
-    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(sql_err)
+    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err)
 }
 
-pub fn add_credits(
-    ctx: &mut WriteCtx,
-    id: Uuid,
-    amount: MicroUsd,
-    note: String,
-) -> StoreResult<Account> {
+pub fn add_credits(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
     let account = get(ctx.conn, id)?;
     if amount.0 < 0 && account.available().0 < -amount.0 {
         return Err(StoreError::Internal(format!(
@@ -71,10 +64,7 @@ pub fn add_credits(
 
 fn credit(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<()> {
     ctx.conn
-        .execute(
-            "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1",
-            params![id.to_string(), amount.0],
-        )
+        .execute("UPDATE accounts SET balance = balance + ?2 WHERE id = ?1", params![id.to_string(), amount.0])
         .map_err(sql_err)?;
     record(ctx, id, LedgerKind::Credit, amount, None, Some(note))
 }
@@ -89,7 +79,9 @@ pub fn record(
 ) -> StoreResult<()> {
     let now = ctx.now_us();
     ctx.conn
-        .prepare_cached("INSERT INTO ledger (account_id, kind, amount, job_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .prepare_cached(
+            "INSERT INTO ledger (account_id, kind, amount, job_id, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
         .map_err(sql_err)?
         .execute(params![account.to_string(), kind.as_str(), amount.0, job.map(|j| j.to_string()), note, now])
         .map_err(sql_err)?;
@@ -150,25 +142,20 @@ pub fn revoke_key(ctx: &mut WriteCtx, key_id: Uuid) -> StoreResult<bool> {
 }
 
 pub fn key(conn: &Connection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
-    conn.prepare_cached(
-        "SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1",
-    )
-    .map_err(sql_err)?
-    .query_row([key_id.to_string()], |r| {
-        Ok(KeyRecord {
-            key_id,
-            account_id: uuid(r.get(0)?),
-            secret_hash: r.get(1)?,
-            revoked: r.get(2)?,
+    conn.prepare_cached("SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1")
+        .map_err(sql_err)?
+        .query_row([key_id.to_string()], |r| {
+            Ok(KeyRecord { key_id, account_id: uuid(r.get(0)?), secret_hash: r.get(1)?, revoked: r.get(2)? })
         })
-    })
-    .optional()
-    .map_err(sql_err)
+        .optional()
+        .map_err(sql_err)
 }
 
 pub fn ledger(conn: &Connection, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
     let mut stmt = conn
-        .prepare_cached("SELECT kind, amount, job_id, note, created_at FROM ledger WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2")
+        .prepare_cached(
+            "SELECT kind, amount, job_id, note, created_at FROM ledger WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
         .map_err(sql_err)?;
     let rows = stmt
         .query_map(params![account_id.to_string(), limit], |r| {
@@ -191,9 +178,7 @@ pub fn usage(conn: &Connection, account_id: Uuid) -> StoreResult<Usage> {
         .prepare_cached("SELECT status, COUNT(*) FROM jobs WHERE account_id = ?1 GROUP BY status")
         .map_err(sql_err)?;
     let rows = stmt
-        .query_map([account_id.to_string()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })
+        .query_map([account_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
         .map_err(sql_err)?;
     for row in rows {
         let (status, n) = row.map_err(sql_err)?;

@@ -52,12 +52,27 @@ pub struct Actors {
 }
 
 impl Actors {
-    pub fn start(path: &Path, readers: usize, clock: MonotonicMicros) -> StoreResult<Actors> {
+    /// `on_commit` runs after every committed batch, before any caller hears back.
+    pub fn start(
+        path: &Path,
+        readers: usize,
+        clock: MonotonicMicros,
+        on_commit: impl Fn() + Send + 'static,
+    ) -> StoreResult<Actors> {
         let (write_tx, write_rx) = flume::unbounded::<WriteOp>();
         let conn = super::open(path)?;
+        // Checkpoints copy the WAL back into the database file; run on the writer they stall
+        // every commit waiting behind it, so a thread of their own does them instead.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(super::sql_err)?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, write_rx, clock))
+            .spawn(move || writer_loop(conn, write_rx, clock, on_commit))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let checkpointer = super::open(path)?;
+        let closed = write_tx.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, closed))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let (read_tx, read_rx) = flume::unbounded::<ReadOp>();
         for i in 0..readers.max(1) {
@@ -72,10 +87,7 @@ impl Actors {
                 })
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        Ok(Actors {
-            writer: write_tx,
-            readers: read_tx,
-        })
+        Ok(Actors { writer: write_tx, readers: read_tx })
     }
 
     pub async fn read<T: Send + 'static>(
@@ -86,11 +98,8 @@ impl Actors {
         let op: ReadOp = Box::new(move |conn| {
             let _ = tx.send(f(conn));
         });
-        self.readers
-            .send(op)
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Internal("a store reader stopped".into()))?
+        self.readers.send(op).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await.map_err(|_| StoreError::Internal("a store reader stopped".into()))?
     }
 
     /// Runs `f` in the shared transaction. An `Err` from `f` rolls back only `f`'s changes.
@@ -110,25 +119,29 @@ impl Actors {
             });
             (ok, reply)
         });
-        self.writer
-            .send(op)
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Internal("the store writer stopped".into()))?
+        self.writer.send(op).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        rx.await.map_err(|_| StoreError::Internal("the store writer stopped".into()))?
     }
 }
 
-fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: MonotonicMicros) {
+/// Checkpoints the WAL every 200 ms (PASSIVE: never blocks the writer), until the store closes.
+fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
+    let writer = writer.downgrade();
+    while writer.upgrade().is_some_and(|w| w.receiver_count() > 0) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: MonotonicMicros, on_commit: impl Fn()) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // Could not even start (e.g. the disk is gone): answer every op with the error.
-            let mut ctx = WriteCtx {
-                conn: &conn,
-                clock: &mut clock,
-                after_commit: Vec::new(),
-            };
+            let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
             for op in batch {
                 let (_, reply) = op(&mut ctx);
                 reply(Err(e.to_string()));
@@ -138,11 +151,7 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         let mut replies = Vec::with_capacity(batch.len());
         let mut hooks = Vec::new();
         for op in batch {
-            let mut ctx = WriteCtx {
-                conn: &conn,
-                clock: &mut clock,
-                after_commit: Vec::new(),
-            };
+            let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
             let savepoint = conn.execute_batch("SAVEPOINT op");
             let (ok, reply) = op(&mut ctx);
             let settled = if ok {
@@ -162,6 +171,7 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
             e.to_string()
         });
         if committed.is_ok() {
+            on_commit();
             hooks.into_iter().for_each(|hook| hook());
         }
         for reply in replies {

@@ -3,7 +3,7 @@
 use super::super::*;
 use super::accounts::{self, record};
 use super::actor::WriteCtx;
-use super::rows::{job_from_row, load_job, must_load, queue_position, to_us, JOB_COLUMNS};
+use super::rows::{job_from_row, load_job, must_load, must_load_unranked, queue_position, to_us, JOB_COLUMNS};
 use super::sql_err;
 use crate::domain::job::JobStatus;
 use crate::domain::money::MicroUsd;
@@ -22,31 +22,21 @@ fn job_counts(conn: &Connection, account: Uuid) -> StoreResult<(u32, u32)> {
 
 /// Moves the account's counters when one of its jobs changes between slot-holding,
 /// backlogged and terminal.
-pub fn count_transition(
-    ctx: &WriteCtx,
-    account: Uuid,
-    active: i64,
-    backlogged: i64,
-) -> StoreResult<()> {
+pub fn count_transition(ctx: &WriteCtx, account: Uuid, active: i64, backlogged: i64) -> StoreResult<()> {
     ctx.conn
-        .prepare_cached("UPDATE accounts SET active_jobs = active_jobs + ?2, backlogged_jobs = backlogged_jobs + ?3 WHERE id = ?1")
+        .prepare_cached(
+            "UPDATE accounts SET active_jobs = active_jobs + ?2, backlogged_jobs = backlogged_jobs + ?3 WHERE id = ?1",
+        )
         .map_err(sql_err)?
         .execute(params![account.to_string(), active, backlogged])
         .map_err(sql_err)?;
     Ok(())
 }
 
-pub fn submit(
-    ctx: &mut WriteCtx,
-    new: NewJob,
-    signal: Arc<Notify>,
-) -> StoreResult<Result<Job, SubmitRefusal>> {
+pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
     let account = accounts::get(ctx.conn, new.account_id)?;
     if account.available() < new.price {
-        return Ok(Err(SubmitRefusal::InsufficientBalance {
-            price: new.price,
-            available: account.available(),
-        }));
+        return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
     }
     let (active, backlogged) = job_counts(ctx.conn, account.id)?;
     let status = if active < account.max_concurrent {
@@ -60,8 +50,7 @@ pub fn submit(
         }));
     };
     let now = ctx.now_us();
-    let request =
-        serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let request = serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .prepare_cached(
             "INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, seed, width, height, \
@@ -89,20 +78,19 @@ pub fn submit(
         .map_err(sql_err)?
         .execute(params![account.id.to_string(), new.price.0])
         .map_err(sql_err)?;
-    record(
-        ctx,
-        account.id,
-        LedgerKind::Hold,
-        new.price,
-        Some(new.id),
-        None,
-    )?;
+    record(ctx, account.id, LedgerKind::Hold, new.price, Some(new.id), None)?;
     let queued = status == JobStatus::Queued;
     count_transition(ctx, account.id, i64::from(queued), i64::from(!queued))?;
     if queued {
         ctx.after_commit(move || signal.notify_waiters());
     }
-    Ok(Ok(must_load(ctx.conn, new.id)?))
+    let mut job = must_load_unranked(ctx.conn, new.id)?;
+    // A new backlogged job is last in its account's backlog. A new queued job's place in the
+    // global queue is left for reads to count: counting it here would slow every submit.
+    if !queued {
+        job.queue_position = Some(u64::from(backlogged) + 1);
+    }
+    Ok(Ok(job))
 }
 
 pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
@@ -110,16 +98,13 @@ pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResul
 }
 
 pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-    let mut sql =
-        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2");
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2");
     if query.status.is_some() {
         sql.push_str(" AND status = ?3");
     }
     if !query.kinds.is_empty() {
         // Kinds come from a fixed vocabulary upstream, but bind them anyway.
-        let marks: Vec<String> = (0..query.kinds.len())
-            .map(|i| format!("?{}", i + 5))
-            .collect();
+        let marks: Vec<String> = (0..query.kinds.len()).map(|i| format!("?{}", i + 5)).collect();
         sql.push_str(&format!(" AND kind IN ({})", marks.join(", ")));
     }
     sql.push_str(" ORDER BY created_at DESC LIMIT ?4");
@@ -127,23 +112,15 @@ pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Ve
     let mut values: Vec<rusqlite::types::Value> = vec![
         account.to_string().into(),
         before.into(),
-        query
-            .status
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default()
-            .into(),
+        query.status.map(|s| s.as_str().to_owned()).unwrap_or_default().into(),
         i64::from(query.limit).into(),
     ];
     values.extend(query.kinds.iter().map(|k| k.clone().into()));
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
     // Unused positional parameters are an error in SQLite, so bind only those the SQL names.
     let count = stmt.parameter_count();
-    let rows = stmt
-        .query_map(
-            rusqlite::params_from_iter(values.into_iter().take(count)),
-            job_from_row,
-        )
-        .map_err(sql_err)?;
+    let rows =
+        stmt.query_map(rusqlite::params_from_iter(values.into_iter().take(count)), job_from_row).map_err(sql_err)?;
     let mut jobs: Vec<Job> = rows.collect::<Result<_, _>>().map_err(sql_err)?;
     for job in &mut jobs {
         job.queue_position = queue_position(conn, job)?;
@@ -174,12 +151,7 @@ pub fn cancel(
         .map_err(sql_err)?;
     release_hold(ctx, id, "cancelled")?;
     let was_backlogged = job.status == JobStatus::Backlogged;
-    count_transition(
-        ctx,
-        account,
-        -i64::from(!was_backlogged),
-        -i64::from(was_backlogged),
-    )?;
+    count_transition(ctx, account, -i64::from(!was_backlogged), -i64::from(was_backlogged))?;
     promote_backlog(ctx, account, &signal)?;
     Ok(Ok(must_load(ctx.conn, id)?))
 }
@@ -206,9 +178,7 @@ fn settle_hold(ctx: &mut WriteCtx, job: Uuid, kind: LedgerKind, note: &str) -> S
     }
     let balance_change = if kind == LedgerKind::Charge { hold } else { 0 };
     ctx.conn
-        .prepare_cached(
-            "UPDATE accounts SET held = held - ?2, balance = balance - ?3 WHERE id = ?1",
-        )
+        .prepare_cached("UPDATE accounts SET held = held - ?2, balance = balance - ?3 WHERE id = ?1")
         .map_err(sql_err)?
         .execute(params![account, hold, balance_change])
         .map_err(sql_err)?;
@@ -217,29 +187,20 @@ fn settle_hold(ctx: &mut WriteCtx, job: Uuid, kind: LedgerKind, note: &str) -> S
         .map_err(sql_err)?
         .execute([job.to_string()])
         .map_err(sql_err)?;
-    record(
-        ctx,
-        super::rows::uuid(account),
-        kind,
-        MicroUsd(hold),
-        Some(job),
-        Some(note.to_owned()),
-    )
+    record(ctx, super::rows::uuid(account), kind, MicroUsd(hold), Some(job), Some(note.to_owned()))
 }
 
 /// Moves the account's oldest backlogged jobs to `queued` while it has free slots.
-pub fn promote_backlog(
-    ctx: &mut WriteCtx,
-    account: Uuid,
-    signal: &Arc<Notify>,
-) -> StoreResult<u32> {
+pub fn promote_backlog(ctx: &mut WriteCtx, account: Uuid, signal: &Arc<Notify>) -> StoreResult<u32> {
     let max: u32 = accounts::get(ctx.conn, account)?.max_concurrent;
     let (mut active, mut backlogged) = job_counts(ctx.conn, account)?;
     let mut promoted = 0;
     while active < max && backlogged > 0 {
         let next: Option<String> = ctx
             .conn
-            .prepare_cached("SELECT id FROM jobs WHERE account_id = ?1 AND status = 'backlogged' ORDER BY created_at LIMIT 1")
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE account_id = ?1 AND status = 'backlogged' ORDER BY created_at LIMIT 1",
+            )
             .map_err(sql_err)?
             .query_row([account.to_string()], |r| r.get(0))
             .optional()
@@ -264,22 +225,13 @@ pub fn promote_backlog(
     Ok(promoted)
 }
 
-pub fn usable_styles(
-    conn: &Connection,
-    account: Uuid,
-    ids: Vec<String>,
-) -> StoreResult<Vec<String>> {
+pub fn usable_styles(conn: &Connection, account: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {
     let mut stmt = conn
         .prepare_cached("SELECT id FROM styles WHERE id = ?1 AND (public = 1 OR account_id = ?2)")
         .map_err(sql_err)?;
     let mut usable = Vec::new();
     for id in ids {
-        if stmt
-            .query_row(params![id, account.to_string()], |_| Ok(()))
-            .optional()
-            .map_err(sql_err)?
-            .is_some()
-        {
+        if stmt.query_row(params![id, account.to_string()], |_| Ok(())).optional().map_err(sql_err)?.is_some() {
             usable.push(id);
         }
     }

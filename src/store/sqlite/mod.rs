@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode under the data dir.
 mod accounts;
 mod actor;
+mod job_cache;
 mod jobs;
 mod rows;
 mod work;
@@ -22,6 +23,7 @@ const MIGRATIONS: [&str; 1] = [include_str!("schema.sql")];
 
 pub struct SqliteStore {
     actors: Actors,
+    jobs: Arc<job_cache::JobCache>,
     queue_signal: Arc<Notify>,
     path: PathBuf,
 }
@@ -54,12 +56,8 @@ pub(super) fn open(path: &Path) -> StoreResult<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql_err)?;
-    let version: usize = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql_err)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_err)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_err)?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Internal(format!(
             "the database is at schema version {version}, newer than this binary knows ({}); upgrade ltx-serve",
@@ -68,8 +66,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.execute_batch(sql).map_err(sql_err)?;
-        tx.pragma_update(None, "user_version", i + 1)
-            .map_err(sql_err)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(sql_err)?;
     }
     tx.commit().map_err(sql_err)
 }
@@ -77,24 +74,19 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 impl SqliteStore {
     /// Opens (creating if needed) `ltx-serve.db` in `data_dir` and applies migrations.
     pub fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join("ltx-serve.db");
         let mut conn = open(&path)?;
         migrate(&mut conn)?;
-        let last: i64 = conn
-            .query_row("SELECT COALESCE(MAX(created_at), 0) FROM jobs", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql_err)?;
+        let last: i64 =
+            conn.query_row("SELECT COALESCE(MAX(created_at), 0) FROM jobs", [], |r| r.get(0)).map_err(sql_err)?;
         drop(conn);
-        let actors = Actors::start(&path, 4, MonotonicMicros::starting_after(last))?;
-        Ok(SqliteStore {
-            actors,
-            queue_signal: Arc::new(Notify::new()),
-            path,
-        })
+        let jobs = Arc::new(job_cache::JobCache::new(Duration::from_secs(1)));
+        let invalidate = jobs.clone();
+        let clock = MonotonicMicros::starting_after(last);
+        let actors = Actors::start(&path, 4, clock, move || invalidate.invalidate_all())?;
+        Ok(SqliteStore { actors, jobs, queue_signal: Arc::new(Notify::new()), path })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,9 +97,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
-        self.actors
-            .write(move |ctx| accounts::create(ctx, new))
-            .await
+        self.actors.write(move |ctx| accounts::create(ctx, new)).await
     }
     async fn account(&self, id: Uuid) -> StoreResult<Account> {
         self.actors.read(move |c| accounts::get(c, id)).await
@@ -116,9 +106,7 @@ impl Store for SqliteStore {
         self.actors.read(accounts::count).await
     }
     async fn add_credits(&self, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
-        self.actors
-            .write(move |ctx| accounts::add_credits(ctx, id, amount, note))
-            .await
+        self.actors.write(move |ctx| accounts::add_credits(ctx, id, amount, note)).await
     }
     async fn set_limits(
         &self,
@@ -127,9 +115,7 @@ impl Store for SqliteStore {
         max_backlog: Option<u32>,
     ) -> StoreResult<Account> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| accounts::set_limits(ctx, id, max_concurrent, max_backlog, signal))
-            .await
+        self.actors.write(move |ctx| accounts::set_limits(ctx, id, max_concurrent, max_backlog, signal)).await
     }
     async fn create_key(
         &self,
@@ -138,97 +124,76 @@ impl Store for SqliteStore {
         secret_hash: String,
         label: Option<String>,
     ) -> StoreResult<()> {
-        self.actors
-            .write(move |ctx| accounts::create_key(ctx, account_id, key_id, secret_hash, label))
-            .await
+        self.actors.write(move |ctx| accounts::create_key(ctx, account_id, key_id, secret_hash, label)).await
     }
     async fn revoke_key(&self, key_id: Uuid) -> StoreResult<bool> {
-        self.actors
-            .write(move |ctx| accounts::revoke_key(ctx, key_id))
-            .await
+        self.actors.write(move |ctx| accounts::revoke_key(ctx, key_id)).await
     }
     async fn key(&self, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
         self.actors.read(move |c| accounts::key(c, key_id)).await
     }
     async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
-        self.actors
-            .read(move |c| accounts::ledger(c, account_id, limit))
-            .await
+        self.actors.read(move |c| accounts::ledger(c, account_id, limit)).await
     }
     async fn usage(&self, account_id: Uuid) -> StoreResult<Usage> {
-        self.actors
-            .read(move |c| accounts::usage(c, account_id))
-            .await
+        self.actors.read(move |c| accounts::usage(c, account_id)).await
     }
 
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| jobs::submit(ctx, new, signal))
-            .await
+        self.actors.write(move |ctx| jobs::submit(ctx, new, signal)).await
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
-        self.actors
-            .read(move |c| jobs::get_for_account(c, account_id, id))
-            .await
+        let job = match self.jobs.get(id) {
+            Some(hit) => Some(hit),
+            None => {
+                let generation = self.jobs.generation();
+                let loaded = self.actors.read(move |c| rows::load_job(c, id)).await?;
+                if let Some(job) = &loaded {
+                    self.jobs.put(job.clone(), generation);
+                }
+                loaded
+            }
+        };
+        Ok(job.filter(|j| j.account_id == account_id))
     }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-        self.actors
-            .read(move |c| jobs::list(c, account_id, query))
-            .await
+        self.actors.read(move |c| jobs::list(c, account_id, query)).await
     }
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| jobs::cancel(ctx, account_id, id, signal))
-            .await
+        self.actors.write(move |ctx| jobs::cancel(ctx, account_id, id, signal)).await
     }
     async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {
-        self.actors
-            .read(move |c| jobs::usable_styles(c, account_id, ids))
-            .await
+        self.actors.read(move |c| jobs::usable_styles(c, account_id, ids)).await
     }
 
     async fn lease(&self, worker: String, ttl: Duration) -> StoreResult<Option<Lease>> {
-        self.actors
-            .write(move |ctx| work::lease(ctx, worker, ttl))
-            .await
+        self.actors.write(move |ctx| work::lease(ctx, worker, ttl)).await
     }
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()> {
-        self.actors
-            .write(move |ctx| work::heartbeat(ctx, lease, update, ttl))
-            .await
+        self.actors.write(move |ctx| work::heartbeat(ctx, lease, update, ttl)).await
     }
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| work::complete(ctx, lease, result, signal))
-            .await
+        self.actors.write(move |ctx| work::complete(ctx, lease, result, signal)).await
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| work::fail(ctx, lease, code, message, signal))
-            .await
+        self.actors.write(move |ctx| work::fail(ctx, lease, code, message, signal)).await
     }
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| work::hand_back(ctx, lease, signal))
-            .await
+        self.actors.write(move |ctx| work::hand_back(ctx, lease, signal)).await
     }
     fn queue_signal(&self) -> Arc<Notify> {
         self.queue_signal.clone()
     }
     async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport> {
         let signal = self.queue_signal.clone();
-        self.actors
-            .write(move |ctx| work::sweep(ctx, max_attempts, max_run_time, signal))
-            .await
+        self.actors.write(move |ctx| work::sweep(ctx, max_attempts, max_run_time, signal)).await
     }
     async fn ping(&self) -> StoreResult<()> {
-        self.actors
-            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
-            .await
+        self.actors.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)).await
     }
 }

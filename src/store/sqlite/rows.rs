@@ -8,8 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub fn to_time(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub fn to_us(t: OffsetDateTime) -> i64 {
@@ -20,7 +19,8 @@ pub fn uuid(text: String) -> Uuid {
     Uuid::parse_str(&text).unwrap_or_default()
 }
 
-pub const JOB_COLUMNS: &str = "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
+pub const JOB_COLUMNS: &str =
+    "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
      price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, queued_at";
 
 fn bad_column(e: impl std::fmt::Display) -> rusqlite::Error {
@@ -36,8 +36,7 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         id: uuid(row.get(0)?),
         account_id: uuid(row.get(1)?),
         kind: row.get(2)?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| bad_column(format!("unknown status {status}")))?,
+        status: JobStatus::parse(&status).ok_or_else(|| bad_column(format!("unknown status {status}")))?,
         created_at: to_time(row.get(4)?),
         started_at: row.get::<_, Option<i64>>(5)?.map(to_time),
         completed_at: row.get::<_, Option<i64>>(6)?.map(to_time),
@@ -50,10 +49,7 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         progress: row.get(13)?,
         attempts: row.get(14)?,
         engine: row.get(15)?,
-        result: result
-            .map(|r| serde_json::from_str(&r))
-            .transpose()
-            .map_err(bad_column)?,
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(bad_column)?,
         failure: match error_code {
             Some(code) => Some(JobFailure {
                 code: FailureCode::parse(&code).unwrap_or(FailureCode::InternalError),
@@ -68,13 +64,7 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
 
 /// Loads a job by id (any account) with its place in line filled in.
 pub fn load_job(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
-    let job = conn
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
-        .map_err(sql_err)?
-        .query_row([id.to_string()], job_from_row)
-        .optional()
-        .map_err(sql_err)?;
-    match job {
+    match load_unranked(conn, id)? {
         Some(mut job) => {
             job.queue_position = queue_position(conn, &job)?;
             Ok(Some(job))
@@ -83,19 +73,42 @@ pub fn load_job(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
     }
 }
 
+/// A job without `queue_position`.
+pub fn must_load_unranked(conn: &Connection, id: Uuid) -> StoreResult<Job> {
+    load_unranked(conn, id)?.ok_or(StoreError::NotFound)
+}
+
+fn load_unranked(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .map_err(sql_err)?
+        .query_row([id.to_string()], job_from_row)
+        .optional()
+        .map_err(sql_err)
+}
+
+/// Jobs ahead are counted up to this many, so reading a job costs the same however long the
+/// queue is; a job further back reports `QUEUE_POSITION_CAP + 1` ("more than 1,000 ahead").
+pub const QUEUE_POSITION_CAP: i64 = 1000;
+
 pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> {
     let ahead: i64 = match job.status {
         JobStatus::Queued => conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND queued_at < (SELECT queued_at FROM jobs WHERE id = ?1)",
+                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'queued' \
+                 AND queued_at < (SELECT queued_at FROM jobs WHERE id = ?1) LIMIT ?2)",
             )
             .map_err(sql_err)?
-            .query_row([job.id.to_string()], |r| r.get(0))
+            .query_row(rusqlite::params![job.id.to_string(), QUEUE_POSITION_CAP], |r| r.get(0))
             .map_err(sql_err)?,
         JobStatus::Backlogged => conn
-            .prepare_cached("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND status = 'backlogged' AND created_at < ?2")
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE account_id = ?1 AND status = 'backlogged' \
+                 AND created_at < ?2 LIMIT ?3)",
+            )
             .map_err(sql_err)?
-            .query_row(rusqlite::params![job.account_id.to_string(), to_us(job.created_at)], |r| r.get(0))
+            .query_row(rusqlite::params![job.account_id.to_string(), to_us(job.created_at), QUEUE_POSITION_CAP], |r| {
+                r.get(0)
+            })
             .map_err(sql_err)?,
         _ => return Ok(None),
     };

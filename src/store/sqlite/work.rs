@@ -36,10 +36,7 @@ pub fn lease(ctx: &mut WriteCtx, worker: String, ttl: Duration) -> StoreResult<O
         .execute(params![id, worker, lease_id.to_string(), now + micros(ttl), now])
         .map_err(sql_err)?;
     let job_id = uuid(id);
-    Ok(Some(Lease {
-        lease: LeaseRef { job_id, lease_id },
-        job: must_load(ctx.conn, job_id)?,
-    }))
+    Ok(Some(Lease { lease: LeaseRef { job_id, lease_id }, job: must_load(ctx.conn, job_id)? }))
 }
 
 /// The status of the job if `lease` still holds it, else `LeaseLost`.
@@ -48,30 +45,15 @@ fn held_status(ctx: &WriteCtx, lease: LeaseRef) -> StoreResult<JobStatus> {
         .conn
         .prepare_cached("SELECT status FROM jobs WHERE id = ?1 AND lease_id = ?2")
         .map_err(sql_err)?
-        .query_row(
-            params![lease.job_id.to_string(), lease.lease_id.to_string()],
-            |r| r.get(0),
-        )
+        .query_row(params![lease.job_id.to_string(), lease.lease_id.to_string()], |r| r.get(0))
         .optional()
         .map_err(sql_err)?;
-    status
-        .and_then(|s| JobStatus::parse(&s))
-        .filter(|s| s.is_leased())
-        .ok_or(StoreError::LeaseLost)
+    status.and_then(|s| JobStatus::parse(&s)).filter(|s| s.is_leased()).ok_or(StoreError::LeaseLost)
 }
 
-pub fn heartbeat(
-    ctx: &mut WriteCtx,
-    lease: LeaseRef,
-    update: Progress,
-    ttl: Duration,
-) -> StoreResult<()> {
+pub fn heartbeat(ctx: &mut WriteCtx, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()> {
     let current = held_status(ctx, lease)?;
-    let status = if current.worker_may_move_to(update.status) {
-        update.status
-    } else {
-        current
-    };
+    let status = if current.worker_may_move_to(update.status) { update.status } else { current };
     let now = ctx.now_us();
     ctx.conn
         .prepare_cached(
@@ -79,32 +61,29 @@ pub fn heartbeat(
              lease_expires_at = ?5, updated_at = ?6 WHERE id = ?1",
         )
         .map_err(sql_err)?
-        .execute(params![lease.job_id.to_string(), status.as_str(), update.progress, update.engine, now + micros(ttl), now])
+        .execute(params![
+            lease.job_id.to_string(),
+            status.as_str(),
+            update.progress,
+            update.engine,
+            now + micros(ttl),
+            now
+        ])
         .map_err(sql_err)?;
     Ok(())
 }
 
 fn account_of(ctx: &WriteCtx, job: Uuid) -> StoreResult<Uuid> {
     ctx.conn
-        .query_row(
-            "SELECT account_id FROM jobs WHERE id = ?1",
-            [job.to_string()],
-            |r| r.get::<_, String>(0),
-        )
+        .query_row("SELECT account_id FROM jobs WHERE id = ?1", [job.to_string()], |r| r.get::<_, String>(0))
         .map(uuid)
         .map_err(sql_err)
 }
 
-pub fn complete(
-    ctx: &mut WriteCtx,
-    lease: LeaseRef,
-    result: JobResult,
-    signal: Arc<Notify>,
-) -> StoreResult<Job> {
+pub fn complete(ctx: &mut WriteCtx, lease: LeaseRef, result: JobResult, signal: Arc<Notify>) -> StoreResult<Job> {
     held_status(ctx, lease)?;
     let now = ctx.now_us();
-    let result_json =
-        serde_json::to_string(&result).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let result_json = serde_json::to_string(&result).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .execute(
             "UPDATE jobs SET status = 'completed', progress = 1.0, completed_at = ?2, updated_at = ?2, result = ?3, engine = ?4, \
@@ -131,13 +110,7 @@ pub fn fail(
     must_load(ctx.conn, lease.job_id)
 }
 
-fn fail_job(
-    ctx: &mut WriteCtx,
-    job: Uuid,
-    code: FailureCode,
-    message: &str,
-    signal: &Arc<Notify>,
-) -> StoreResult<()> {
+fn fail_job(ctx: &mut WriteCtx, job: Uuid, code: FailureCode, message: &str, signal: &Arc<Notify>) -> StoreResult<()> {
     let now = ctx.now_us();
     ctx.conn
         .execute(
@@ -154,12 +127,7 @@ fn fail_job(
     Ok(())
 }
 
-fn requeue(
-    ctx: &mut WriteCtx,
-    job: Uuid,
-    refund_attempt: bool,
-    signal: &Arc<Notify>,
-) -> StoreResult<()> {
+fn requeue(ctx: &mut WriteCtx, job: Uuid, refund_attempt: bool, signal: &Arc<Notify>) -> StoreResult<()> {
     let now = ctx.now_us();
     ctx.conn
         .execute(
@@ -198,10 +166,7 @@ pub fn sweep(
         .map_err(sql_err)?;
     for id in overrun {
         let id = uuid(id);
-        let message = format!(
-            "The job ran longer than the maximum run time of {} s.",
-            max_run_time.as_secs()
-        );
+        let message = format!("The job ran longer than the maximum run time of {} s.", max_run_time.as_secs());
         fail_job(ctx, id, FailureCode::Timeout, &message, &signal)?;
         report.failed.push(id);
     }
@@ -219,8 +184,7 @@ pub fn sweep(
     for (id, attempts) in expired {
         let id = uuid(id);
         if attempts >= max_attempts {
-            let message =
-                format!("The worker running this job stopped responding ({attempts} attempts).");
+            let message = format!("The worker running this job stopped responding ({attempts} attempts).");
             fail_job(ctx, id, FailureCode::WorkerLost, &message, &signal)?;
             report.failed.push(id);
         } else {

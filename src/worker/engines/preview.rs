@@ -34,16 +34,9 @@ impl Engine for PreviewEngine {
     ) -> Result<RenderedClip, EngineError> {
         let out_dir = out_dir.to_owned();
         let delay = self.sampling_time / spec.num_frames.max(1);
-        tokio::task::spawn_blocking(move || {
-            render_blocking(&spec, &out_dir, &progress, &cancel, delay)
-        })
-        .await
-        .map_err(|e| {
-            EngineError::new(
-                FailureCode::EngineError,
-                format!("the preview renderer panicked: {e}"),
-            )
-        })?
+        tokio::task::spawn_blocking(move || render_blocking(&spec, &out_dir, &progress, &cancel, delay))
+            .await
+            .map_err(|e| EngineError::new(FailureCode::EngineError, format!("the preview renderer panicked: {e}")))?
     }
 }
 
@@ -58,10 +51,7 @@ struct Look {
 }
 
 fn look(spec: &RenderSpec) -> Look {
-    let digest = Sha256::new()
-        .chain_update(spec.seed.to_le_bytes())
-        .chain_update(spec.prompt.as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(spec.seed.to_le_bytes()).chain_update(spec.prompt.as_bytes()).finalize();
     let unit = |i: usize| f32::from(digest[i]) / 255.0;
     let mut grade = [1.0f32; 3];
     for style in &spec.styles {
@@ -96,23 +86,11 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 }
 
 fn render_frame(spec: &RenderSpec, look: &Look, index: u32, frame: &mut [u8]) {
-    let t = if spec.num_frames > 1 {
-        index as f32 / (spec.num_frames - 1) as f32
-    } else {
-        0.0
-    };
+    let t = if spec.num_frames > 1 { index as f32 / (spec.num_frames - 1) as f32 } else { 0.0 };
     let (w, h) = (spec.width as usize, spec.height as usize);
     // Blend weights: the synthetic scene fades in from the start image and out to the end image.
-    let from_start = if spec.start_image.is_some() {
-        (1.0 - 2.0 * t).max(0.0)
-    } else {
-        0.0
-    };
-    let to_end = if spec.end_image.is_some() {
-        (2.0 * t - 1.0).max(0.0)
-    } else {
-        0.0
-    };
+    let from_start = if spec.start_image.is_some() { (1.0 - 2.0 * t).max(0.0) } else { 0.0 };
+    let to_end = if spec.end_image.is_some() { (2.0 * t - 1.0).max(0.0) } else { 0.0 };
     let bar = (t * 1.3 - 0.15) * w as f32;
     for y in 0..h {
         let fy = y as f32 / h as f32;
@@ -168,8 +146,7 @@ fn render_blocking(
     cancel: &CancellationToken,
     frame_delay: Duration,
 ) -> Result<RenderedClip, EngineError> {
-    let engine_err =
-        |e: &dyn std::fmt::Display| EngineError::new(FailureCode::EngineError, e.to_string());
+    let engine_err = |e: &dyn std::fmt::Display| EngineError::new(FailureCode::EngineError, e.to_string());
     let look = look(spec);
     let video = video_path(out_dir);
     let audio = spec.generate_audio.then(|| render_audio(spec, &look));
@@ -191,23 +168,15 @@ fn render_blocking(
         render_frame(spec, &look, i, &mut frame);
         encoder.push_frame(&frame).map_err(|e| engine_err(&e))?;
         if i == poster_frame {
-            write_poster(&frame, spec.width, spec.height, &poster_path(out_dir))
-                .map_err(|e| engine_err(&e))?;
+            write_poster(&frame, spec.width, spec.height, &poster_path(out_dir)).map_err(|e| engine_err(&e))?;
         }
-        progress.report(
-            JobStatus::Sampling,
-            f64::from(i + 1) / f64::from(spec.num_frames),
-        );
+        progress.report(JobStatus::Sampling, f64::from(i + 1) / f64::from(spec.num_frames));
         if !frame_delay.is_zero() {
             std::thread::sleep(frame_delay);
         }
     }
     encoder.finish().map_err(|e| engine_err(&e))?;
-    Ok(RenderedClip {
-        video,
-        poster: poster_path(out_dir),
-        has_audio: spec.generate_audio,
-    })
+    Ok(RenderedClip { video, poster: poster_path(out_dir), has_audio: spec.generate_audio })
 }
 
 #[cfg(test)]
@@ -239,20 +208,8 @@ mod tests {
     #[test]
     fn same_request_same_pixels_other_seed_other_pixels() {
         assert_eq!(frame_of(&spec(), 3), frame_of(&spec(), 3));
-        assert_ne!(
-            frame_of(&spec(), 3),
-            frame_of(&RenderSpec { seed: 8, ..spec() }, 3)
-        );
-        assert_ne!(
-            frame_of(&spec(), 3),
-            frame_of(
-                &RenderSpec {
-                    prompt: "a forest".into(),
-                    ..spec()
-                },
-                3
-            )
-        );
+        assert_ne!(frame_of(&spec(), 3), frame_of(&RenderSpec { seed: 8, ..spec() }, 3));
+        assert_ne!(frame_of(&spec(), 3), frame_of(&RenderSpec { prompt: "a forest".into(), ..spec() }, 3));
         assert_ne!(frame_of(&spec(), 0), frame_of(&spec(), 8));
     }
 
@@ -260,32 +217,16 @@ mod tests {
     fn starts_on_the_start_image_and_ends_on_the_end_image() {
         let red = image::RgbImage::from_pixel(64, 32, image::Rgb([250, 0, 0]));
         let blue = image::RgbImage::from_pixel(64, 32, image::Rgb([0, 0, 250]));
-        let s = RenderSpec {
-            start_image: Some(red),
-            end_image: Some(blue),
-            ..spec()
-        };
+        let s = RenderSpec { start_image: Some(red), end_image: Some(blue), ..spec() };
         assert!(frame_of(&s, 0).chunks(3).all(|p| p == [250, 0, 0]));
         assert!(frame_of(&s, 8).chunks(3).all(|p| p == [0, 0, 250]));
     }
 
     #[test]
     fn styles_grade_the_colours() {
-        let styled = RenderSpec {
-            styles: vec![StyleRef {
-                id: "noir".into(),
-                strength: 1.5,
-            }],
-            ..spec()
-        };
+        let styled = RenderSpec { styles: vec![StyleRef { id: "noir".into(), strength: 1.5 }], ..spec() };
         assert_ne!(frame_of(&spec(), 4), frame_of(&styled, 4));
-        let zero = RenderSpec {
-            styles: vec![StyleRef {
-                id: "noir".into(),
-                strength: 0.0,
-            }],
-            ..spec()
-        };
+        let zero = RenderSpec { styles: vec![StyleRef { id: "noir".into(), strength: 0.0 }], ..spec() };
         assert_eq!(frame_of(&spec(), 4), frame_of(&zero, 4));
     }
 
