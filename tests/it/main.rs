@@ -7,4 +7,5 @@ mod helpers;
 mod jobs;
 mod media;
 mod probe;
+mod store;
 mod validation;
