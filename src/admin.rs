@@ -2,7 +2,7 @@
 //! `serve` uses `create_account` for the first-run demo account; tests use them directly.
 use crate::domain::api_key;
 use crate::domain::money::MicroUsd;
-use crate::store::{Account, NewAccount, Store};
+use crate::store::{Account, NewAccount, Store, StoreError};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -40,10 +40,16 @@ async fn issue_key(store: &dyn Store, account_id: Uuid, label: Option<String>) -
 }
 
 pub async fn show_account(store: &dyn Store, id: Uuid) -> anyhow::Result<Value> {
-    let account = store.account(id).await.map_err(|e| not_found(e, id))?;
+    account_report(store, id).await.map_err(|e| not_found(e, id))
+}
+
+/// Balance, holds, limits, usage and the 20 latest ledger entries: what `admin account show`
+/// prints and `GET /account` returns.
+pub async fn account_report(store: &dyn Store, id: Uuid) -> Result<Value, StoreError> {
+    let account = store.account(id).await?;
     let mut out = account_json(&account);
-    out["usage"] = serde_json::to_value(store.usage(id).await?)?;
-    out["recent_ledger"] = serde_json::to_value(store.ledger(id, 20).await?)?;
+    out["usage"] = json!(store.usage(id).await?);
+    out["recent_ledger"] = json!(store.ledger(id, 20).await?);
     Ok(out)
 }
 
@@ -75,9 +81,9 @@ pub async fn set_limits(
     Ok(account_json(&account))
 }
 
-fn not_found(e: crate::store::StoreError, id: Uuid) -> anyhow::Error {
+fn not_found(e: StoreError, id: Uuid) -> anyhow::Error {
     match e {
-        crate::store::StoreError::NotFound => anyhow::anyhow!("no account with id {id}"),
+        StoreError::NotFound => anyhow::anyhow!("no account with id {id}"),
         other => other.into(),
     }
 }

@@ -149,26 +149,27 @@ async fn sigterm_hands_a_running_job_back_and_it_completes_after_restart() {
         .await
         .unwrap();
     let url = format!("{}/jobs/{}", server.base, job["job_id"].as_str().unwrap());
-    for _ in 0..200 {
-        let now: Value = client.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-        if now["status"] == "sampling" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let running = poll(&client, &url, &key, |j| j["status"] == "sampling").await;
+    assert_eq!(running["status"], "sampling", "{running}");
     assert!(sigterm(&mut server).success());
 
     let mut again = start_server(dir.path(), &[]);
     let url = format!("{}/jobs/{}", again.base, job["job_id"].as_str().unwrap());
+    let last = poll(&client, &url, &key, |j| !j["completed_at"].is_null()).await;
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["attempts"], 1, "the handed-back attempt does not count: {last}");
+    assert!(sigterm(&mut again).success());
+}
+
+/// Polls a job for up to 20 s until `done`; returns the last state seen.
+async fn poll(client: &reqwest::Client, url: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..400 {
-        last = client.get(&url).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-        if !last["completed_at"].is_null() {
+        last = client.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+        if done(&last) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(last["status"], "completed", "{last}");
-    assert_eq!(last["attempts"], 1, "the handed-back attempt does not count: {last}");
-    assert!(sigterm(&mut again).success());
+    last
 }
