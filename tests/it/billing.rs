@@ -58,3 +58,25 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
     assert_eq!(sum(LedgerKind::Hold), 179_800 * 3 + 357_900);
     assert_eq!(sum(LedgerKind::Release), 179_800 * 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_submits_never_overdraw_the_balance_or_the_limits() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    // Money for exactly 10 clips; slots and backlog for 12.
+    let acct = app.account_with_limits("1.798", 4, 8).await;
+    let submits = (0..100).map(|i| {
+        let (client, url, key) = (app.client.clone(), app.url(GENERATE), acct.key.clone());
+        tokio::spawn(async move {
+            client.post(url).bearer_auth(key).json(&quick(&format!("race {i}"))).send().await.unwrap().status().as_u16()
+        })
+    });
+    let mut statuses = Vec::new();
+    for submit in submits {
+        statuses.push(submit.await.unwrap());
+    }
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(200), count(402), count(429)), (10, 90, 0), "{statuses:?}");
+    let account = app.account_view(&acct.key).await;
+    assert_eq!((account["available_usd"].as_str(), account["held_usd"].as_str()), (Some("0.00"), Some("1.798")));
+    assert_eq!((account["active_jobs"].as_u64(), account["backlogged_jobs"].as_u64()), (Some(4), Some(6)));
+}
