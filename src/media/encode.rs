@@ -44,7 +44,7 @@ pub fn audio_samples_for(num_frames: u32, fps: u32) -> usize {
 
 impl Mp4Encoder {
     pub fn start(spec: VideoSpec<'_>) -> Result<Mp4Encoder, EncodeError> {
-        if spec.width % 2 != 0 || spec.height % 2 != 0 {
+        if !spec.width.is_multiple_of(2) || !spec.height.is_multiple_of(2) {
             return Err(EncodeError::Failed(format!("{}x{} is not an even size", spec.width, spec.height)));
         }
         let mut cmd = Command::new("ffmpeg");

@@ -105,8 +105,8 @@ async fn run_job(
             }
         }
     };
+    // Stops the engine if it is still running (cancelled job, shutdown).
     cancel.cancel();
-    drop(work);
     let reported = match outcome {
         Outcome::Done(Ok(result)) => store.complete(lease_ref, result).await.map(|_| "completed"),
         Outcome::Done(Err(e)) => store.fail(lease_ref, e.code, e.message).await.map(|_| "failed"),

@@ -176,8 +176,8 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
 }
 
 /// Rejects unknown keys and expired or conflicting aliases; maps live aliases to their field.
-fn resolve_aliases<'a>(
-    raw: &'a Map<String, Value>,
+fn resolve_aliases(
+    raw: &Map<String, Value>,
     options: &NormaliseOptions,
 ) -> Result<(Map<String, Value>, Vec<&'static str>), ValidationError> {
     let mut fields = Map::new();

@@ -98,7 +98,7 @@ fn render_frame(spec: &RenderSpec, look: &Look, index: u32, frame: &mut [u8]) {
         let base = hsv(look.hue + t * look.hue_speed + fy * 0.25, 0.65, 0.85);
         for x in 0..w {
             let fx = x as f32 / w as f32;
-            let wave = 0.5 + 0.5 * ((fx * look.stripes + t * 6.283 + fy * 3.0).sin());
+            let wave = 0.5 + 0.5 * ((fx * look.stripes + t * std::f32::consts::TAU + fy * 3.0).sin());
             let mut px = [0.0f32; 3];
             for c in 0..3 {
                 px[c] = (base[c] * (0.55 + 0.45 * wave) * look.grade[c] * 255.0).clamp(0.0, 255.0);
