@@ -3,15 +3,18 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::job_view::job_json;
+use super::prefer_wait;
 use super::AppState;
 use crate::domain::pricing;
+use crate::domain::request::GenerateRequest;
 use crate::domain::request::{normalise, NormaliseOptions};
-use crate::store::{NewJob, SubmitRefusal};
+use crate::store::{Idempotency, NewJob, SubmitRefusal};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -53,6 +56,7 @@ pub async fn submit(
         }
     }
 
+    let idempotency = idempotency(&headers, &request, webhook_url.as_deref())?;
     let price = pricing::price(request.num_frames, !request.styles.is_empty());
     let (width, height) = state.config.resolution.size(request.aspect_ratio);
     let seed = request.seed.unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
@@ -67,6 +71,7 @@ pub async fn submit(
         price: price.amount,
         price_tier_seconds: price.tier_seconds,
         webhook_url,
+        idempotency,
     };
     let job = match state.store.submit(new).await? {
         Ok(job) => job,
@@ -75,6 +80,13 @@ pub async fn submit(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",
                 format!("Insufficient credits: this clip costs {price} and the account has {available} available."),
+            ))
+        }
+        Err(SubmitRefusal::IdempotencyConflict { job_id }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                format!("This Idempotency-Key was already used for job {job_id} with a different request body."),
             ))
         }
         Err(SubmitRefusal::BacklogFull { max_concurrent, max_backlog }) => {
@@ -89,7 +101,16 @@ pub async fn submit(
             .retry_after(state.config.retry_after.as_secs().max(1)))
         }
     };
+    let wait = prefer_wait::requested(&headers);
+    let job = match wait {
+        Some(wait) => prefer_wait::until_terminal(&state, job, wait).await?,
+        None => job,
+    };
     let mut response = Json(job_json(&job, &state.public_url)).into_response();
+    if let Some(wait) = wait {
+        let (name, value) = prefer_wait::applied_header(wait);
+        response.headers_mut().insert(name, value);
+    }
     if !normalised.aliases_used.is_empty() {
         deprecation_headers(response.headers_mut(), state.config.aliases_accepted_until);
     }
@@ -142,4 +163,28 @@ fn deprecation_headers(headers: &mut HeaderMap, accepted_until: time::Date) {
             "<https://docs.krea.ai/developers/deprecations#public-api-snake-case-fields>; rel=\"deprecation\"; type=\"text/html\"",
         ),
     );
+}
+
+/// How long an `Idempotency-Key` keeps pointing at its job.
+pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// `Idempotency-Key` (additive): up to 255 visible ASCII characters. The fingerprint is of the
+/// normalised request, so formatting differences in the JSON are the same body.
+fn idempotency(
+    headers: &HeaderMap,
+    request: &GenerateRequest,
+    webhook: Option<&str>,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .ok_or_else(|| ApiError::bad_request("`Idempotency-Key` must be 1 to 255 visible ASCII characters."))?;
+    let body = serde_json::to_vec(&(request, webhook)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        fingerprint: hex::encode(Sha256::digest(&body)),
+        window: IDEMPOTENCY_WINDOW,
+    }))
 }

@@ -2,11 +2,13 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::job_view::{job_json, rfc3339};
+use super::prefer_wait;
 use super::AppState;
 use crate::domain::job::JobStatus;
 use crate::store::{CancelRefusal, JobQuery};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,9 +25,14 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
-    Ok(Json(job_json(&job, &state.public_url)))
+    let Some(wait) = prefer_wait::requested(&headers) else {
+        return Ok(Json(job_json(&job, &state.public_url)).into_response());
+    };
+    let job = prefer_wait::until_terminal(&state, job, wait).await?;
+    Ok(([prefer_wait::applied_header(wait)], Json(job_json(&job, &state.public_url))).into_response())
 }
 
 pub async fn cancel(

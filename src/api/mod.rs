@@ -7,6 +7,7 @@ mod health;
 mod job_view;
 mod jobs;
 pub mod key_cache;
+mod prefer_wait;
 
 use crate::config::ServeConfig;
 use crate::store::Store;

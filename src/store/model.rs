@@ -106,13 +106,34 @@ pub struct NewJob {
     pub price: MicroUsd,
     pub price_tier_seconds: u32,
     pub webhook_url: Option<String>,
+    /// `Idempotency-Key`: a repeat with the same key and body within the window returns the
+    /// first job instead of creating (and charging) another.
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub key: String,
+    /// Hash of the normalised request and webhook URL.
+    pub fingerprint: String,
+    pub window: std::time::Duration,
 }
 
 /// Why a submit was not accepted (the account's money or backlog), decided in the transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubmitRefusal {
-    InsufficientBalance { price: MicroUsd, available: MicroUsd },
-    BacklogFull { max_concurrent: u32, max_backlog: u32 },
+    InsufficientBalance {
+        price: MicroUsd,
+        available: MicroUsd,
+    },
+    BacklogFull {
+        max_concurrent: u32,
+        max_backlog: u32,
+    },
+    /// The idempotency key was used with another body.
+    IdempotencyConflict {
+        job_id: Uuid,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@ mod backlog;
 mod billing;
 mod cli;
 mod helpers;
+mod idempotency;
 mod jobs;
 mod media;
 mod probe;

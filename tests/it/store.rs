@@ -33,6 +33,7 @@ fn new_job(account: Uuid, price: i64) -> NewJob {
         price: MicroUsd(price),
         price_tier_seconds: 5,
         webhook_url: None,
+        idempotency: None,
     }
 }
 
@@ -100,6 +101,7 @@ async fn money_and_counters_stay_consistent_under_a_random_mix() {
                 Ok(_) => submitted += 1,
                 Err(SubmitRefusal::InsufficientBalance { .. }) => refused_money += 1,
                 Err(SubmitRefusal::BacklogFull { .. }) => refused_backlog += 1,
+                Err(other) => panic!("no idempotency key was sent: {other:?}"),
             },
             4 => {
                 if let Some(lease) = store.lease("w".into(), Duration::from_secs(60)).await.unwrap() {

@@ -34,6 +34,28 @@ pub fn count_transition(ctx: &WriteCtx, account: Uuid, active: i64, backlogged: 
 }
 
 pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
+    if let Some(idem) = &new.idempotency {
+        // The single writer serialises concurrent duplicates: the second sees the first's row.
+        let now = ctx.now_us();
+        let seen: Option<(String, String, i64)> = ctx
+            .conn
+            .prepare_cached(
+                "SELECT fingerprint, job_id, created_at FROM idempotency_keys WHERE account_id = ?1 AND key = ?2",
+            )
+            .map_err(sql_err)?
+            .query_row(params![new.account_id.to_string(), idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(sql_err)?;
+        if let Some((fingerprint, job_id, created_at)) = seen {
+            if now - created_at < idem.window.as_micros() as i64 {
+                let job_id = super::rows::uuid(job_id);
+                if fingerprint != idem.fingerprint {
+                    return Ok(Err(SubmitRefusal::IdempotencyConflict { job_id }));
+                }
+                return Ok(Ok(must_load(ctx.conn, job_id)?));
+            }
+        }
+    }
     let account = accounts::get(ctx.conn, new.account_id)?;
     if account.available() < new.price {
         return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
@@ -83,6 +105,18 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
     count_transition(ctx, account.id, i64::from(queued), i64::from(!queued))?;
     if queued {
         ctx.after_commit(move || signal.notify_waiters());
+    }
+    if let Some(idem) = &new.idempotency {
+        // Only an accepted submit claims its key: a refused one may be retried with it.
+        let now = ctx.now_us();
+        ctx.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sql_err)?
+            .execute(params![new.account_id.to_string(), idem.key, idem.fingerprint, new.id.to_string(), now])
+            .map_err(sql_err)?;
     }
     let mut job = must_load_unranked(ctx.conn, new.id)?;
     // A new backlogged job is last in its account's backlog. A new queued job's place in the

@@ -69,6 +69,16 @@ CREATE INDEX jobs_account_created ON jobs(account_id, created_at);
 CREATE INDEX jobs_account_status ON jobs(account_id, status, created_at);
 CREATE INDEX jobs_queue ON jobs(status, queued_at);
 
+-- Idempotency-Key of submits: a key maps to the job it created, for a window.
+CREATE TABLE idempotency_keys (
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    job_id      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+
 CREATE TABLE styles (
     id         TEXT PRIMARY KEY,
     account_id TEXT REFERENCES accounts(id),
