@@ -66,7 +66,8 @@ impl Application {
         let worker_config = WorkerConfig {
             name: format!("in-process@{}", self.address),
             lease_ttl: config.lease_ttl,
-            heartbeat_every: (config.lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            // Often enough that progress reads as live (SSE, polling), rarely enough to cost nothing.
+            heartbeat_every: (config.lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(1)),
             scratch_dir: config.data_dir.join("tmp"),
             results: LocalResults::new(config.data_dir.join("results")),
         };

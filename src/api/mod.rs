@@ -2,6 +2,7 @@
 mod account;
 mod auth;
 pub mod error;
+mod events;
 mod generate;
 mod health;
 mod job_view;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route(GENERATE_PATH, post(generate::submit))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/jobs/{id}/events", get(events::stream_job))
         .route("/account", get(account::show))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -3,6 +3,7 @@ mod auth;
 mod backlog;
 mod billing;
 mod cli;
+mod events;
 mod helpers;
 mod idempotency;
 mod jobs;
