@@ -20,6 +20,7 @@ fn account_json(account: &Account) -> Value {
         "max_backlog": account.max_backlog,
         "active_jobs": account.active_jobs,
         "backlogged_jobs": account.backlogged_jobs,
+        "webhook_secret": account.webhook_secret,
     })
 }
 
@@ -86,4 +87,9 @@ fn not_found(e: StoreError, id: Uuid) -> anyhow::Error {
         StoreError::NotFound => anyhow::anyhow!("no account with id {id}"),
         other => other.into(),
     }
+}
+
+pub async fn rotate_webhook_secret(store: &dyn Store, id: Uuid) -> anyhow::Result<Value> {
+    let account = store.rotate_webhook_secret(id).await.map_err(|e| not_found(e, id))?;
+    Ok(account_json(&account))
 }

@@ -71,6 +71,17 @@ impl Application {
             scratch_dir: config.data_dir.join("tmp"),
             results: LocalResults::new(config.data_dir.join("results")),
         };
+        let dispatcher = crate::webhooks::spawn(
+            self.state.store.clone(),
+            crate::webhooks::DispatcherConfig {
+                policy: crate::fetch::UrlPolicy { allow_private: config.allow_private_urls },
+                public_url: self.state.public_url.clone(),
+                retry_base: config.webhook_retry_base,
+                timeout: Duration::from_secs(15),
+                concurrency: 64,
+            },
+            shutdown.clone(),
+        );
         let workers = spawn_workers(config.workers, self.state.store.clone(), engine, worker_config, shutdown.clone());
 
         let http_stop = shutdown.clone();
@@ -89,6 +100,7 @@ impl Application {
             let _ = worker.await;
         }
         let _ = scheduler.await;
+        let _ = dispatcher.await;
         served.context("HTTP server")
     }
 }

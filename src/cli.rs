@@ -70,6 +70,12 @@ struct ServeArgs {
     /// `admin key revoke` take effect within this time).
     #[arg(long, env = "LTX_SERVE_KEY_CACHE_SECS", default_value_t = 2)]
     key_cache_secs: u64,
+    /// Allow webhook URLs that point to private networks (loopback, 10/8, 192.168/16, …).
+    #[arg(long, env = "LTX_SERVE_ALLOW_PRIVATE_URLS")]
+    allow_private_urls: bool,
+    /// Seconds before the first webhook retry; later retries double, up to an hour, for a day.
+    #[arg(long, env = "LTX_SERVE_WEBHOOK_RETRY_BASE_SECS", default_value_t = 5)]
+    webhook_retry_base_secs: u64,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -98,6 +104,18 @@ enum AdminCommand {
     /// Concurrency and backlog limits.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// The account's webhook signing secret.
+    #[command(subcommand)]
+    WebhookSecret(WebhookSecretCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookSecretCommand {
+    /// Replace the secret (deliveries from now on are signed with the new one).
+    Rotate {
+        #[arg(long)]
+        account: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,6 +239,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_attempts: args.max_attempts.max(1),
         preview_sampling_time: Duration::from_millis(args.preview_sampling_ms),
         key_cache_ttl: Duration::from_secs(args.key_cache_secs),
+        allow_private_urls: args.allow_private_urls,
+        webhook_retry_base: Duration::from_secs(args.webhook_retry_base_secs.max(1)),
         ..ServeConfig::new(PathBuf::new())
     };
     let app = Application::build(config).await?;
@@ -270,6 +290,9 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Key(KeyCommand::Create { account, label }) => admin::create_key(store, account, label).await?,
         AdminCommand::Key(KeyCommand::Revoke { key_id }) => admin::revoke_key(store, key_id).await?,
+        AdminCommand::WebhookSecret(WebhookSecretCommand::Rotate { account }) => {
+            admin::rotate_webhook_secret(store, account).await?
+        }
         AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
             admin::set_limits(store, account, max_concurrent, max_backlog).await?
         }

@@ -48,6 +48,10 @@ pub struct ServeConfig {
     /// How long a verified API key is trusted without asking the store again (a revocation
     /// made by another process takes effect within this time).
     pub key_cache_ttl: Duration,
+    /// Allow webhook URLs on private networks (loopback, RFC 1918, …). Off: SSRF guard.
+    pub allow_private_urls: bool,
+    /// Delay before the first webhook retry (later ones double, capped at an hour).
+    pub webhook_retry_base: Duration,
 }
 
 impl ServeConfig {
@@ -68,6 +72,8 @@ impl ServeConfig {
             preview_sampling_time: Duration::ZERO,
             retry_after: Duration::from_secs(10),
             key_cache_ttl: Duration::from_secs(2),
+            allow_private_urls: false,
+            webhook_retry_base: Duration::from_secs(5),
         }
     }
 }

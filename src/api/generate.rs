@@ -8,6 +8,7 @@ use super::AppState;
 use crate::domain::pricing;
 use crate::domain::request::GenerateRequest;
 use crate::domain::request::{normalise, NormaliseOptions};
+use crate::fetch::{check_resolution, check_url, UrlPolicy};
 use crate::store::{Idempotency, NewJob, SubmitRefusal};
 use axum::body::Body;
 use axum::extract::State;
@@ -28,13 +29,20 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("The request body is larger than {} bytes.", state.config.max_body_bytes),
         )
-    })?;
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.config.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| too_large())?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
     let options = NormaliseOptions {
@@ -44,7 +52,8 @@ pub async fn submit(
     };
     let normalised = normalise(&raw, &options).map_err(|e| ApiError::bad_request(e.0))?;
     let request = normalised.request;
-    let webhook_url = webhook_url(&headers)?;
+    let policy = UrlPolicy { allow_private: state.config.allow_private_urls };
+    let webhook_url = webhook_url(&headers, policy).await?;
 
     if !request.styles.is_empty() {
         let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();
@@ -131,18 +140,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     ))
 }
 
-fn webhook_url(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("x-webhook-url") else {
-        return Ok(None);
-    };
+/// `X-Webhook-URL`: http(s), at most 2048 characters, and (unless the operator allows private
+/// networks) neither naming nor resolving to a private or reserved address.
+async fn webhook_url(headers: &HeaderMap, policy: UrlPolicy) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("x-webhook-url") else { return Ok(None) };
     let text = value.to_str().map_err(|_| ApiError::bad_request("`X-Webhook-URL` must be a URL."))?;
     if text.len() > 2048 {
         return Err(ApiError::bad_request("`X-Webhook-URL` may be at most 2048 characters."));
     }
-    match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(Some(text.to_owned())),
-        _ => Err(ApiError::bad_request("`X-Webhook-URL` must be an http(s) URL.")),
-    }
+    let refuse = |why: String| ApiError::bad_request(format!("`X-Webhook-URL` {why}."));
+    let url = check_url(text, policy).map_err(refuse)?;
+    check_resolution(&url, policy).await.map_err(refuse)?;
+    Ok(Some(text.to_owned()))
 }
 
 /// `Deprecation`, `Sunset` and `Link` as Krea sends them for deprecated request fields.

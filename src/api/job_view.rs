@@ -51,6 +51,7 @@ pub fn job_json(job: &Job, public_url: &str) -> Value {
         "height": job.height,
         "price_usd": job.price,
         "billed_duration_s": job.price_tier_seconds,
+        "webhook": job.webhook,
     });
     if let Some(error) = error {
         body["error"] = error;

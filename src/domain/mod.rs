@@ -4,3 +4,4 @@ pub mod job;
 pub mod money;
 pub mod pricing;
 pub mod request;
+pub mod webhook;

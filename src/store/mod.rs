@@ -73,4 +73,13 @@ pub trait Store: Send + Sync + 'static {
     /// and fails jobs running longer than `max_run_time` with `timeout`.
     async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport>;
     async fn ping(&self) -> StoreResult<()>;
+
+    // Webhook outbox (rows are written by the terminal transitions above).
+    async fn rotate_webhook_secret(&self, account_id: Uuid) -> StoreResult<Account>;
+    /// Takes up to `limit` due deliveries, hiding them from other dispatchers for `claim_for`
+    /// (a dispatcher that dies mid-delivery leaves them to be retried after that).
+    async fn claim_due_webhooks(&self, limit: u32, claim_for: Duration) -> StoreResult<Vec<WebhookDelivery>>;
+    async fn record_webhook(&self, id: String, outcome: WebhookOutcome) -> StoreResult<()>;
+    /// Wakes when a delivery was added.
+    fn webhook_signal(&self) -> Arc<tokio::sync::Notify>;
 }

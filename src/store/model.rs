@@ -27,6 +27,8 @@ pub struct Account {
     /// Jobs holding a concurrency slot (queued through intermediate-complete).
     pub active_jobs: u32,
     pub backlogged_jobs: u32,
+    /// Standard Webhooks signing secret (`whsec_…`).
+    pub webhook_secret: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -193,6 +195,39 @@ pub struct Job {
     pub webhook_url: Option<String>,
     /// 1-based place in line while `queued` (global FIFO) or `backlogged` (the account's FIFO).
     pub queue_position: Option<u64>,
+    /// Delivery state of the job's webhook, once it has one.
+    pub webhook: Option<WebhookState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WebhookState {
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// A webhook delivery claimed by a dispatcher.
+#[derive(Clone, Debug)]
+pub struct WebhookDelivery {
+    /// The Standard Webhooks message id, stable across retries.
+    pub id: String,
+    pub job_id: Uuid,
+    pub account_id: Uuid,
+    pub url: String,
+    /// Including the one now claimed.
+    pub attempts: u32,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub enum WebhookOutcome {
+    Delivered { status: u16 },
+    Retry { status: Option<u16>, error: Option<String>, at: OffsetDateTime },
+    GaveUp { status: Option<u16>, error: Option<String> },
 }
 
 /// A worker's claim on a job, fenced by `lease_id`: reports from an older lease are refused.

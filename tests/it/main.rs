@@ -11,3 +11,4 @@ mod media;
 mod probe;
 mod store;
 mod validation;
+mod webhooks;

@@ -14,8 +14,16 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
     let now = ctx.now_us();
     ctx.conn
         .execute(
-            "INSERT INTO accounts (id, name, balance, held, max_concurrent, max_backlog, created_at) VALUES (?1, ?2, 0, 0, ?3, ?4, ?5)",
-            params![id.to_string(), new.name, new.max_concurrent.max(1), new.max_backlog, now],
+            "INSERT INTO accounts (id, name, balance, held, max_concurrent, max_backlog, created_at, webhook_secret) \
+             VALUES (?1, ?2, 0, 0, ?3, ?4, ?5, ?6)",
+            params![
+                id.to_string(),
+                new.name,
+                new.max_concurrent.max(1),
+                new.max_backlog,
+                now,
+                crate::domain::webhook::new_secret()
+            ],
         )
         .map_err(sql_err)?;
     if new.credits.0 > 0 {
@@ -25,7 +33,7 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
 }
 
 pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
-    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs FROM accounts WHERE id = ?1")
+    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, webhook_secret FROM accounts WHERE id = ?1")
         .map_err(sql_err)?
         .query_row([id.to_string()], |r| {
             Ok(Account {
@@ -38,6 +46,7 @@ pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
                 created_at: to_time(r.get(6)?),
                 active_jobs: r.get(7)?,
                 backlogged_jobs: r.get(8)?,
+                webhook_secret: r.get(9)?,
             })
         })
         .optional()
@@ -201,4 +210,18 @@ pub fn usage(conn: &Connection, account_id: Uuid) -> StoreResult<Usage> {
     usage.charged_last_7_days = MicroUsd(recent);
     usage.charged_total = MicroUsd(total);
     Ok(usage)
+}
+
+pub fn rotate_webhook_secret(ctx: &mut WriteCtx, id: Uuid) -> StoreResult<Account> {
+    let changed = ctx
+        .conn
+        .execute(
+            "UPDATE accounts SET webhook_secret = ?2 WHERE id = ?1",
+            params![id.to_string(), crate::domain::webhook::new_secret()],
+        )
+        .map_err(sql_err)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(ctx.conn, id)
 }

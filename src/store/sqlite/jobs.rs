@@ -167,6 +167,7 @@ pub fn cancel(
     account: Uuid,
     id: Uuid,
     signal: Arc<Notify>,
+    hooks: Arc<Notify>,
 ) -> StoreResult<Result<Job, CancelRefusal>> {
     let Some(job) = get_for_account(ctx.conn, account, id)? else {
         return Ok(Err(CancelRefusal::NotFound));
@@ -184,6 +185,7 @@ pub fn cancel(
         )
         .map_err(sql_err)?;
     release_hold(ctx, id, "cancelled")?;
+    super::webhooks::enqueue(ctx, id, &hooks)?;
     let was_backlogged = job.status == JobStatus::Backlogged;
     count_transition(ctx, account, -i64::from(!was_backlogged), -i64::from(was_backlogged))?;
     promote_backlog(ctx, account, &signal)?;

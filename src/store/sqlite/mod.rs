@@ -4,6 +4,7 @@ mod actor;
 mod job_cache;
 mod jobs;
 mod rows;
+mod webhooks;
 mod work;
 
 use super::*;
@@ -25,6 +26,7 @@ pub struct SqliteStore {
     actors: Actors,
     jobs: Arc<job_cache::JobCache>,
     queue_signal: Arc<Notify>,
+    webhook_signal: Arc<Notify>,
     path: PathBuf,
 }
 
@@ -86,7 +88,13 @@ impl SqliteStore {
         let invalidate = jobs.clone();
         let clock = MonotonicMicros::starting_after(last);
         let actors = Actors::start(&path, 4, clock, move || invalidate.invalidate_all())?;
-        Ok(SqliteStore { actors, jobs, queue_signal: Arc::new(Notify::new()), path })
+        Ok(SqliteStore {
+            actors,
+            jobs,
+            queue_signal: Arc::new(Notify::new()),
+            webhook_signal: Arc::new(Notify::new()),
+            path,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -162,7 +170,8 @@ impl Store for SqliteStore {
     }
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>> {
         let signal = self.queue_signal.clone();
-        self.actors.write(move |ctx| jobs::cancel(ctx, account_id, id, signal)).await
+        let hooks = self.webhook_signal.clone();
+        self.actors.write(move |ctx| jobs::cancel(ctx, account_id, id, signal, hooks)).await
     }
     async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {
         self.actors.read(move |c| jobs::usable_styles(c, account_id, ids)).await
@@ -176,11 +185,13 @@ impl Store for SqliteStore {
     }
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job> {
         let signal = self.queue_signal.clone();
-        self.actors.write(move |ctx| work::complete(ctx, lease, result, signal)).await
+        let hooks = self.webhook_signal.clone();
+        self.actors.write(move |ctx| work::complete(ctx, lease, result, signal, hooks)).await
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
         let signal = self.queue_signal.clone();
-        self.actors.write(move |ctx| work::fail(ctx, lease, code, message, signal)).await
+        let hooks = self.webhook_signal.clone();
+        self.actors.write(move |ctx| work::fail(ctx, lease, code, message, signal, hooks)).await
     }
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()> {
         let signal = self.queue_signal.clone();
@@ -191,7 +202,20 @@ impl Store for SqliteStore {
     }
     async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport> {
         let signal = self.queue_signal.clone();
-        self.actors.write(move |ctx| work::sweep(ctx, max_attempts, max_run_time, signal)).await
+        let hooks = self.webhook_signal.clone();
+        self.actors.write(move |ctx| work::sweep(ctx, max_attempts, max_run_time, signal, hooks)).await
+    }
+    async fn rotate_webhook_secret(&self, account_id: Uuid) -> StoreResult<Account> {
+        self.actors.write(move |ctx| accounts::rotate_webhook_secret(ctx, account_id)).await
+    }
+    async fn claim_due_webhooks(&self, limit: u32, claim_for: Duration) -> StoreResult<Vec<WebhookDelivery>> {
+        self.actors.write(move |ctx| webhooks::claim_due(ctx, limit, claim_for)).await
+    }
+    async fn record_webhook(&self, id: String, outcome: WebhookOutcome) -> StoreResult<()> {
+        self.actors.write(move |ctx| webhooks::record(ctx, id, outcome)).await
+    }
+    fn webhook_signal(&self) -> Arc<Notify> {
+        self.webhook_signal.clone()
     }
     async fn ping(&self) -> StoreResult<()> {
         self.actors.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)).await

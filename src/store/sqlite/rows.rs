@@ -59,6 +59,7 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         },
         webhook_url: row.get(19)?,
         queue_position: None,
+        webhook: None,
     })
 }
 
@@ -67,6 +68,9 @@ pub fn load_job(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
     match load_unranked(conn, id)? {
         Some(mut job) => {
             job.queue_position = queue_position(conn, &job)?;
+            if job.webhook_url.is_some() && job.status.is_terminal() {
+                job.webhook = super::webhooks::state_of(conn, job.id)?;
+            }
             Ok(Some(job))
         }
         None => Ok(None),

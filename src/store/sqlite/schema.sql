@@ -11,6 +11,8 @@ CREATE TABLE accounts (
     -- transition so a submit checks its limits without counting rows
     active_jobs    INTEGER NOT NULL DEFAULT 0 CHECK (active_jobs >= 0),
     backlogged_jobs INTEGER NOT NULL DEFAULT 0 CHECK (backlogged_jobs >= 0),
+    -- Standard Webhooks signing secret (`whsec_…`)
+    webhook_secret TEXT NOT NULL,
     created_at     INTEGER NOT NULL
 );
 
@@ -68,6 +70,24 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_account_created ON jobs(account_id, created_at);
 CREATE INDEX jobs_account_status ON jobs(account_id, status, created_at);
 CREATE INDEX jobs_queue ON jobs(status, queued_at);
+
+-- The webhook outbox: written in the transaction that makes a job terminal, so no crash loses
+-- a delivery. `id` is the Standard Webhooks message id (stable across retries).
+CREATE TABLE webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    job_id          TEXT NOT NULL REFERENCES jobs(id),
+    account_id      TEXT NOT NULL REFERENCES accounts(id),
+    url             TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+CREATE INDEX webhook_deliveries_job ON webhook_deliveries(job_id);
 
 -- Idempotency-Key of submits: a key maps to the job it created, for a window.
 CREATE TABLE idempotency_keys (

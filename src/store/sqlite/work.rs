@@ -80,7 +80,13 @@ fn account_of(ctx: &WriteCtx, job: Uuid) -> StoreResult<Uuid> {
         .map_err(sql_err)
 }
 
-pub fn complete(ctx: &mut WriteCtx, lease: LeaseRef, result: JobResult, signal: Arc<Notify>) -> StoreResult<Job> {
+pub fn complete(
+    ctx: &mut WriteCtx,
+    lease: LeaseRef,
+    result: JobResult,
+    signal: Arc<Notify>,
+    hooks: Arc<Notify>,
+) -> StoreResult<Job> {
     held_status(ctx, lease)?;
     let now = ctx.now_us();
     let result_json = serde_json::to_string(&result).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -92,6 +98,7 @@ pub fn complete(ctx: &mut WriteCtx, lease: LeaseRef, result: JobResult, signal: 
         )
         .map_err(sql_err)?;
     charge_hold(ctx, lease.job_id)?;
+    super::webhooks::enqueue(ctx, lease.job_id, &hooks)?;
     let account = account_of(ctx, lease.job_id)?;
     count_transition(ctx, account, -1, 0)?;
     promote_backlog(ctx, account, &signal)?;
@@ -104,13 +111,21 @@ pub fn fail(
     code: FailureCode,
     message: String,
     signal: Arc<Notify>,
+    hooks: Arc<Notify>,
 ) -> StoreResult<Job> {
     held_status(ctx, lease)?;
-    fail_job(ctx, lease.job_id, code, &message, &signal)?;
+    fail_job(ctx, lease.job_id, code, &message, &signal, &hooks)?;
     must_load(ctx.conn, lease.job_id)
 }
 
-fn fail_job(ctx: &mut WriteCtx, job: Uuid, code: FailureCode, message: &str, signal: &Arc<Notify>) -> StoreResult<()> {
+fn fail_job(
+    ctx: &mut WriteCtx,
+    job: Uuid,
+    code: FailureCode,
+    message: &str,
+    signal: &Arc<Notify>,
+    hooks: &Arc<Notify>,
+) -> StoreResult<()> {
     let now = ctx.now_us();
     ctx.conn
         .execute(
@@ -120,6 +135,7 @@ fn fail_job(ctx: &mut WriteCtx, job: Uuid, code: FailureCode, message: &str, sig
         )
         .map_err(sql_err)?;
     release_hold(ctx, job, code.as_str())?;
+    super::webhooks::enqueue(ctx, job, hooks)?;
     // Only leased (slot-holding) jobs fail here.
     let account = account_of(ctx, job)?;
     count_transition(ctx, account, -1, 0)?;
@@ -151,6 +167,7 @@ pub fn sweep(
     max_attempts: u32,
     max_run_time: Duration,
     signal: Arc<Notify>,
+    hooks: Arc<Notify>,
 ) -> StoreResult<SweepReport> {
     let now = ctx.now_us();
     let mut report = SweepReport::default();
@@ -167,7 +184,7 @@ pub fn sweep(
     for id in overrun {
         let id = uuid(id);
         let message = format!("The job ran longer than the maximum run time of {} s.", max_run_time.as_secs());
-        fail_job(ctx, id, FailureCode::Timeout, &message, &signal)?;
+        fail_job(ctx, id, FailureCode::Timeout, &message, &signal, &hooks)?;
         report.failed.push(id);
     }
     let expired: Vec<(String, u32)> = ctx
@@ -185,7 +202,7 @@ pub fn sweep(
         let id = uuid(id);
         if attempts >= max_attempts {
             let message = format!("The worker running this job stopped responding ({attempts} attempts).");
-            fail_job(ctx, id, FailureCode::WorkerLost, &message, &signal)?;
+            fail_job(ctx, id, FailureCode::WorkerLost, &message, &signal, &hooks)?;
             report.failed.push(id);
         } else {
             requeue(ctx, id, false, &signal)?;
