@@ -78,6 +78,7 @@ impl Application {
                 public_url: self.state.public_url.clone(),
                 retry_base: config.webhook_retry_base,
                 timeout: Duration::from_secs(15),
+                horizon: config.webhook_retry_horizon,
                 concurrency: 64,
             },
             shutdown.clone(),

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub allow_private_urls: bool,
     /// Delay before the first webhook retry (later ones double, capped at an hour).
     pub webhook_retry_base: Duration,
+    /// How long a webhook is retried before it is marked failed.
+    pub webhook_retry_horizon: Duration,
 }
 
 impl ServeConfig {
@@ -74,6 +76,7 @@ impl ServeConfig {
             key_cache_ttl: Duration::from_secs(2),
             allow_private_urls: false,
             webhook_retry_base: Duration::from_secs(5),
+            webhook_retry_horizon: crate::domain::webhook::RETRY_HORIZON,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! is retried with exponential backoff and jitter for about a day, then marked failed. Many
 //! deliveries run at once, so one slow receiver never holds up the others.
 use crate::api::job_view::job_json;
-use crate::domain::webhook::{retry_delay, sign, RETRY_HORIZON};
+use crate::domain::webhook::{retry_delay, sign};
 use crate::fetch::{check_url, guarded_client, UrlPolicy};
 use crate::store::{Store, WebhookDelivery, WebhookOutcome};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub struct DispatcherConfig {
     /// Delay before the first retry; later ones double (capped at an hour).
     pub retry_base: Duration,
     pub timeout: Duration,
+    /// Retries stop this long after the job ended; the delivery is then marked failed.
+    pub horizon: Duration,
     /// Deliveries in flight at once.
     pub concurrency: usize,
 }
@@ -90,7 +92,7 @@ async fn attempt(
 ) -> WebhookOutcome {
     let fail = |status: Option<u16>, error: Option<String>| {
         let now = OffsetDateTime::now_utc();
-        if now - d.created_at >= RETRY_HORIZON {
+        if now - d.created_at >= config.horizon {
             WebhookOutcome::GaveUp { status, error }
         } else {
             let jitter = rand::random::<f64>() * 2.0 - 1.0;

@@ -220,3 +220,46 @@ async fn private_targets_are_refused_at_submit() {
     let (_, jobs) = app.get(&acct.key, "/jobs").await;
     assert!(jobs["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_never_succeeds_is_given_up_after_the_horizon() {
+    let app = TestApp::start_with(|c| {
+        with_private_hooks(c);
+        c.webhook_retry_horizon = Duration::from_secs(1);
+    })
+    .await;
+    let acct = app.account("5").await;
+    let (receiver, hook) = Receiver::start(&[503; 100]).await;
+    let job = submit_with_hook(&app, &acct.key, &hook, quick("never")).await.json::<Value>().await.unwrap();
+    let failed = app.wait_until(&acct.key, &job_id(&job), |j| j["webhook"]["status"] == "failed").await;
+    assert_eq!(failed["webhook"]["last_status"], 503);
+    assert!(failed["webhook"]["next_attempt_at"].is_null());
+    let calls = receiver.calls.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.calls.lock().unwrap().len(), calls, "no tries after giving up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_receiver_does_not_hold_up_the_others() {
+    let app = TestApp::start_with(with_private_hooks).await;
+    let acct = app.account("5").await;
+    // The slow receiver answers after 10 s; the fast one must be served meanwhile.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            "late"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(slow, router).await.unwrap() });
+    let (fast, fast_url) = Receiver::start(&[]).await;
+    for i in 0..3 {
+        submit_with_hook(&app, &acct.key, &slow_url, quick(&format!("slow {i}"))).await;
+    }
+    let started = std::time::Instant::now();
+    submit_with_hook(&app, &acct.key, &fast_url, quick("fast")).await;
+    fast.wait_for_calls(1).await;
+    assert!(started.elapsed() < Duration::from_secs(8), "the fast receiver waited {:?}", started.elapsed());
+}
