@@ -34,6 +34,11 @@ pub fn job_json(job: &Job, public_url: &str) -> Value {
     };
     let mut request = serde_json::to_value(&job.request).unwrap_or(Value::Null);
     request["seed"] = json!(job.seed);
+    for field in ["start_image", "end_image"] {
+        if let Some(uri) = request[field].as_str().filter(|u| u.starts_with("data:")) {
+            request[field] = json!(summarise_data_uri(uri));
+        }
+    }
     let mut body = json!({
         "job_id": job.id,
         "status": job.status.as_str(),
@@ -57,4 +62,11 @@ pub fn job_json(job: &Job, public_url: &str) -> Value {
         body["error"] = error;
     }
     body
+}
+
+/// A `data:` image is echoed as its type and size, not its megabytes of base64 (on every poll
+/// and webhook).
+fn summarise_data_uri(uri: &str) -> String {
+    let (meta, payload) = uri.split_once(',').unwrap_or((uri, ""));
+    format!("{meta},<{} bytes>", payload.len() / 4 * 3)
 }

@@ -69,16 +69,7 @@ async fn first_start_prints_a_working_key_and_stops_cleanly() {
         .to_owned();
     assert!(server.printed.contains(&format!("curl -s {}{GENERATE}", server.base)), "{}", server.printed);
     let client = reqwest::Client::new();
-    let job: Value = client
-        .post(format!("{}{GENERATE}", server.base))
-        .bearer_auth(&key)
-        .json(&json!({"prompt": "first run", "num_frames": 9}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = submit(&client, &server.base, &key, json!({"prompt": "first run", "num_frames": 9})).await;
     assert_eq!(job["status"], "queued", "{job}");
     assert!(sigterm(&mut server).success());
 
@@ -138,16 +129,7 @@ async fn sigterm_hands_a_running_job_back_and_it_completes_after_restart() {
     let key = created["api_key"].as_str().unwrap().to_owned();
     let mut server = start_server(dir.path(), &["--preview-sampling-ms", "60000"]);
     let client = reqwest::Client::new();
-    let job: Value = client
-        .post(format!("{}{GENERATE}", server.base))
-        .bearer_auth(&key)
-        .json(&json!({"prompt": "long", "num_frames": 9}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = submit(&client, &server.base, &key, json!({"prompt": "long", "num_frames": 9})).await;
     let url = format!("{}/jobs/{}", server.base, job["job_id"].as_str().unwrap());
     let running = poll(&client, &url, &key, |j| j["status"] == "sampling").await;
     assert_eq!(running["status"], "sampling", "{running}");
@@ -172,4 +154,8 @@ async fn poll(client: &reqwest::Client, url: &str, key: &str, done: impl Fn(&Val
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     last
+}
+
+async fn submit(client: &reqwest::Client, base: &str, key: &str, body: Value) -> Value {
+    client.post(format!("{base}{GENERATE}")).bearer_auth(key).json(&body).send().await.unwrap().json().await.unwrap()
 }

@@ -84,6 +84,9 @@ async fn clip_starts_on_start_image_and_ends_on_end_image() {
     });
     let done = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body).await)).await;
     assert_eq!(done["status"], "completed", "{done}");
+    // The job echoes a data: image as its type and size, not its bytes.
+    let echoed = done["request"]["start_image"].as_str().unwrap();
+    assert!(echoed.starts_with("data:image/png;base64,<") && echoed.ends_with(" bytes>"), "{echoed}");
     let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "se.mp4").await;
     let near =
         |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| (i32::from(*g) - i32::from(w)).abs() < 24);
