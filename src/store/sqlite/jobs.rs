@@ -3,7 +3,7 @@
 use super::super::*;
 use super::accounts::{self, record};
 use super::actor::WriteCtx;
-use super::rows::{job_from_row, load_job, must_load, must_load_unranked, queue_position, to_us, JOB_COLUMNS};
+use super::rows::{job_from_row, load_job, must_load, queue_position, to_us, JOB_COLUMNS};
 use super::sql_err;
 use crate::domain::job::JobStatus;
 use crate::domain::money::MicroUsd;
@@ -60,7 +60,7 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
     if account.available() < new.price {
         return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
     }
-    let (active, backlogged) = job_counts(ctx.conn, account.id)?;
+    let (active, backlogged) = (account.active_jobs, account.backlogged_jobs);
     let status = if active < account.max_concurrent {
         JobStatus::Queued
     } else if backlogged < account.max_backlog {
@@ -95,20 +95,21 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
             new.webhook_url,
         ])
         .map_err(sql_err)?;
+    let queued = status == JobStatus::Queued;
     ctx.conn
-        .prepare_cached("UPDATE accounts SET held = held + ?2 WHERE id = ?1")
+        .prepare_cached(
+            "UPDATE accounts SET held = held + ?2, active_jobs = active_jobs + ?3, backlogged_jobs = backlogged_jobs + ?4 \
+             WHERE id = ?1",
+        )
         .map_err(sql_err)?
-        .execute(params![account.id.to_string(), new.price.0])
+        .execute(params![account.id.to_string(), new.price.0, i64::from(queued), i64::from(!queued)])
         .map_err(sql_err)?;
     record(ctx, account.id, LedgerKind::Hold, new.price, Some(new.id), None)?;
-    let queued = status == JobStatus::Queued;
-    count_transition(ctx, account.id, i64::from(queued), i64::from(!queued))?;
     if queued {
         ctx.after_commit(move || signal.notify_waiters());
     }
     if let Some(idem) = &new.idempotency {
         // Only an accepted submit claims its key: a refused one may be retried with it.
-        let now = ctx.now_us();
         ctx.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
@@ -118,13 +119,32 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
             .execute(params![new.account_id.to_string(), idem.key, idem.fingerprint, new.id.to_string(), now])
             .map_err(sql_err)?;
     }
-    let mut job = must_load_unranked(ctx.conn, new.id)?;
-    // A new backlogged job is last in its account's backlog. A new queued job's place in the
-    // global queue is left for reads to count: counting it here would slow every submit.
-    if !queued {
-        job.queue_position = Some(u64::from(backlogged) + 1);
-    }
-    Ok(Ok(job))
+    // The new job as the row now holds it, without reading it back.
+    Ok(Ok(Job {
+        id: new.id,
+        account_id: account.id,
+        kind: new.kind,
+        status,
+        created_at: super::rows::to_time(now),
+        started_at: None,
+        completed_at: None,
+        request: new.request,
+        seed: new.seed,
+        width: new.width,
+        height: new.height,
+        price: new.price,
+        price_tier_seconds: new.price_tier_seconds,
+        progress: 0.0,
+        attempts: 0,
+        engine: None,
+        result: None,
+        failure: None,
+        webhook_url: new.webhook_url,
+        // Last in its account's backlog; a queued job's place in the global queue is left for
+        // reads to count (counting it here would slow every submit).
+        queue_position: (!queued).then_some(u64::from(backlogged) + 1),
+        webhook: None,
+    }))
 }
 
 pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResult<Option<Job>> {

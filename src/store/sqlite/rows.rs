@@ -77,11 +77,6 @@ pub fn load_job(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
     }
 }
 
-/// A job without `queue_position`.
-pub fn must_load_unranked(conn: &Connection, id: Uuid) -> StoreResult<Job> {
-    load_unranked(conn, id)?.ok_or(StoreError::NotFound)
-}
-
 fn load_unranked(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
     conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
         .map_err(sql_err)?
