@@ -1,72 +1,143 @@
 //! A job as clients see it: Krea's fields first (`job_id`, `status`, `created_at`,
-//! `completed_at`, `result`), then our additive ones.
+//! `completed_at`, `result`), then our additive ones. Serialised straight from borrowed fields
+//! (no intermediate JSON tree): this runs on every poll.
 use crate::domain::job::JobStatus;
-use crate::store::Job;
-use serde_json::{json, Value};
+use crate::domain::money::MicroUsd;
+use crate::domain::request::{AspectRatio, StyleRef};
+use crate::store::{Job, WebhookState};
+use serde::Serialize;
+use std::borrow::Cow;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-pub fn job_json(job: &Job, public_url: &str) -> Value {
-    let error = job.failure.as_ref().map(|f| json!({ "code": f.code.as_str(), "message": f.message }));
-    let result = match (job.status, &job.result, &error) {
-        (JobStatus::Completed, Some(r), _) => {
-            let sandbox = r.engine == "preview";
-            json!({
-                "urls": [format!("{public_url}/results/{}", r.video_key)],
-                "thumbnail_url": format!("{public_url}/results/{}", r.poster_key),
-                "width": r.width,
-                "height": r.height,
-                "num_frames": r.num_frames,
-                "fps": r.fps,
-                "duration_s": f64::from(r.num_frames) / f64::from(r.fps),
-                "has_audio": r.has_audio,
-                "seed": job.seed,
-                "engine": r.engine,
-                "sandbox": sandbox,
-            })
-        }
-        (JobStatus::Failed, _, Some(e)) => json!({ "error": e }),
-        _ => Value::Null,
+#[derive(Serialize)]
+pub struct JobView<'a> {
+    job_id: Uuid,
+    status: JobStatus,
+    created_at: String,
+    completed_at: Option<String>,
+    result: Option<ResultView<'a>>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorView<'a>>,
+    progress: f64,
+    queue_position: Option<u64>,
+    attempts: u32,
+    engine: Option<&'a str>,
+    started_at: Option<String>,
+    request: RequestView<'a>,
+    width: u32,
+    height: u32,
+    price_usd: MicroUsd,
+    billed_duration_s: u32,
+    webhook: Option<&'a WebhookState>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct ErrorView<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultView<'a> {
+    Completed {
+        urls: [String; 1],
+        thumbnail_url: String,
+        width: u32,
+        height: u32,
+        num_frames: u32,
+        fps: u32,
+        duration_s: f64,
+        has_audio: bool,
+        seed: u32,
+        engine: &'a str,
+        /// True when the clip came from the `preview` sandbox engine, not the model.
+        sandbox: bool,
+    },
+    Failed {
+        error: ErrorView<'a>,
+    },
+}
+
+/// The normalised request, with the seed that was used.
+#[derive(Serialize)]
+struct RequestView<'a> {
+    prompt: &'a str,
+    start_image: Option<Cow<'a, str>>,
+    end_image: Option<Cow<'a, str>>,
+    aspect_ratio: AspectRatio,
+    duration: u32,
+    num_frames: u32,
+    seed: u32,
+    generate_audio: bool,
+    styles: &'a [StyleRef],
+}
+
+pub fn job_json<'a>(job: &'a Job, public_url: &str) -> JobView<'a> {
+    let error = job.failure.as_ref().map(|f| ErrorView { code: f.code.as_str(), message: &f.message });
+    let result = match (job.status, &job.result, error) {
+        (JobStatus::Completed, Some(r), _) => Some(ResultView::Completed {
+            urls: [format!("{public_url}/results/{}", r.video_key)],
+            thumbnail_url: format!("{public_url}/results/{}", r.poster_key),
+            width: r.width,
+            height: r.height,
+            num_frames: r.num_frames,
+            fps: r.fps,
+            duration_s: f64::from(r.num_frames) / f64::from(r.fps),
+            has_audio: r.has_audio,
+            seed: job.seed,
+            engine: &r.engine,
+            sandbox: r.engine == "preview",
+        }),
+        (JobStatus::Failed, _, Some(error)) => Some(ResultView::Failed { error }),
+        _ => None,
     };
-    let mut request = serde_json::to_value(&job.request).unwrap_or(Value::Null);
-    request["seed"] = json!(job.seed);
-    for field in ["start_image", "end_image"] {
-        if let Some(uri) = request[field].as_str().filter(|u| u.starts_with("data:")) {
-            request[field] = json!(summarise_data_uri(uri));
-        }
+    let request = &job.request;
+    JobView {
+        job_id: job.id,
+        status: job.status,
+        created_at: rfc3339(job.created_at),
+        completed_at: job.completed_at.map(rfc3339),
+        result,
+        kind: &job.kind,
+        error,
+        progress: job.progress,
+        queue_position: job.queue_position,
+        attempts: job.attempts,
+        engine: job.engine.as_deref(),
+        started_at: job.started_at.map(rfc3339),
+        request: RequestView {
+            prompt: &request.prompt,
+            start_image: request.start_image.as_deref().map(echo_image),
+            end_image: request.end_image.as_deref().map(echo_image),
+            aspect_ratio: request.aspect_ratio,
+            duration: request.duration,
+            num_frames: request.num_frames,
+            seed: job.seed,
+            generate_audio: request.generate_audio,
+            styles: &request.styles,
+        },
+        width: job.width,
+        height: job.height,
+        price_usd: job.price,
+        billed_duration_s: job.price_tier_seconds,
+        webhook: job.webhook.as_ref(),
     }
-    let mut body = json!({
-        "job_id": job.id,
-        "status": job.status.as_str(),
-        "created_at": rfc3339(job.created_at),
-        "completed_at": job.completed_at.map(rfc3339),
-        "result": result,
-        "type": job.kind,
-        "progress": job.progress,
-        "queue_position": job.queue_position,
-        "attempts": job.attempts,
-        "engine": job.engine,
-        "started_at": job.started_at.map(rfc3339),
-        "request": request,
-        "width": job.width,
-        "height": job.height,
-        "price_usd": job.price,
-        "billed_duration_s": job.price_tier_seconds,
-        "webhook": job.webhook,
-    });
-    if let Some(error) = error {
-        body["error"] = error;
-    }
-    body
 }
 
 /// A `data:` image is echoed as its type and size, not its megabytes of base64 (on every poll
-/// and webhook).
-fn summarise_data_uri(uri: &str) -> String {
-    let (meta, payload) = uri.split_once(',').unwrap_or((uri, ""));
-    format!("{meta},<{} bytes>", payload.len() / 4 * 3)
+/// and webhook); a URL as itself.
+fn echo_image(uri: &str) -> Cow<'_, str> {
+    match uri.strip_prefix("data:").and_then(|_| uri.split_once(',')) {
+        Some((meta, payload)) => Cow::Owned(format!("{meta},<{} bytes>", payload.len() / 4 * 3)),
+        None => Cow::Borrowed(uri),
+    }
 }

@@ -39,9 +39,9 @@ pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     match state.store.cancel(caller.account_id, job_id(&id)?).await? {
-        Ok(job) => Ok(Json(job_json(&job, &state.public_url))),
+        Ok(job) => Ok(Json(job_json(&job, &state.public_url)).into_response()),
         Err(CancelRefusal::NotFound) => Err(ApiError::job_not_found()),
         Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -100,6 +100,6 @@ pub async fn list(
         .collect();
     let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
     let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
-    let items: Vec<Value> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
+    let items: Vec<_> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
     Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
 }
