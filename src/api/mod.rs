@@ -8,6 +8,7 @@ mod health;
 pub mod job_view;
 mod jobs;
 pub mod key_cache;
+mod openapi;
 mod prefer_wait;
 
 use crate::config::ServeConfig;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(events::stream_job))
         .route("/account", get(account::show))
+        .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest_service("/results", results)

@@ -8,6 +8,7 @@ mod helpers;
 mod idempotency;
 mod jobs;
 mod media;
+mod openapi;
 mod probe;
 mod store;
 mod validation;

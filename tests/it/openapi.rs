@@ -1,0 +1,90 @@
+//! `GET /openapi.json` keeps the endpoint page's contract: its request schema and its prices.
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+const ENDPOINT_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/krea-ltx-2.3-22b-endpoint.md");
+
+async fn document(app: &TestApp) -> Value {
+    let response = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the document needs no key");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_schema_is_the_endpoint_pages() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let doc = document(&app).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let op = &doc["paths"]["/generate/video/lightricks/ltx-video-2.3-22b"]["post"];
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    // Transcribed from the endpoint page (its nested anyOf of consts for `duration` is this enum).
+    let uri_or_null = json!({"type": ["string", "null"], "format": "uri"});
+    let page = json!({
+        "prompt": {"type": "string", "minLength": 1},
+        "start_image": uri_or_null,
+        "aspect_ratio": {"type": "string", "enum": ["16:9", "9:16"], "default": "16:9"},
+        "duration": {"type": "number", "enum": [5, 10, 15, 20], "default": 5},
+        "num_frames": {"type": "integer", "minimum": 9, "maximum": 481},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+        "generate_audio": {"type": "boolean", "default": true},
+        "end_image": uri_or_null,
+        "styles": {"type": "array", "items": {"type": "object",
+            "properties": {"id": {"type": "string"}, "strength": {"type": "number", "minimum": -2, "maximum": 2}},
+            "required": ["id", "strength"]}}
+    });
+    assert_eq!(schema["properties"], page);
+    assert_eq!(schema["required"], json!(["prompt"]));
+    assert_eq!(schema["additionalProperties"], false);
+    let headers: Vec<&str> = op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(headers.contains(&"X-Webhook-URL"));
+    for code in ["200", "400", "401", "402", "429"] {
+        assert!(op["responses"][code].is_object(), "response {code} is documented");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generate_description_carries_the_pages_prices() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let doc = document(&app).await;
+    let description =
+        doc["paths"]["/generate/video/lightricks/ltx-video-2.3-22b"]["post"]["description"].as_str().unwrap();
+    let page = std::fs::read_to_string(ENDPOINT_PAGE).expect("shared/reference is beside the repository");
+    let rows: Vec<(String, String, String)> = page
+        .lines()
+        .filter(|l| l.starts_with("| No ") || l.starts_with("| Yes "))
+        .map(|l| {
+            let cells: Vec<String> = l.split('|').map(|c| c.trim().replace('\\', "")).collect();
+            (cells[1].clone(), cells[2].clone(), cells[3].clone())
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "the page lists 8 prices");
+    for (lora, duration, price) in rows {
+        let ours = description.lines().any(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            cells.len() == 5 && cells[1..4] == [lora.as_str(), duration.as_str(), price.as_str()]
+        });
+        assert!(ours, "no row `{lora} | {duration} | {price}` in:\n{description}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_is_documented() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let doc = document(&app).await;
+    for (path, method) in [
+        ("/generate/video/lightricks/ltx-video-2.3-22b", "post"),
+        ("/jobs", "get"),
+        ("/jobs/{id}", "get"),
+        ("/jobs/{id}", "delete"),
+        ("/jobs/{id}/events", "get"),
+        ("/account", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+    }
+    let job = &doc["components"]["schemas"]["Job"];
+    assert_eq!(job["required"], json!(["job_id", "status", "created_at", "completed_at", "result"]));
+    assert_eq!(job["properties"]["status"]["enum"].as_array().unwrap().len(), 9);
+}
