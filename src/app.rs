@@ -23,6 +23,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        crate::api::metrics::handle(); // installs the recorder before anything is counted
         let store = SqliteStore::open(&config.data_dir)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
         let listener =

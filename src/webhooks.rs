@@ -79,6 +79,12 @@ async fn deliver(store: &dyn Store, client: &reqwest::Client, config: &Dispatche
             tracing::warn!(webhook_id = %id, job_id = %delivery.job_id, attempt = delivery.attempts, ?status, ?error, "webhook not delivered")
         }
     }
+    let label = match &outcome {
+        WebhookOutcome::Delivered { .. } => "delivered",
+        WebhookOutcome::Retry { .. } => "retry",
+        WebhookOutcome::GaveUp { .. } => "failed",
+    };
+    metrics::counter!("ltx_webhook_deliveries_total", "outcome" => label).increment(1);
     if let Err(e) = store.record_webhook(id, outcome).await {
         tracing::error!(error = %e, "could not record a webhook outcome; it will be retried");
     }

@@ -8,6 +8,7 @@ mod health;
 pub mod job_view;
 mod jobs;
 pub mod key_cache;
+pub mod metrics;
 mod openapi;
 mod prefer_wait;
 
@@ -38,9 +39,20 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}/events", get(events::stream_job))
         .route("/account", get(account::show))
         .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest_service("/results", results)
         .layer(axum::middleware::from_fn(error::json_error_bodies))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        // A request id on every response (kept when the client sent one) and in every log line.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
         .with_state(state)
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }

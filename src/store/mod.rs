@@ -73,6 +73,8 @@ pub trait Store: Send + Sync + 'static {
     /// and fails jobs running longer than `max_run_time` with `timeout`.
     async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Jobs of all accounts per status (for `/metrics`).
+    async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>>;
 
     // Webhook outbox (rows are written by the terminal transitions above).
     async fn rotate_webhook_secret(&self, account_id: Uuid) -> StoreResult<Account>;

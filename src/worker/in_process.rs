@@ -85,6 +85,9 @@ async fn run_job(
     let lease_ref = lease.lease;
     let job_id = lease_ref.job_id;
     tracing::info!(%job_id, worker = %config.name, attempt = lease.job.attempts, "job leased");
+    let waited = (time::OffsetDateTime::now_utc() - lease.job.created_at).as_seconds_f64().max(0.0);
+    metrics::histogram!("ltx_job_queue_wait_seconds", "engine" => engine.name()).record(waited);
+    let started = std::time::Instant::now();
     let (progress, mut progress_rx) = ProgressSink::new();
     let cancel = CancellationToken::new();
     let work = prepare_and_render(engine, config, lease, progress, cancel.clone());
@@ -110,9 +113,14 @@ async fn run_job(
     let reported = match outcome {
         Outcome::Done(Ok(result)) => store.complete(lease_ref, result).await.map(|_| "completed"),
         Outcome::Done(Err(e)) => store.fail(lease_ref, e.code, e.message).await.map(|_| "failed"),
-        Outcome::LeaseLost => Ok("stopped: lease lost or job cancelled"),
+        Outcome::LeaseLost => Ok("stopped (cancelled or lease lost)"),
         Outcome::ShuttingDown => store.hand_back(lease_ref).await.map(|_| "handed back"),
     };
+    if let Ok(outcome) = reported {
+        let outcome = outcome.split(' ').next().unwrap_or(outcome);
+        metrics::histogram!("ltx_job_run_seconds", "engine" => engine.name(), "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+    }
     match reported {
         Ok(what) => tracing::info!(%job_id, "job {what}"),
         Err(StoreError::LeaseLost) => {

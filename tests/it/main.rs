@@ -9,6 +9,7 @@ mod idempotency;
 mod jobs;
 mod media;
 mod openapi;
+mod operations;
 mod probe;
 mod store;
 mod validation;

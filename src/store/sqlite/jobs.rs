@@ -293,3 +293,16 @@ pub fn usable_styles(conn: &Connection, account: Uuid, ids: Vec<String>) -> Stor
     }
     Ok(usable)
 }
+
+pub fn counts_by_status(conn: &Connection) -> StoreResult<Vec<(JobStatus, u64)>> {
+    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status").map_err(sql_err)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql_err)?;
+    let mut counts: Vec<(JobStatus, u64)> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+    for row in rows {
+        let (status, n) = row.map_err(sql_err)?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| s.as_str() == status) {
+            slot.1 = n as u64;
+        }
+    }
+    Ok(counts)
+}

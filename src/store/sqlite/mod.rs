@@ -217,6 +217,9 @@ impl Store for SqliteStore {
     fn webhook_signal(&self) -> Arc<Notify> {
         self.webhook_signal.clone()
     }
+    async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>> {
+        self.actors.read(jobs::counts_by_status).await
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.actors.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err)).await
     }
