@@ -69,8 +69,7 @@ impl IntoResponse for ApiError {
 
 /// Gives error responses made outside our handlers (unknown route, wrong method, bad path
 /// parameter, timeouts) the same `{error, code}` body.
-pub async fn json_error_bodies(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let response = next.run(request).await;
+pub fn with_json_error_body(response: Response) -> Response {
     let status = response.status();
     let is_json =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));

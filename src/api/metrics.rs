@@ -5,11 +5,12 @@
 //! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live`
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// Latency buckets in seconds: HTTP handlers (ms) up to queue waits and runs (hours).
@@ -47,21 +48,54 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
 }
 
-/// Counts and times every request by its route template (not its raw path: ids would explode
-/// the label set).
-pub async fn track(request: Request, next: Next) -> Response {
+/// Counts and times a request by its route template (not its raw path: ids would explode the
+/// label set). The metric handles of each (route, method, status) are looked up once and kept.
+pub struct RequestTimer {
+    route: String,
+    method: Method,
+    started: Instant,
+}
+
+impl RequestTimer {
+    pub fn start(request: &Request) -> RequestTimer {
+        let route = match request.extensions().get::<MatchedPath>() {
+            Some(path) => path.as_str().to_owned(),
+            None if request.uri().path().starts_with("/results/") => "/results".to_owned(),
+            None => "unmatched".to_owned(),
+        };
+        RequestTimer { route, method: request.method().clone(), started: Instant::now() }
+    }
+
+    pub fn finish(self, response: Response) -> Response {
+        let handles = route_handles(self.route, self.method, response.status().as_u16());
+        handles.requests.increment(1);
+        handles.duration.record(self.started.elapsed().as_secs_f64());
+        response
+    }
+}
+
+struct RouteHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+type HandleKey = (String, Method, u16);
+
+fn route_handles(route: String, method: Method, status: u16) -> Arc<RouteHandles> {
+    static CACHE: OnceLock<RwLock<HashMap<HandleKey, Arc<RouteHandles>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (route, method, status);
+    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
     // `/jobs/{id}` is labelled `/jobs/:id`: braces inside label values trip up simple parsers.
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().replace('{', ":").replace('}', ""));
-    let route = route.unwrap_or_else(|| {
-        if request.uri().path().starts_with("/results/") { "/results" } else { "unmatched" }.to_owned()
+    let label = key.0.replace('{', ":").replace('}', "");
+    let method_label = key.1.as_str().to_owned();
+    let handles = Arc::new(RouteHandles {
+        requests: metrics::counter!("http_requests_total", "method" => method_label.clone(), "route" => label.clone(), "status" => status.to_string()),
+        duration: metrics::histogram!("http_request_duration_seconds", "method" => method_label, "route" => label),
     });
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string())
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+    // Unknown paths all share "unmatched", so the map stays as small as the route table.
+    cache.entry(key).or_insert(handles).clone()
 }

@@ -63,7 +63,13 @@ async fn every_response_carries_a_request_id() {
     let app = TestApp::start_with(|c| c.workers = 0).await;
     let response = app.client.get(app.url("/healthz")).send().await.unwrap();
     let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    let (prefix, n) = id.split_once('-').expect("prefix-counter");
+    assert!(prefix.len() == 12 && u64::from_str_radix(n, 16).is_ok(), "{id}");
+    let next = app.client.get(app.url("/healthz")).send().await.unwrap().headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(next, id, "ids are unique");
     let response = app.client.get(app.url("/jobs")).send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("x-request-id"), "errors carry one too");
