@@ -26,6 +26,36 @@ enum Command {
     Serve(ServeArgs),
     /// Manage accounts, keys, credits and limits (prints JSON).
     Admin(AdminArgs),
+    /// Generate a clip: submit, follow its progress, download the MP4.
+    Generate(crate::client::GenerateArgs),
+    /// List, show or cancel your jobs (prints JSON).
+    Jobs {
+        #[command(flatten)]
+        connection: crate::client::Connection,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Your balance, holds, limits and usage (prints JSON).
+    Account {
+        #[command(flatten)]
+        connection: crate::client::Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -202,6 +232,12 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin(args) => admin(args).await,
+            Command::Generate(args) => crate::client::generate(args).await,
+            Command::Jobs { connection, command } => jobs(connection, command).await,
+            Command::Account { connection } => {
+                let client = crate::client::Client::new(&connection)?;
+                print_json(&client.get("/account").await?)
+            }
         }
     });
     match outcome {
@@ -298,5 +334,23 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn jobs(connection: crate::client::Connection, command: JobsCommand) -> anyhow::Result<()> {
+    let client = crate::client::Client::new(&connection)?;
+    let out = match command {
+        JobsCommand::List { limit, status } => {
+            let status = status.map(|s| format!("&status={s}")).unwrap_or_default();
+            client.get(&format!("/jobs?limit={limit}{status}")).await?
+        }
+        JobsCommand::Get { id } => client.get(&format!("/jobs/{id}")).await?,
+        JobsCommand::Cancel { id } => client.delete(&format!("/jobs/{id}")).await?,
+    };
+    print_json(&out)
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

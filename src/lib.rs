@@ -3,6 +3,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod fetch;

@@ -3,6 +3,7 @@ mod auth;
 mod backlog;
 mod billing;
 mod cli;
+mod client;
 mod events;
 mod helpers;
 mod idempotency;

@@ -1,0 +1,227 @@
+//! The command-line client: `generate` (submit, follow the job's live events with a progress
+//! bar, download the MP4), `jobs list|get|cancel` and `account`. It speaks only the public API.
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const GENERATE_PATH: &str = crate::api::GENERATE_PATH;
+
+#[derive(clap::Args, Clone)]
+pub struct Connection {
+    /// Base URL of the server.
+    #[arg(long, env = "LTX_SERVE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// API key (`<key-id>:<secret>`).
+    #[arg(long, env = "LTX_SERVE_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[arg(long)]
+    pub prompt: String,
+    /// 5, 10, 15 or 20 seconds.
+    #[arg(long)]
+    pub duration: Option<u32>,
+    /// 9..481 (rounded up to 8k+1); wins over --duration.
+    #[arg(long)]
+    pub num_frames: Option<u32>,
+    /// 16:9 or 9:16.
+    #[arg(long)]
+    pub aspect_ratio: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Generate a silent clip.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// First frame: a local JPEG/PNG/WebP file (sent inline) or an URL.
+    #[arg(long)]
+    pub start_image: Option<String>,
+    /// Last frame: a local file or an URL.
+    #[arg(long)]
+    pub end_image: Option<String>,
+    /// A style as ID:STRENGTH (repeatable).
+    #[arg(long = "style")]
+    pub styles: Vec<String>,
+    /// Where to save the MP4.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the final job as JSON instead of a progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Client {
+    pub fn new(connection: &Connection) -> anyhow::Result<Client> {
+        let key = connection.api_key.clone().context("no API key: pass --api-key or set LTX_SERVE_API_KEY")?;
+        Ok(Client { http: reqwest::Client::new(), base: connection.server.trim_end_matches('/').to_owned(), key })
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.bearer_auth(&self.key).send().await.context("the server did not answer")?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{status}: {}", body["error"].as_str().unwrap_or("no error message"));
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn submit(&self, body: &Value) -> anyhow::Result<Value> {
+        self.call(self.http.post(format!("{}{GENERATE_PATH}", self.base)).json(body)).await
+    }
+}
+
+/// The request body from the flags.
+pub fn request_body(args: &GenerateArgs) -> anyhow::Result<Value> {
+    let mut body = json!({ "prompt": args.prompt });
+    if let Some(d) = args.duration {
+        body["duration"] = json!(d);
+    }
+    if let Some(n) = args.num_frames {
+        body["num_frames"] = json!(n);
+    }
+    if let Some(a) = &args.aspect_ratio {
+        body["aspect_ratio"] = json!(a);
+    }
+    if let Some(s) = args.seed {
+        body["seed"] = json!(s);
+    }
+    if args.no_audio {
+        body["generate_audio"] = json!(false);
+    }
+    for (field, value) in [("start_image", &args.start_image), ("end_image", &args.end_image)] {
+        if let Some(value) = value {
+            body[field] = json!(image_reference(value)?);
+        }
+    }
+    if !args.styles.is_empty() {
+        let styles: Vec<Value> = args
+            .styles
+            .iter()
+            .map(|s| {
+                let (id, strength) = s.rsplit_once(':').context("--style takes ID:STRENGTH")?;
+                let strength: f64 = strength.parse().with_context(|| format!("`{strength}` is not a number"))?;
+                Ok(json!({ "id": id, "strength": strength }))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        body["styles"] = json!(styles);
+    }
+    Ok(body)
+}
+
+/// A URL as it is; a local file as a `data:` URI.
+fn image_reference(value: &str) -> anyhow::Result<String> {
+    if value.starts_with("http://") || value.starts_with("https://") || value.starts_with("data:") {
+        return Ok(value.to_owned());
+    }
+    let bytes = std::fs::read(value).with_context(|| format!("reading {value}"))?;
+    let mime = match image::guess_format(&bytes) {
+        Ok(image::ImageFormat::Png) => "image/png",
+        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+        Ok(image::ImageFormat::WebP) => "image/webp",
+        _ => bail!("{value} is not a JPEG, PNG or WebP image"),
+    };
+    Ok(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+}
+
+pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let job = client.submit(&request_body(&args)?).await?;
+    let id = job["job_id"].as_str().context("the server returned no job id")?.to_owned();
+    let bar = (!args.json).then(|| {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let finished = follow(&client, &id, |job| {
+        if let Some(bar) = &bar {
+            let status = job["status"].as_str().unwrap_or("?");
+            let place = job["queue_position"].as_u64().map(|p| format!(" (#{p} in line)")).unwrap_or_default();
+            bar.set_message(format!("{status}{place} {id}"));
+            bar.set_position((job["progress"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+        }
+    })
+    .await?;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    if let (Some(out), Some(url)) = (&args.out, finished["result"]["urls"][0].as_str()) {
+        download(url, out).await?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&finished)?);
+    } else {
+        match finished["status"].as_str() {
+            Some("completed") => {
+                println!("completed: {}", finished["result"]["urls"][0].as_str().unwrap_or(""));
+                if let Some(out) = &args.out {
+                    println!("saved to {}", out.display());
+                }
+            }
+            other => println!("{}: {}", other.unwrap_or("?"), finished["error"]["message"].as_str().unwrap_or("")),
+        }
+    }
+    if finished["status"] != "completed" {
+        bail!("the job did not complete");
+    }
+    Ok(())
+}
+
+/// Follows the job's events until it is terminal (falls back to polling if the stream breaks).
+async fn follow(client: &Client, id: &str, mut on_change: impl FnMut(&Value)) -> anyhow::Result<Value> {
+    let url = format!("{}/jobs/{id}/events", client.base);
+    if let Ok(response) = client.http.get(&url).bearer_auth(&client.key).send().await {
+        let mut stream = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                if let Ok(job) = serde_json::from_str::<Value>(&data) {
+                    on_change(&job);
+                    if !job["completed_at"].is_null() {
+                        return Ok(job);
+                    }
+                }
+            }
+        }
+    }
+    loop {
+        let job = client.get(&format!("/jobs/{id}")).await?;
+        on_change(&job);
+        if !job["completed_at"].is_null() {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn download(url: &str, out: &Path) -> anyhow::Result<()> {
+    let bytes = reqwest::get(url).await?.error_for_status()?.bytes().await?;
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))
+}
