@@ -2,7 +2,6 @@
 //! graceful stop. Tests build the same `Application` on port 0 with a fresh data dir.
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::worker::engines::preview::PreviewEngine;
 use crate::worker::results::LocalResults;
@@ -24,14 +23,19 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         crate::api::metrics::handle(); // installs the recorder before anything is counted
-        let store = SqliteStore::open(&config.data_dir)
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let store =
+            crate::store::open(config.database_url.as_deref(), &config.data_dir).await.with_context(
+                || match &config.database_url {
+                    Some(_) => "opening the PostgreSQL store (--database-url)".to_owned(),
+                    None => format!("opening the store in {}", config.data_dir.display()),
+                },
+            )?;
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         let state = AppState {
-            store: Arc::new(store),
+            store,
             key_cache: Arc::new(crate::api::key_cache::KeyCache::new(config.key_cache_ttl)),
             config: Arc::new(config),
             public_url: public_url.trim_end_matches('/').into(),

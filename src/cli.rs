@@ -4,7 +4,6 @@ use crate::admin;
 use crate::app::{stop_signal, Application};
 use crate::config::{Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{NewAccount, Store};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -66,6 +65,10 @@ struct ServeArgs {
     /// Where the SQLite store and result files live.
     #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// PostgreSQL URL of a store shared by several replicas (postgres://user@host/db). Without
+    /// it the store is SQLite in --data-dir.
+    #[arg(long, env = "LTX_SERVE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// In-process workers (0: jobs stay queued until a worker appears).
     #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = 1)]
     workers: usize,
@@ -116,6 +119,9 @@ struct AdminArgs {
     /// The data dir of the server to manage.
     #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
+    /// PostgreSQL URL of the fleet's store (instead of the SQLite file in --data-dir).
+    #[arg(long, env = "LTX_SERVE_DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -265,6 +271,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        database_url: args.database_url,
         public_url: args.public_url,
         workers: args.workers,
         resolution: args.resolution,
@@ -311,8 +318,8 @@ fn check_ffmpeg() -> anyhow::Result<()> {
 }
 
 async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&args.data_dir)?;
-    let store: &dyn Store = &store;
+    let store = crate::store::open(args.database_url.as_deref(), &args.data_dir).await?;
+    let store: &dyn Store = &*store;
     let out = match args.command {
         AdminCommand::Account(AccountCommand::Create { name, credits_usd, max_concurrent, max_backlog }) => {
             if credits_usd.0 < 0 {

@@ -32,6 +32,8 @@ impl Resolution {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// PostgreSQL URL of a shared store (a fleet of replicas); `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
     /// Base of the URLs we hand out (result files). Defaults to `http://<bound address>`.
     pub public_url: Option<String>,
     pub workers: usize,
@@ -62,6 +64,7 @@ impl ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir,
+            database_url: None,
             public_url: None,
             workers: 1,
             resolution: Resolution::P720,

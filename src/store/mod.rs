@@ -1,7 +1,9 @@
-//! The store: one trait, implemented by SQLite now and PostgreSQL later, so callers never
-//! know which one they talk to. Every method that changes money or a job's state does all of it
+//! The store: one trait, implemented by SQLite (one machine) and PostgreSQL (a fleet), so
+//! callers never know which one they talk to. Every method that changes money or a job's state does all of it
 //! (job row, hold, ledger, backlog promotion) in one transaction.
+pub mod codec;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
@@ -19,6 +21,10 @@ pub enum StoreError {
     /// A worker's lease was lost (expired, cancelled, or taken over): its report is refused.
     #[error("the lease is no longer held")]
     LeaseLost,
+    /// A concurrent transaction won a race (serialisation failure, deadlock); the store runs the
+    /// operation again a few times before it lets this out.
+    #[error("conflicting concurrent update: {0}")]
+    Conflict(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store error: {0}")]
@@ -26,6 +32,15 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store a role is configured with: PostgreSQL when `database_url` is set (a fleet),
+/// else SQLite in `data_dir` (one machine).
+pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> StoreResult<Arc<dyn Store>> {
+    Ok(match database_url {
+        Some(url) => Arc::new(postgres::PgStore::connect(url).await?),
+        None => Arc::new(sqlite::SqliteStore::open(data_dir)?),
+    })
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -59,7 +74,8 @@ pub trait Store: Send + Sync + 'static {
     async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>>;
 
     // Workers.
-    async fn lease(&self, worker: String, ttl: Duration) -> StoreResult<Option<Lease>>;
+    /// The oldest queued job, preferring one whose LoRA set the worker has resident.
+    async fn lease(&self, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>>;
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()>;
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job>;
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job>;
@@ -84,4 +100,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_webhook(&self, id: String, outcome: WebhookOutcome) -> StoreResult<()>;
     /// Wakes when a delivery was added.
     fn webhook_signal(&self) -> Arc<tokio::sync::Notify>;
+
+    // Remote workers: their tokens (hashed like API keys) and the registry of live ones.
+    async fn create_worker_token(&self, id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()>;
+    /// Returns false when no such token exists.
+    async fn revoke_worker_token(&self, id: Uuid) -> StoreResult<bool>;
+    async fn worker_token(&self, id: Uuid) -> StoreResult<Option<WorkerTokenRecord>>;
+    /// Records that a worker is alive, with what it announced.
+    async fn record_worker(&self, info: WorkerInfo) -> StoreResult<()>;
+    async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>>;
 }

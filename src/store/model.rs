@@ -96,6 +96,18 @@ pub struct Usage {
     pub charged_total: MicroUsd,
 }
 
+impl Usage {
+    /// Adds `n` jobs of `status` to the counts.
+    pub fn count(&mut self, status: &str, n: u64) {
+        match status {
+            "completed" => self.jobs_completed += n,
+            "failed" => self.jobs_failed += n,
+            "cancelled" => self.jobs_cancelled += n,
+            _ => self.jobs_unfinished += n,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NewJob {
     pub id: Uuid,
@@ -256,4 +268,47 @@ pub struct Progress {
 pub struct SweepReport {
     pub requeued: Vec<Uuid>,
     pub failed: Vec<Uuid>,
+}
+
+/// Who asks for work: a worker's name and the LoRA sets (`codec::style_set_key`) it has resident.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerLease {
+    pub name: String,
+    pub resident_style_sets: Vec<String>,
+}
+
+impl WorkerLease {
+    pub fn named(name: impl Into<String>) -> WorkerLease {
+        WorkerLease { name: name.into(), resident_style_sets: Vec::new() }
+    }
+}
+
+/// What a worker announces about itself (shown by `/readyz` and `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub engine: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub gpu: Option<String>,
+    #[serde(default)]
+    pub gpu_memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub resident_style_sets: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerRecord {
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerTokenRecord {
+    pub id: Uuid,
+    pub secret_hash: String,
+    pub revoked: bool,
 }

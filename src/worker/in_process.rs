@@ -50,7 +50,7 @@ async fn worker_loop(
         let notified = signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match store.lease(config.name.clone(), config.lease_ttl).await {
+        match store.lease(crate::store::WorkerLease::named(config.name.clone()), config.lease_ttl).await {
             Ok(Some(lease)) => run_job(&*store, &*engine, &config, lease, &shutdown).await,
             Ok(None) => {
                 tokio::select! {

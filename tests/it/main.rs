@@ -11,6 +11,7 @@ mod jobs;
 mod media;
 mod openapi;
 mod operations;
+mod pg;
 mod probe;
 mod store;
 mod validation;

@@ -1,13 +1,15 @@
-//! The store's promises, checked on the store itself (the conformance suite every backend will
-//! run): money and counters stay consistent under any mix of operations, leases are fenced, and
-//! expired leases requeue up to the retry limit.
+//! The store's promises, checked on the store itself — the conformance suite every backend runs
+//! (each check below runs on a fresh SQLite store and on a fresh PostgreSQL database): money and
+//! counters stay consistent under any mix of operations, leases are fenced and never handed out
+//! twice, expired leases requeue up to the retry limit, backlogs promote in order, pages hold
+//! every job once.
 use ltx_serve::domain::job::{FailureCode, JobStatus};
 use ltx_serve::domain::money::MicroUsd;
-use ltx_serve::domain::request::{AspectRatio, GenerateRequest};
-use ltx_serve::store::sqlite::SqliteStore;
+use ltx_serve::domain::request::{AspectRatio, GenerateRequest, StyleRef};
 use ltx_serve::store::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -85,12 +87,10 @@ async fn assert_consistent(store: &dyn Store, id: Uuid, credits: i64) {
     assert!(account.balance.0 >= 0 && account.available().0 >= 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn money_and_counters_stay_consistent_under_a_random_mix() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
+async fn money_and_counters_stay_consistent_under_a_random_mix(store: Arc<dyn Store>) {
+    let store = &*store;
     let credits = 3_000_000;
-    let acct = account(&store, credits, 2, 3).await;
+    let acct = account(store, credits, 2, 3).await;
     let mut rng = StdRng::seed_from_u64(2);
     let mut leases: Vec<LeaseRef> = Vec::new();
     let mut submitted = 0;
@@ -104,7 +104,7 @@ async fn money_and_counters_stay_consistent_under_a_random_mix() {
                 Err(other) => panic!("no idempotency key was sent: {other:?}"),
             },
             4 => {
-                if let Some(lease) = store.lease("w".into(), Duration::from_secs(60)).await.unwrap() {
+                if let Some(lease) = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap() {
                     leases.push(lease.lease);
                 }
             }
@@ -121,7 +121,7 @@ async fn money_and_counters_stay_consistent_under_a_random_mix() {
                 let _ = store.heartbeat(lease, progress(JobStatus::Sampling), Duration::from_secs(60)).await;
             }
             8 => {
-                let jobs = all_jobs(&store, acct.id).await;
+                let jobs = all_jobs(store, acct.id).await;
                 let open: Vec<_> = jobs.iter().filter(|j| !j.status.is_terminal()).collect();
                 if !open.is_empty() {
                     let id = open[rng.gen_range(0..open.len())].id;
@@ -145,7 +145,7 @@ async fn money_and_counters_stay_consistent_under_a_random_mix() {
                 .filter(|e| e.kind == LedgerKind::Credit)
                 .map(|e| e.amount.0)
                 .sum();
-            assert_consistent(&store, acct.id, credits_now).await;
+            assert_consistent(store, acct.id, credits_now).await;
         }
     }
     assert!(
@@ -154,22 +154,20 @@ async fn money_and_counters_stay_consistent_under_a_random_mix() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stale_lease_is_refused_and_expired_leases_requeue_then_fail_worker_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let acct = account(&store, 1_000_000, 1, 0).await;
+async fn a_stale_lease_is_refused_and_expired_leases_requeue_then_fail_worker_lost(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 1_000_000, 1, 0).await;
     let job = store.submit(new_job(acct.id, 179_800)).await.unwrap().unwrap();
     let max_run = Duration::from_secs(3600);
 
-    let first = store.lease("w1".into(), Duration::from_millis(1)).await.unwrap().unwrap();
+    let first = store.lease(WorkerLease::named("w1"), Duration::from_millis(1)).await.unwrap().unwrap();
     assert_eq!(first.job.attempts, 1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let report = store.sweep(2, max_run).await.unwrap();
     assert_eq!(report.requeued, vec![job.id]);
     assert_eq!(store.job(acct.id, job.id).await.unwrap().unwrap().status, JobStatus::Queued);
 
-    let second = store.lease("w2".into(), Duration::from_millis(1)).await.unwrap().unwrap();
+    let second = store.lease(WorkerLease::named("w2"), Duration::from_millis(1)).await.unwrap().unwrap();
     assert_eq!(second.job.attempts, 2);
     // The first worker comes back: everything it says is refused (fencing by lease id).
     assert!(matches!(
@@ -185,20 +183,18 @@ async fn a_stale_lease_is_refused_and_expired_leases_requeue_then_fail_worker_lo
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.failure.unwrap().code, FailureCode::WorkerLost);
     assert!(failed.completed_at.is_some());
-    assert_consistent(&store, acct.id, 1_000_000).await;
+    assert_consistent(store, acct.id, 1_000_000).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn work_is_leased_fifo_and_progress_only_moves_forward() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let acct = account(&store, 10_000_000, 10, 0).await;
+async fn work_is_leased_fifo_and_progress_only_moves_forward(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 10_000_000, 10, 0).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(store.submit(new_job(acct.id, 179_800)).await.unwrap().unwrap().id);
     }
     let mut leased = Vec::new();
-    while let Some(lease) = store.lease("w".into(), Duration::from_secs(60)).await.unwrap() {
+    while let Some(lease) = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap() {
         leased.push(lease);
     }
     assert_eq!(leased.iter().map(|l| l.job.id).collect::<Vec<_>>(), ids);
@@ -214,7 +210,247 @@ async fn work_is_leased_fifo_and_progress_only_moves_forward() {
         "completing twice charges once"
     );
     let statuses: HashMap<Uuid, JobStatus> =
-        all_jobs(&store, acct.id).await.into_iter().map(|j| (j.id, j.status)).collect();
+        all_jobs(store, acct.id).await.into_iter().map(|j| (j.id, j.status)).collect();
     assert_eq!(statuses[&ids[0]], JobStatus::Completed);
     assert_eq!(store.account(acct.id).await.unwrap().balance, MicroUsd(10_000_000 - 179_800));
 }
+
+async fn a_cancel_during_a_lease_stops_the_worker_and_charges_nothing(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 1_000_000, 2, 0).await;
+    let job = store.submit(new_job(acct.id, 179_800)).await.unwrap().unwrap();
+    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    let cancelled = store.cancel(acct.id, job.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    let ttl = Duration::from_secs(60);
+    assert!(matches!(
+        store.heartbeat(lease.lease, progress(JobStatus::Sampling), ttl).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(store.complete(lease.lease, result()).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(store.cancel(acct.id, job.id).await.unwrap(), Err(CancelRefusal::AlreadyTerminal(_))));
+    let stranger = account(store, 0, 1, 0).await;
+    assert!(matches!(store.cancel(stranger.id, job.id).await.unwrap(), Err(CancelRefusal::NotFound)));
+    assert!(store.job(stranger.id, job.id).await.unwrap().is_none(), "another account cannot see the job");
+    assert_eq!(store.account(acct.id).await.unwrap().balance.0, 1_000_000);
+    assert_consistent(store, acct.id, 1_000_000).await;
+}
+
+async fn the_backlog_moves_up_in_order_as_slots_free(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 10_000_000, 1, 2).await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(store.submit(new_job(acct.id, 179_800)).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        jobs.iter().map(|j| j.status).collect::<Vec<_>>(),
+        [JobStatus::Queued, JobStatus::Backlogged, JobStatus::Backlogged]
+    );
+    let third = store.job(acct.id, jobs[2].id).await.unwrap().unwrap();
+    assert_eq!(third.queue_position, Some(2), "second in the account's backlog");
+    assert!(matches!(store.submit(new_job(acct.id, 179_800)).await.unwrap(), Err(SubmitRefusal::BacklogFull { .. })));
+
+    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(lease.job.id, jobs[0].id);
+    assert!(
+        store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().is_none(),
+        "backlog is not leasable"
+    );
+    store.complete(lease.lease, result()).await.unwrap();
+    let second = store.job(acct.id, jobs[1].id).await.unwrap().unwrap();
+    assert_eq!((second.status, second.queue_position), (JobStatus::Queued, Some(1)));
+    assert_eq!(store.job(acct.id, jobs[2].id).await.unwrap().unwrap().queue_position, Some(1));
+    // Raising the limit promotes at once.
+    store.set_limits(acct.id, Some(2), None).await.unwrap();
+    assert_eq!(store.job(acct.id, jobs[2].id).await.unwrap().unwrap().status, JobStatus::Queued);
+    assert_consistent(store, acct.id, 10_000_000).await;
+}
+
+async fn pages_hold_every_job_once_newest_first(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 100_000_000, 100, 100).await;
+    let mut submitted = HashSet::new();
+    for _ in 0..25 {
+        submitted.insert(store.submit(new_job(acct.id, 1000)).await.unwrap().unwrap().id);
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_jobs(acct.id, JobQuery { before, limit: 10, ..Default::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.windows(2).all(|w| w[0].created_at > w[1].created_at), "newest first, no ties");
+        before = page.last().map(|j| j.created_at);
+        seen.extend(page.into_iter().map(|j| j.id));
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), submitted);
+    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    store.complete(lease.lease, result()).await.unwrap();
+    let completed = JobQuery { limit: 100, status: Some(JobStatus::Completed), ..Default::default() };
+    assert_eq!(store.list_jobs(acct.id, completed).await.unwrap().len(), 1);
+    let other_kind = JobQuery { limit: 100, kinds: vec!["something-else".into()], ..Default::default() };
+    assert!(store.list_jobs(acct.id, other_kind).await.unwrap().is_empty());
+}
+
+async fn concurrent_workers_never_lease_a_job_twice(store: Arc<dyn Store>) {
+    let acct = account(&*store, 100_000_000, 300, 0).await;
+    for _ in 0..200 {
+        store.submit(new_job(acct.id, 1000)).await.unwrap().unwrap();
+    }
+    let leasers = (0..16).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(lease) =
+                store.lease(WorkerLease::named(format!("w{i}")), Duration::from_secs(60)).await.unwrap()
+            {
+                store.complete(lease.lease, result()).await.unwrap();
+                mine.push(lease.job.id);
+            }
+            mine
+        })
+    });
+    let mut all = Vec::new();
+    for leaser in leasers {
+        all.extend(leaser.await.unwrap());
+    }
+    assert_eq!(all.len(), 200, "every job leased");
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 200, "no job leased twice");
+    assert_consistent(&*store, acct.id, 100_000_000).await;
+}
+
+async fn concurrent_submits_never_exceed_the_limits_or_the_balance(store: Arc<dyn Store>) {
+    // Money for 20 jobs, room for 4 running and 10 waiting: 14 are accepted.
+    let acct = account(&*store, 20 * 179_800, 4, 10).await;
+    let submits = (0..60).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.submit(new_job(acct.id, 179_800)).await.unwrap() })
+    });
+    let mut accepted = 0;
+    for submit in submits {
+        match submit.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(SubmitRefusal::BacklogFull { .. }) => {}
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 14);
+    assert_consistent(&*store, acct.id, 20 * 179_800).await;
+}
+
+async fn a_repeated_idempotency_key_creates_one_job(store: Arc<dyn Store>) {
+    let acct = account(&*store, 10_000_000, 4, 10).await;
+    let submits = (0..10).map(|_| {
+        let store = store.clone();
+        let mut job = new_job(acct.id, 179_800);
+        job.idempotency =
+            Some(Idempotency { key: "k1".into(), fingerprint: "f1".into(), window: Duration::from_secs(60) });
+        tokio::spawn(async move { store.submit(job).await.unwrap().unwrap().id })
+    });
+    let mut ids = HashSet::new();
+    for submit in submits {
+        ids.insert(submit.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "ten concurrent repeats, one job");
+    let mut other_body = new_job(acct.id, 179_800);
+    other_body.idempotency =
+        Some(Idempotency { key: "k1".into(), fingerprint: "f2".into(), window: Duration::from_secs(60) });
+    assert!(matches!(store.submit(other_body).await.unwrap(), Err(SubmitRefusal::IdempotencyConflict { .. })));
+    assert_consistent(&*store, acct.id, 10_000_000).await;
+}
+
+async fn a_worker_with_the_lora_set_resident_gets_that_job_first(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 10_000_000, 10, 0).await;
+    let plain = store.submit(new_job(acct.id, 1000)).await.unwrap().unwrap();
+    let mut styled = new_job(acct.id, 1000);
+    styled.request.styles = vec![StyleRef { id: "s1".into(), strength: 1.0 }];
+    let styled = store.submit(styled).await.unwrap().unwrap();
+    let resident = WorkerLease { name: "gpu-a".into(), resident_style_sets: vec!["s1@1".into()] };
+    let first = store.lease(resident, Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(first.job.id, styled.id, "the resident LoRA set wins over queue order");
+    let second = store.lease(WorkerLease::named("gpu-b"), Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(second.job.id, plain.id);
+}
+
+async fn worker_tokens_and_the_registry(store: Arc<dyn Store>) {
+    let store = &*store;
+    let id = Uuid::new_v4();
+    store.create_worker_token(id, "hash".into(), Some("gpu host".into())).await.unwrap();
+    let token = store.worker_token(id).await.unwrap().unwrap();
+    assert_eq!((token.secret_hash.as_str(), token.revoked), ("hash", false));
+    assert!(store.revoke_worker_token(id).await.unwrap());
+    assert!(store.worker_token(id).await.unwrap().unwrap().revoked);
+    assert!(!store.revoke_worker_token(Uuid::new_v4()).await.unwrap());
+    assert!(store.worker_token(Uuid::new_v4()).await.unwrap().is_none());
+
+    let info =
+        WorkerInfo { name: "gpu-1".into(), engine: "ltx".into(), gpu: Some("H100".into()), ..Default::default() };
+    store.record_worker(info.clone()).await.unwrap();
+    store.record_worker(info.clone()).await.unwrap();
+    let live = store.live_workers(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(live.iter().map(|w| w.info.clone()).collect::<Vec<_>>(), vec![info]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.live_workers(Duration::from_millis(10)).await.unwrap().is_empty(), "silent workers are not live");
+}
+
+async fn a_terminal_job_with_a_webhook_is_claimed_once(store: Arc<dyn Store>) {
+    let store = &*store;
+    let acct = account(store, 10_000_000, 10, 0).await;
+    let mut job = new_job(acct.id, 1000);
+    job.webhook_url = Some("https://example.com/hook".into());
+    let job = store.submit(job).await.unwrap().unwrap();
+    assert!(store.claim_due_webhooks(10, Duration::from_secs(60)).await.unwrap().is_empty(), "nothing before the end");
+    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    store.complete(lease.lease, result()).await.unwrap();
+    let claimed = store.claim_due_webhooks(10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| (d.job_id, d.attempts)).collect::<Vec<_>>(), vec![(job.id, 1)]);
+    assert!(store.claim_due_webhooks(10, Duration::from_secs(60)).await.unwrap().is_empty(), "hidden while claimed");
+    store.record_webhook(claimed[0].id.clone(), WebhookOutcome::Delivered { status: 204 }).await.unwrap();
+    let state = store.job(acct.id, job.id).await.unwrap().unwrap().webhook.unwrap();
+    assert_eq!((state.status.as_str(), state.attempts, state.last_status), ("delivered", 1, Some(204)));
+}
+
+/// Each check on a fresh SQLite store and on a fresh PostgreSQL database.
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = ltx_serve::store::sqlite::SqliteStore::open(dir.path()).unwrap();
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $check() {
+                    let db = crate::pg::TestDatabase::create().await;
+                    let store = ltx_serve::store::postgres::PgStore::connect(&db.url).await.unwrap();
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    money_and_counters_stay_consistent_under_a_random_mix,
+    a_stale_lease_is_refused_and_expired_leases_requeue_then_fail_worker_lost,
+    work_is_leased_fifo_and_progress_only_moves_forward,
+    a_cancel_during_a_lease_stops_the_worker_and_charges_nothing,
+    the_backlog_moves_up_in_order_as_slots_free,
+    pages_hold_every_job_once_newest_first,
+    concurrent_workers_never_lease_a_job_twice,
+    concurrent_submits_never_exceed_the_limits_or_the_balance,
+    a_repeated_idempotency_key_creates_one_job,
+    a_worker_with_the_lora_set_resident_gets_that_job_first,
+    worker_tokens_and_the_registry,
+    a_terminal_job_with_a_webhook_is_claimed_once,
+);

@@ -191,12 +191,7 @@ pub fn usage(conn: &Connection, account_id: Uuid) -> StoreResult<Usage> {
         .map_err(sql_err)?;
     for row in rows {
         let (status, n) = row.map_err(sql_err)?;
-        match status.as_str() {
-            "completed" => usage.jobs_completed = n,
-            "failed" => usage.jobs_failed = n,
-            "cancelled" => usage.jobs_cancelled = n,
-            _ => usage.jobs_unfinished += n,
-        }
+        usage.count(&status, n);
     }
     let week_ago = super::rows::to_us(time::OffsetDateTime::now_utc() - time::Duration::days(7));
     let (recent, total): (i64, i64) = conn

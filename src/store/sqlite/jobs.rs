@@ -76,7 +76,8 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
     ctx.conn
         .prepare_cached(
             "INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, seed, width, height, \
-             price, price_tier, hold, webhook_url) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?13)",
+             price, price_tier, hold, webhook_url, style_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?13, ?14)",
         )
         .map_err(sql_err)?
         .execute(params![
@@ -93,6 +94,7 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
             new.price.0,
             new.price_tier_seconds,
             new.webhook_url,
+            crate::store::codec::style_set_key(&new.request.styles),
         ])
         .map_err(sql_err)?;
     let queued = status == JobStatus::Queued;

@@ -6,6 +6,7 @@ mod jobs;
 mod rows;
 mod webhooks;
 mod work;
+mod workers;
 
 use super::*;
 use crate::domain::job::FailureCode;
@@ -20,7 +21,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order; `user_version` records how far a file has come.
-const MIGRATIONS: [&str; 1] = [include_str!("schema.sql")];
+const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_v2.sql")];
 
 pub struct SqliteStore {
     actors: Actors,
@@ -177,7 +178,7 @@ impl Store for SqliteStore {
         self.actors.read(move |c| jobs::usable_styles(c, account_id, ids)).await
     }
 
-    async fn lease(&self, worker: String, ttl: Duration) -> StoreResult<Option<Lease>> {
+    async fn lease(&self, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
         self.actors.write(move |ctx| work::lease(ctx, worker, ttl)).await
     }
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()> {
@@ -216,6 +217,22 @@ impl Store for SqliteStore {
     }
     fn webhook_signal(&self) -> Arc<Notify> {
         self.webhook_signal.clone()
+    }
+
+    async fn create_worker_token(&self, id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()> {
+        self.actors.write(move |ctx| workers::create_token(ctx, id, secret_hash, label)).await
+    }
+    async fn revoke_worker_token(&self, id: Uuid) -> StoreResult<bool> {
+        self.actors.write(move |ctx| workers::revoke_token(ctx, id)).await
+    }
+    async fn worker_token(&self, id: Uuid) -> StoreResult<Option<WorkerTokenRecord>> {
+        self.actors.read(move |c| workers::token(c, id)).await
+    }
+    async fn record_worker(&self, info: WorkerInfo) -> StoreResult<()> {
+        self.actors.write(move |ctx| workers::record(ctx, info)).await
+    }
+    async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>> {
+        self.actors.read(move |c| workers::live(c, seen_within)).await
     }
     async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>> {
         self.actors.read(jobs::counts_by_status).await

@@ -4,16 +4,9 @@ use super::sql_err;
 use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::money::MicroUsd;
 use rusqlite::{Connection, OptionalExtension, Row};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub fn to_time(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-pub fn to_us(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1000) as i64
-}
+pub use crate::store::codec::{to_time, to_us, QUEUE_POSITION_CAP};
 
 pub fn uuid(text: String) -> Uuid {
     Uuid::parse_str(&text).unwrap_or_default()
@@ -84,10 +77,6 @@ fn load_unranked(conn: &Connection, id: Uuid) -> StoreResult<Option<Job>> {
         .optional()
         .map_err(sql_err)
 }
-
-/// Jobs ahead are counted up to this many, so reading a job costs the same however long the
-/// queue is; a job further back reports `QUEUE_POSITION_CAP + 1` ("more than 1,000 ahead").
-pub const QUEUE_POSITION_CAP: i64 = 1000;
 
 pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> {
     let ahead: i64 = match job.status {

@@ -16,14 +16,36 @@ fn micros(d: Duration) -> i64 {
     d.as_micros().min(i64::MAX as u128) as i64
 }
 
-pub fn lease(ctx: &mut WriteCtx, worker: String, ttl: Duration) -> StoreResult<Option<Lease>> {
-    let next: Option<String> = ctx
-        .conn
-        .prepare_cached("SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1")
-        .map_err(sql_err)?
-        .query_row([], |r| r.get(0))
-        .optional()
-        .map_err(sql_err)?;
+/// How far down the queue a worker looks for a job whose LoRA set it already has resident.
+const PREFERENCE_WINDOW: i64 = 16;
+
+pub fn lease(ctx: &mut WriteCtx, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
+    let mut next: Option<String> = None;
+    for key in &worker.resident_style_sets {
+        // The single writer makes this check-then-update atomic.
+        next = ctx
+            .conn
+            .prepare_cached(
+                "SELECT id FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' ORDER BY queued_at \
+                 LIMIT ?1) WHERE style_key = ?2 ORDER BY queued_at LIMIT 1",
+            )
+            .map_err(sql_err)?
+            .query_row(params![PREFERENCE_WINDOW, key], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?;
+        if next.is_some() {
+            break;
+        }
+    }
+    if next.is_none() {
+        next = ctx
+            .conn
+            .prepare_cached("SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1")
+            .map_err(sql_err)?
+            .query_row([], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?;
+    }
     let Some(id) = next else { return Ok(None) };
     let now = ctx.now_us();
     let lease_id = Uuid::new_v4();
@@ -33,7 +55,7 @@ pub fn lease(ctx: &mut WriteCtx, worker: String, ttl: Duration) -> StoreResult<O
              started_at = COALESCE(started_at, ?5), updated_at = ?5, progress = 0 WHERE id = ?1",
         )
         .map_err(sql_err)?
-        .execute(params![id, worker, lease_id.to_string(), now + micros(ttl), now])
+        .execute(params![id, worker.name, lease_id.to_string(), now + micros(ttl), now])
         .map_err(sql_err)?;
     let job_id = uuid(id);
     Ok(Some(Lease { lease: LeaseRef { job_id, lease_id }, job: must_load(ctx.conn, job_id)? }))

@@ -1,0 +1,230 @@
+//! Accounts, API keys and the ledger.
+use super::super::*;
+use super::pg_err;
+use super::rows::to_time;
+use crate::domain::money::MicroUsd;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+pub async fn create(c: &mut PgConnection, id: Uuid, new: NewAccount, secret: String) -> StoreResult<Account> {
+    sqlx::query(
+        "INSERT INTO accounts (id, name, balance, held, max_concurrent, max_backlog, created_at, webhook_secret) \
+         VALUES ($1, $2, 0, 0, $3, $4, ltx_now_us(), $5)",
+    )
+    .bind(id)
+    .bind(&new.name)
+    .bind(new.max_concurrent.max(1) as i32)
+    .bind(new.max_backlog as i32)
+    .bind(secret)
+    .execute(&mut *c)
+    .await
+    .map_err(pg_err)?;
+    if new.credits.0 > 0 {
+        credit(c, id, new.credits, "initial credits".into()).await?;
+    }
+    get(c, id, false).await
+}
+
+/// `lock`: hold the account row until the transaction ends (every change to an account's money
+/// or counters takes this lock first, so they serialise per account).
+pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Account> {
+    let sql = format!(
+        "SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, \
+         webhook_secret FROM accounts WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(c).await.map_err(pg_err)?.ok_or(StoreError::NotFound)?;
+    let int = |name: &str| row.try_get::<i32, _>(name).map(|v| v as u32).map_err(pg_err);
+    Ok(Account {
+        id: row.try_get("id").map_err(pg_err)?,
+        name: row.try_get("name").map_err(pg_err)?,
+        balance: MicroUsd(row.try_get("balance").map_err(pg_err)?),
+        held: MicroUsd(row.try_get("held").map_err(pg_err)?),
+        max_concurrent: int("max_concurrent")?,
+        max_backlog: int("max_backlog")?,
+        created_at: to_time(row.try_get("created_at").map_err(pg_err)?),
+        active_jobs: int("active_jobs")?,
+        backlogged_jobs: int("backlogged_jobs")?,
+        webhook_secret: row.try_get("webhook_secret").map_err(pg_err)?,
+    })
+}
+
+pub async fn count(c: &mut PgConnection) -> StoreResult<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(c).await.map_err(pg_err)?;
+    Ok(n as u64)
+}
+
+pub async fn add_credits(c: &mut PgConnection, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
+    let account = get(c, id, true).await?;
+    if amount.0 < 0 && account.available().0 < -amount.0 {
+        return Err(StoreError::Internal(format!(
+            "cannot remove {} : only {} is available",
+            MicroUsd(-amount.0),
+            account.available()
+        )));
+    }
+    credit(c, id, amount, note).await?;
+    get(c, id, false).await
+}
+
+async fn credit(c: &mut PgConnection, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET balance = balance + $2 WHERE id = $1")
+        .bind(id)
+        .bind(amount.0)
+        .execute(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    record(c, id, LedgerKind::Credit, amount, None, Some(note)).await
+}
+
+pub async fn record(
+    c: &mut PgConnection,
+    account: Uuid,
+    kind: LedgerKind,
+    amount: MicroUsd,
+    job: Option<Uuid>,
+    note: Option<String>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ledger (account_id, kind, amount, job_id, note, created_at) VALUES ($1, $2, $3, $4, $5, ltx_now_us())",
+    )
+    .bind(account)
+    .bind(kind.as_str())
+    .bind(amount.0)
+    .bind(job)
+    .bind(note)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn set_limits(
+    c: &mut PgConnection,
+    id: Uuid,
+    max_concurrent: Option<u32>,
+    max_backlog: Option<u32>,
+) -> StoreResult<Account> {
+    let before = get(c, id, true).await?;
+    sqlx::query("UPDATE accounts SET max_concurrent = $2, max_backlog = $3 WHERE id = $1")
+        .bind(id)
+        .bind(max_concurrent.unwrap_or(before.max_concurrent).max(1) as i32)
+        .bind(max_backlog.unwrap_or(before.max_backlog) as i32)
+        .execute(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    // A raised limit frees slots at once.
+    super::jobs::promote_backlog(c, id).await?;
+    get(c, id, false).await
+}
+
+pub async fn create_key(
+    c: &mut PgConnection,
+    account_id: Uuid,
+    key_id: Uuid,
+    secret_hash: String,
+    label: Option<String>,
+) -> StoreResult<()> {
+    get(c, account_id, false).await?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, account_id, secret_hash, label, created_at) VALUES ($1, $2, $3, $4, ltx_now_us())",
+    )
+    .bind(key_id)
+    .bind(account_id)
+    .bind(secret_hash)
+    .bind(label)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn revoke_key(c: &mut PgConnection, key_id: Uuid) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ltx_now_us()) WHERE id = $1")
+        .bind(key_id)
+        .execute(c)
+        .await
+        .map_err(pg_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn key(c: &mut PgConnection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
+    let row =
+        sqlx::query("SELECT account_id, secret_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_optional(c)
+            .await
+            .map_err(pg_err)?;
+    row.map(|r| {
+        Ok(KeyRecord {
+            key_id,
+            account_id: r.try_get("account_id").map_err(pg_err)?,
+            secret_hash: r.try_get("secret_hash").map_err(pg_err)?,
+            revoked: r.try_get("revoked").map_err(pg_err)?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn ledger(c: &mut PgConnection, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
+    let rows = sqlx::query(
+        "SELECT kind, amount, job_id, note, created_at FROM ledger WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(account_id)
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await
+    .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get("kind").map_err(pg_err)?;
+            Ok(LedgerEntry {
+                kind: LedgerKind::parse(&kind).unwrap_or(LedgerKind::Credit),
+                amount: MicroUsd(r.try_get("amount").map_err(pg_err)?),
+                job_id: r.try_get("job_id").map_err(pg_err)?,
+                note: r.try_get("note").map_err(pg_err)?,
+                created_at: to_time(r.try_get("created_at").map_err(pg_err)?),
+            })
+        })
+        .collect()
+}
+
+pub async fn usage(c: &mut PgConnection, account_id: Uuid) -> StoreResult<Usage> {
+    let mut usage = Usage::default();
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs WHERE account_id = $1 GROUP BY status")
+        .bind(account_id)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    for row in rows {
+        let status: String = row.try_get("status").map_err(pg_err)?;
+        let n = row.try_get::<i64, _>("n").map_err(pg_err)? as u64;
+        usage.count(&status, n);
+    }
+    let week_ago = super::rows::to_us(time::OffsetDateTime::now_utc() - time::Duration::days(7));
+    let (recent, total): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN amount ELSE 0 END), 0)::bigint, \
+         COALESCE(SUM(amount), 0)::bigint FROM ledger WHERE account_id = $1 AND kind = 'charge'",
+    )
+    .bind(account_id)
+    .bind(week_ago)
+    .fetch_one(c)
+    .await
+    .map_err(pg_err)?;
+    usage.charged_last_7_days = MicroUsd(recent);
+    usage.charged_total = MicroUsd(total);
+    Ok(usage)
+}
+
+pub async fn rotate_webhook_secret(c: &mut PgConnection, id: Uuid, secret: String) -> StoreResult<Account> {
+    let done = sqlx::query("UPDATE accounts SET webhook_secret = $2 WHERE id = $1")
+        .bind(id)
+        .bind(secret)
+        .execute(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(c, id, false).await
+}

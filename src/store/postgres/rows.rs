@@ -1,0 +1,106 @@
+//! Row ↔ value mapping shared by the query files.
+use super::super::*;
+use super::pg_err;
+use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::money::MicroUsd;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use crate::store::codec::{to_time, to_us};
+
+pub const JOB_COLUMNS: &str =
+    "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
+     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url";
+
+fn bad_column(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("unreadable job row: {e}"))
+}
+
+pub fn job_from_row(row: &PgRow) -> StoreResult<Job> {
+    let get_err = |e: sqlx::Error| bad_column(e);
+    let status: String = row.try_get("status").map_err(get_err)?;
+    let request: String = row.try_get("request").map_err(get_err)?;
+    let result: Option<String> = row.try_get("result").map_err(get_err)?;
+    let error_code: Option<String> = row.try_get("error_code").map_err(get_err)?;
+    let opt_time = |name: &str| -> StoreResult<Option<OffsetDateTime>> {
+        Ok(row.try_get::<Option<i64>, _>(name).map_err(get_err)?.map(to_time))
+    };
+    Ok(Job {
+        id: row.try_get("id").map_err(get_err)?,
+        account_id: row.try_get("account_id").map_err(get_err)?,
+        kind: row.try_get("kind").map_err(get_err)?,
+        status: JobStatus::parse(&status).ok_or_else(|| bad_column(format!("unknown status {status}")))?,
+        created_at: to_time(row.try_get("created_at").map_err(get_err)?),
+        started_at: opt_time("started_at")?,
+        completed_at: opt_time("completed_at")?,
+        request: serde_json::from_str(&request).map_err(bad_column)?,
+        seed: row.try_get::<i64, _>("seed").map_err(get_err)? as u32,
+        width: row.try_get::<i32, _>("width").map_err(get_err)? as u32,
+        height: row.try_get::<i32, _>("height").map_err(get_err)? as u32,
+        price: MicroUsd(row.try_get("price").map_err(get_err)?),
+        price_tier_seconds: row.try_get::<i32, _>("price_tier").map_err(get_err)? as u32,
+        progress: row.try_get("progress").map_err(get_err)?,
+        attempts: row.try_get::<i32, _>("attempts").map_err(get_err)? as u32,
+        engine: row.try_get("engine").map_err(get_err)?,
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(bad_column)?,
+        failure: match error_code {
+            Some(code) => Some(JobFailure {
+                code: FailureCode::parse(&code).unwrap_or(FailureCode::InternalError),
+                message: row.try_get::<Option<String>, _>("error_message").map_err(get_err)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
+        webhook_url: row.try_get("webhook_url").map_err(get_err)?,
+        queue_position: None,
+        webhook: None,
+    })
+}
+
+/// Loads a job by id (any account) with its place in line and webhook state filled in.
+pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>> {
+    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let mut job = job_from_row(&row)?;
+    job.queue_position = queue_position(c, &job).await?;
+    if job.webhook_url.is_some() && job.status.is_terminal() {
+        job.webhook = super::webhooks::state_of(c, job.id).await?;
+    }
+    Ok(Some(job))
+}
+
+pub async fn must_load(c: &mut PgConnection, id: Uuid) -> StoreResult<Job> {
+    load_job(c, id).await?.ok_or(StoreError::NotFound)
+}
+
+pub async fn queue_position(c: &mut PgConnection, job: &Job) -> StoreResult<Option<u64>> {
+    let cap = crate::store::codec::QUEUE_POSITION_CAP;
+    let ahead: i64 = match job.status {
+        JobStatus::Queued => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'queued' \
+             AND queued_at < (SELECT queued_at FROM jobs WHERE id = $1) LIMIT $2) ahead",
+        )
+        .bind(job.id)
+        .bind(cap)
+        .fetch_one(c)
+        .await
+        .map_err(pg_err)?,
+        JobStatus::Backlogged => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE account_id = $1 AND status = 'backlogged' \
+             AND created_at < $2 LIMIT $3) ahead",
+        )
+        .bind(job.account_id)
+        .bind(to_us(job.created_at))
+        .bind(cap)
+        .fetch_one(c)
+        .await
+        .map_err(pg_err)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(ahead as u64 + 1))
+}
