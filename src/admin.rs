@@ -93,3 +93,16 @@ pub async fn rotate_webhook_secret(store: &dyn Store, id: Uuid) -> anyhow::Resul
     let account = store.rotate_webhook_secret(id).await.map_err(|e| not_found(e, id))?;
     Ok(account_json(&account))
 }
+
+pub async fn create_worker_token(store: &dyn Store, label: Option<String>) -> anyhow::Result<Value> {
+    let token = crate::domain::api_key::generate();
+    store.create_worker_token(token.key_id, token.secret_hash, label.clone()).await?;
+    Ok(json!({ "token_id": token.key_id, "worker_token": token.token, "label": label }))
+}
+
+pub async fn revoke_worker_token(store: &dyn Store, id: Uuid) -> anyhow::Result<Value> {
+    if !store.revoke_worker_token(id).await? {
+        anyhow::bail!("no worker token with id {id}");
+    }
+    Ok(json!({ "token_id": id, "revoked": true }))
+}

@@ -3,7 +3,9 @@
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::store::Store;
+use crate::store::WorkerLease;
 use crate::worker::engines::preview::PreviewEngine;
+use crate::worker::queue::{StoreQueue, WorkQueue};
 use crate::worker::results::LocalResults;
 use crate::worker::{spawn_workers, WorkerConfig};
 use anyhow::Context;
@@ -70,11 +72,20 @@ impl Application {
         let engine = Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time });
         let worker_config = WorkerConfig {
             name: format!("in-process@{}", self.address),
-            lease_ttl: config.lease_ttl,
             // Often enough that progress reads as live (SSE, polling), rarely enough to cost nothing.
-            heartbeat_every: (config.lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            heartbeat_every: heartbeat_interval(config.lease_ttl),
             scratch_dir: config.data_dir.join("tmp"),
-            results: LocalResults::new(config.data_dir.join("results")),
+        };
+        let store = self.state.store.clone();
+        let (lease_ttl, results) = (config.lease_ttl, LocalResults::new(config.data_dir.join("results")));
+        let name = worker_config.name.clone();
+        let queue = move |i: usize| -> Arc<dyn WorkQueue> {
+            Arc::new(StoreQueue {
+                store: store.clone(),
+                worker: WorkerLease::named(format!("{name}-{i}")),
+                lease_ttl,
+                results: results.clone(),
+            })
         };
         let dispatcher = crate::webhooks::spawn(
             self.state.store.clone(),
@@ -88,7 +99,7 @@ impl Application {
             },
             shutdown.clone(),
         );
-        let workers = spawn_workers(config.workers, self.state.store.clone(), engine, worker_config, shutdown.clone());
+        let workers = spawn_workers(config.workers, queue, engine, worker_config, shutdown.clone());
 
         let http_stop = shutdown.clone();
         let router = api::router(self.state);
@@ -109,6 +120,12 @@ impl Application {
         let _ = dispatcher.await;
         served.context("HTTP server")
     }
+}
+
+/// How often a worker reports progress for a lease that expires after `lease_ttl`: often
+/// enough that progress reads as live and a lost heartbeat or two does not expire the lease.
+pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
+    (lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// Resolves on SIGINT or SIGTERM.

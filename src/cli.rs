@@ -1,14 +1,16 @@
-//! The command line: `serve` and `admin` (remote `worker` and the `generate` client come later).
+//! The command line: `serve`, `worker`, `admin`, and the client (`generate`, `jobs`, `account`).
 //! Every flag also reads an `LTX_SERVE_*` environment variable.
 use crate::admin;
 use crate::app::{stop_signal, Application};
 use crate::config::{Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
 use crate::store::{NewAccount, Store};
+use crate::worker::engines::preview::PreviewEngine;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -25,6 +27,8 @@ enum Command {
     Serve(ServeArgs),
     /// Manage accounts, keys, credits and limits (prints JSON).
     Admin(AdminArgs),
+    /// Run jobs for a server on this host (a GPU worker of a fleet), with a worker token.
+    Worker(WorkerArgs),
     /// Generate a clip: submit, follow its progress, download the MP4.
     Generate(crate::client::GenerateArgs),
     /// List, show or cancel your jobs (prints JSON).
@@ -115,6 +119,34 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct WorkerArgs {
+    /// Base URL of an ltx-serve server (any replica).
+    #[arg(long, env = "LTX_SERVE_SERVER")]
+    server: String,
+    /// Worker token from `ltx-serve admin worker-token create`.
+    #[arg(long, env = "LTX_SERVE_WORKER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The engine jobs run on.
+    #[arg(long, env = "LTX_SERVE_ENGINE", value_parser = ["preview"], default_value = "preview")]
+    engine: String,
+    /// Name shown in the worker registry (/readyz). Default: <hostname>-<pid>.
+    #[arg(long, env = "LTX_SERVE_WORKER_NAME")]
+    name: Option<String>,
+    /// Jobs run at once (one per GPU).
+    #[arg(long, env = "LTX_SERVE_WORKER_CONCURRENCY", default_value_t = 1)]
+    concurrency: usize,
+    /// Where clips are rendered before upload.
+    #[arg(long, env = "LTX_SERVE_SCRATCH_DIR")]
+    scratch_dir: Option<PathBuf>,
+    /// Simulated model time of the preview engine per clip, in milliseconds.
+    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = 0)]
+    preview_sampling_ms: u64,
+    /// Log format.
+    #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[derive(Args)]
 struct AdminArgs {
     /// The data dir of the server to manage.
     #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
@@ -143,6 +175,23 @@ enum AdminCommand {
     /// The account's webhook signing secret.
     #[command(subcommand)]
     WebhookSecret(WebhookSecretCommand),
+    /// Tokens that let remote workers (`ltx-serve worker`) take jobs.
+    #[command(subcommand)]
+    WorkerToken(WorkerTokenCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkerTokenCommand {
+    /// Create a worker token (printed once).
+    Create {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a worker token by its id (the part before the colon).
+    Revoke {
+        #[arg(long)]
+        id: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +287,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin(args) => admin(args).await,
+            Command::Worker(args) => worker(args).await,
             Command::Generate(args) => crate::client::generate(args).await,
             Command::Jobs { connection, command } => jobs(connection, command).await,
             Command::Account { connection } => {
@@ -310,6 +360,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run_until_stopped(stop_signal()).await
 }
 
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    check_ffmpeg()?;
+    let name = args.name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        format!("{}-{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
+    });
+    let scratch_dir = args.scratch_dir.unwrap_or_else(|| std::env::temp_dir().join("ltx-serve-worker"));
+    let engine = Arc::new(PreviewEngine { sampling_time: Duration::from_millis(args.preview_sampling_ms) });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: handing running jobs back");
+        trigger.cancel();
+    });
+    let worker = crate::worker::remote::RemoteWorker {
+        server: args.server,
+        token: args.token,
+        name,
+        concurrency: args.concurrency.max(1),
+        scratch_dir,
+        engine,
+    };
+    crate::worker::remote::run(worker, shutdown).await
+}
+
 fn check_ffmpeg() -> anyhow::Result<()> {
     match std::process::Command::new("ffmpeg").arg("-version").output() {
         Ok(out) if out.status.success() => Ok(()),
@@ -339,6 +416,10 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
             admin::set_limits(store, account, max_concurrent, max_backlog).await?
         }
+        AdminCommand::WorkerToken(WorkerTokenCommand::Create { label }) => {
+            admin::create_worker_token(store, label).await?
+        }
+        AdminCommand::WorkerToken(WorkerTokenCommand::Revoke { id }) => admin::revoke_worker_token(store, id).await?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -56,6 +56,8 @@ pub struct ServeConfig {
     pub webhook_retry_base: Duration,
     /// How long a webhook is retried before it is marked failed.
     pub webhook_retry_horizon: Duration,
+    /// Largest result file a remote worker may upload.
+    pub max_upload_bytes: u64,
 }
 
 impl ServeConfig {
@@ -80,6 +82,7 @@ impl ServeConfig {
             allow_private_urls: false,
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_horizon: crate::domain::webhook::RETRY_HORIZON,
+            max_upload_bytes: 1 << 30,
         }
     }
 }

@@ -40,7 +40,7 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError;
         match e {
             StoreError::NotFound => ApiError::not_found("Not found."),
-            StoreError::Unavailable(detail) => {
+            StoreError::Unavailable(detail) | StoreError::Conflict(detail) => {
                 tracing::warn!(error = %detail, "store unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

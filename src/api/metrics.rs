@@ -44,7 +44,15 @@ pub async fn serve(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "could not count jobs for /metrics"),
     }
-    metrics::gauge!("ltx_workers_live").set(state.config.workers as f64);
+    let remote = match state.store.live_workers(super::health::WORKER_LIVENESS).await {
+        Ok(workers) => workers.len(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count workers for /metrics");
+            0
+        }
+    };
+    metrics::gauge!("ltx_workers_live", "kind" => "in_process").set(state.config.workers as f64);
+    metrics::gauge!("ltx_workers_live", "kind" => "remote").set(remote as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
 }
 

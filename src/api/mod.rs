@@ -5,6 +5,7 @@ pub mod error;
 mod events;
 mod generate;
 mod health;
+mod internal;
 pub mod job_view;
 mod jobs;
 pub mod key_cache;
@@ -43,6 +44,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/internal/v1/hello", get(internal::hello))
+        .route("/internal/v1/lease", post(internal::lease))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/heartbeat", post(internal::heartbeat))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/files/{name}", axum::routing::put(internal::upload))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/complete", post(internal::complete))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/fail", post(internal::fail))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/hand-back", post(internal::hand_back))
         .nest_service("/results", results)
         .layer(axum::middleware::from_fn(around_every_request))
         .with_state(state)

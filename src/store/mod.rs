@@ -109,4 +109,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a worker is alive, with what it announced.
     async fn record_worker(&self, info: WorkerInfo) -> StoreResult<()>;
     async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>>;
+    /// Marks a registered worker as alive now (its heartbeats).
+    async fn touch_worker(&self, name: String) -> StoreResult<()>;
+    /// The status of any account's job (for telling a worker why its lease went).
+    async fn job_status(&self, id: Uuid) -> StoreResult<Option<crate::domain::job::JobStatus>>;
 }

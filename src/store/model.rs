@@ -243,7 +243,7 @@ pub enum WebhookOutcome {
 }
 
 /// A worker's claim on a job, fenced by `lease_id`: reports from an older lease are refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRef {
     pub job_id: Uuid,
     pub lease_id: Uuid,

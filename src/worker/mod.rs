@@ -1,8 +1,10 @@
-//! Workers lease jobs from the store and run them on an engine. `serve` runs them in-process;
-//! remote workers (fleet) will use the same `run_job` over HTTP.
+//! Workers take jobs from a queue and run them on an engine. `serve` runs them in-process on
+//! the store; `ltx-serve worker` runs them on another host through the internal worker API.
 pub mod engine;
 pub mod engines;
-mod in_process;
+pub mod queue;
+pub mod remote;
 pub mod results;
+mod run;
 
-pub use in_process::{spawn_workers, WorkerConfig};
+pub use run::{spawn_workers, worker_loop, WorkerConfig};

@@ -37,6 +37,15 @@ impl LocalResults {
     }
 }
 
+impl LocalResults {
+    /// Deletes a stored result (one whose job could not be completed).
+    pub fn remove(&self, stored: &StoredResult) {
+        if let Some((dir, _)) = stored.video_key.split_once('/') {
+            let _ = std::fs::remove_dir_all(self.root.join(dir));
+        }
+    }
+}
+
 fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
 }

@@ -5,6 +5,7 @@ mod billing;
 mod cli;
 mod client;
 mod events;
+mod fleet;
 mod helpers;
 mod idempotency;
 mod jobs;

@@ -321,4 +321,21 @@ impl Store for PgStore {
     async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>> {
         self.read(|c| Box::pin(workers::live(c, seen_within))).await
     }
+    async fn touch_worker(&self, name: String) -> StoreResult<()> {
+        self.tx(|c| Box::pin(workers::touch(c, name.clone()))).await
+    }
+    async fn job_status(&self, id: Uuid) -> StoreResult<Option<crate::domain::job::JobStatus>> {
+        let status: Option<String> = self
+            .read(|c| {
+                Box::pin(async move {
+                    sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(c)
+                        .await
+                        .map_err(pg_err)
+                })
+            })
+            .await?;
+        Ok(status.and_then(|s| crate::domain::job::JobStatus::parse(&s)))
+    }
 }

@@ -55,6 +55,15 @@ pub async fn record(c: &mut PgConnection, info: WorkerInfo) -> StoreResult<()> {
     Ok(())
 }
 
+pub async fn touch(c: &mut PgConnection, name: String) -> StoreResult<()> {
+    sqlx::query("UPDATE workers SET last_seen = ltx_now_us() WHERE name = $1")
+        .bind(name)
+        .execute(c)
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
 pub async fn live(c: &mut PgConnection, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT info, last_seen FROM workers WHERE last_seen >= ltx_now_us() - $1 ORDER BY name")

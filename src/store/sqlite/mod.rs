@@ -234,6 +234,12 @@ impl Store for SqliteStore {
     async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>> {
         self.actors.read(move |c| workers::live(c, seen_within)).await
     }
+    async fn touch_worker(&self, name: String) -> StoreResult<()> {
+        self.actors.write(move |ctx| workers::touch(ctx, name)).await
+    }
+    async fn job_status(&self, id: Uuid) -> StoreResult<Option<crate::domain::job::JobStatus>> {
+        Ok(self.actors.read(move |c| rows::load_job(c, id)).await?.map(|j| j.status))
+    }
     async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>> {
         self.actors.read(jobs::counts_by_status).await
     }

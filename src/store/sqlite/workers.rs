@@ -52,6 +52,16 @@ pub fn record(ctx: &mut WriteCtx, info: WorkerInfo) -> StoreResult<()> {
     Ok(())
 }
 
+pub fn touch(ctx: &mut WriteCtx, name: String) -> StoreResult<()> {
+    let now = ctx.now_us();
+    ctx.conn
+        .prepare_cached("UPDATE workers SET last_seen = ?2 WHERE name = ?1")
+        .map_err(sql_err)?
+        .execute(params![name, now])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
 pub fn live(conn: &Connection, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>> {
     let since = super::rows::to_us(time::OffsetDateTime::now_utc()) - seen_within.as_micros() as i64;
     let mut stmt = conn

@@ -1,13 +1,13 @@
-//! The worker loop: lease a job, prepare its inputs, run the engine while forwarding progress as
-//! heartbeats, store the result and complete the job. A refused heartbeat means the job was
-//! cancelled (or the lease expired): the engine is stopped and the job left alone. On shutdown a
-//! running job is handed back to the queue.
+//! The worker loop, the same in-process and remote: take a job from the queue, prepare its
+//! inputs, run the engine while forwarding progress as heartbeats, then store the result and
+//! complete the job. A refused heartbeat means the job was cancelled (or the lease expired):
+//! the engine is stopped and the job left alone. On shutdown a running job is handed back.
 use super::engine::{Engine, EngineError, ProgressSink, RenderSpec};
-use super::results::LocalResults;
+use super::queue::{FinishedClip, WorkItem, WorkQueue};
 use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::pricing::FPS;
 use crate::media::input_image;
-use crate::store::{JobResult, Lease, Progress, Store, StoreError};
+use crate::store::{JobResult, Progress, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +17,17 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct WorkerConfig {
     pub name: String,
-    pub lease_ttl: Duration,
     pub heartbeat_every: Duration,
     pub scratch_dir: PathBuf,
-    pub results: LocalResults,
 }
+
+/// How long one wait for work lasts before the loop looks at shutdown again (a long poll for
+/// remote workers).
+const WAIT_FOR_WORK: Duration = Duration::from_secs(20);
 
 pub fn spawn_workers(
     count: usize,
-    store: Arc<dyn Store>,
+    queue: impl Fn(usize) -> Arc<dyn WorkQueue>,
     engine: Arc<dyn Engine>,
     config: WorkerConfig,
     shutdown: CancellationToken,
@@ -33,64 +35,69 @@ pub fn spawn_workers(
     (0..count)
         .map(|i| {
             let config = WorkerConfig { name: format!("{}-{i}", config.name), ..config.clone() };
-            tokio::spawn(worker_loop(store.clone(), engine.clone(), config, shutdown.clone()))
+            tokio::spawn(worker_loop(queue(i), engine.clone(), config, shutdown.clone()))
         })
         .collect()
 }
 
-async fn worker_loop(
-    store: Arc<dyn Store>,
+pub async fn worker_loop(
+    queue: Arc<dyn WorkQueue>,
     engine: Arc<dyn Engine>,
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    let signal = store.queue_signal();
     while !shutdown.is_cancelled() {
-        // Register for the wake-up before looking, so a job queued in between is not missed.
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        match store.lease(crate::store::WorkerLease::named(config.name.clone()), config.lease_ttl).await {
-            Ok(Some(lease)) => run_job(&*store, &*engine, &config, lease, &shutdown).await,
-            Ok(None) => {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-            }
+        let next = tokio::select! {
+            next = queue.next(WAIT_FOR_WORK) => next,
+            _ = shutdown.cancelled() => break,
+        };
+        match next {
+            Ok(Some(item)) => run_job(&*queue, &*engine, &config, item, &shutdown).await,
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "leasing failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
             }
         }
     }
 }
 
 enum Outcome {
-    Done(Result<JobResult, EngineError>),
+    Done(Result<FinishedClip, EngineError>),
     /// The lease is gone (cancelled, expired): drop the work.
     LeaseLost,
-    /// The server is stopping: give the job back.
+    /// The worker is stopping: give the job back.
     ShuttingDown,
 }
 
 async fn run_job(
-    store: &dyn Store,
+    queue: &dyn WorkQueue,
     engine: &dyn Engine,
     config: &WorkerConfig,
-    lease: Lease,
+    item: WorkItem,
     shutdown: &CancellationToken,
 ) {
-    let lease_ref = lease.lease;
-    let job_id = lease_ref.job_id;
-    tracing::info!(%job_id, worker = %config.name, attempt = lease.job.attempts, "job leased");
-    let waited = (time::OffsetDateTime::now_utc() - lease.job.created_at).as_seconds_f64().max(0.0);
+    let lease = item.lease;
+    let job_id = lease.job_id;
+    tracing::info!(%job_id, worker = %config.name, attempt = item.attempt, "job leased");
+    let waited = (time::OffsetDateTime::now_utc() - item.created_at).as_seconds_f64().max(0.0);
     metrics::histogram!("ltx_job_queue_wait_seconds", "engine" => engine.name()).record(waited);
     let started = std::time::Instant::now();
     let (progress, mut progress_rx) = ProgressSink::new();
     let cancel = CancellationToken::new();
-    let work = prepare_and_render(engine, config, lease, progress, cancel.clone());
+    let scratch = match crate::media::encode::scratch_dir(&config.scratch_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::error!(%job_id, error = %e, "no scratch space; handing the job back");
+            let _ = queue.hand_back(lease).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        }
+    };
+    let work = prepare_and_render(engine, item, scratch.path().to_owned(), progress, cancel.clone());
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(config.heartbeat_every);
     let outcome = loop {
@@ -100,7 +107,7 @@ async fn run_job(
             _ = ticker.tick() => {
                 let (status, fraction) = *progress_rx.borrow_and_update();
                 let update = Progress { status, progress: fraction, engine: Some(engine.name().to_owned()) };
-                match store.heartbeat(lease_ref, update, config.lease_ttl).await {
+                match queue.heartbeat(lease, update).await {
                     Ok(()) => {}
                     Err(StoreError::LeaseLost) => break Outcome::LeaseLost,
                     Err(e) => tracing::warn!(%job_id, error = %e, "heartbeat failed"),
@@ -111,10 +118,10 @@ async fn run_job(
     // Stops the engine if it is still running (cancelled job, shutdown).
     cancel.cancel();
     let reported = match outcome {
-        Outcome::Done(Ok(result)) => store.complete(lease_ref, result).await.map(|_| "completed"),
-        Outcome::Done(Err(e)) => store.fail(lease_ref, e.code, e.message).await.map(|_| "failed"),
+        Outcome::Done(Ok(clip)) => queue.complete(lease, clip).await.map(|_| "completed"),
+        Outcome::Done(Err(e)) => queue.fail(lease, e.code, e.message).await.map(|_| "failed"),
         Outcome::LeaseLost => Ok("stopped (cancelled or lease lost)"),
-        Outcome::ShuttingDown => store.hand_back(lease_ref).await.map(|_| "handed back"),
+        Outcome::ShuttingDown => queue.hand_back(lease).await.map(|_| "handed back"),
     };
     if let Ok(outcome) = reported {
         let outcome = outcome.split(' ').next().unwrap_or(outcome);
@@ -134,14 +141,13 @@ async fn run_job(
 
 async fn prepare_and_render(
     engine: &dyn Engine,
-    config: &WorkerConfig,
-    lease: Lease,
+    item: WorkItem,
+    scratch: PathBuf,
     progress: ProgressSink,
     cancel: CancellationToken,
-) -> Result<JobResult, EngineError> {
-    let job = lease.job;
-    let request = job.request.clone();
-    let (w, h) = (job.width, job.height);
+) -> Result<FinishedClip, EngineError> {
+    let request = item.request.clone();
+    let (w, h) = (item.width, item.height);
     let decode = move |uri: Option<String>, field: &'static str| -> Result<_, EngineError> {
         uri.map(|u| {
             input_image::load_data_uri(&u, w, h).map_err(|why| {
@@ -156,35 +162,31 @@ async fn prepare_and_render(
     .await
     .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))??;
     let spec = RenderSpec {
-        prompt: job.request.prompt.clone(),
-        seed: job.seed,
+        prompt: item.request.prompt.clone(),
+        seed: item.seed,
         width: w,
         height: h,
-        num_frames: job.request.num_frames,
+        num_frames: item.request.num_frames,
         fps: FPS,
-        generate_audio: job.request.generate_audio,
+        generate_audio: item.request.generate_audio,
         start_image,
         end_image,
-        styles: job.request.styles.clone(),
+        styles: item.request.styles.clone(),
     };
     progress.report(JobStatus::Sampling, 0.0);
-    let internal = |e: std::io::Error| EngineError::new(FailureCode::InternalError, format!("result storage: {e}"));
-    let scratch = crate::media::encode::scratch_dir(&config.scratch_dir).map_err(internal)?;
-    let clip = engine.render(spec, scratch.path(), progress, cancel).await?;
-    let results = config.results.clone();
-    let (video, poster) = (clip.video.clone(), clip.poster.clone());
-    let stored = tokio::task::spawn_blocking(move || results.put(&video, &poster))
-        .await
-        .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))?
-        .map_err(internal)?;
-    Ok(JobResult {
-        video_key: stored.video_key,
-        poster_key: stored.poster_key,
-        width: w,
-        height: h,
-        num_frames: job.request.num_frames,
-        fps: FPS,
-        has_audio: clip.has_audio,
-        engine: engine.name().to_owned(),
+    let clip = engine.render(spec, &scratch, progress, cancel).await?;
+    Ok(FinishedClip {
+        video: clip.video,
+        poster: clip.poster,
+        result: JobResult {
+            video_key: String::new(),
+            poster_key: String::new(),
+            width: w,
+            height: h,
+            num_frames: item.request.num_frames,
+            fps: FPS,
+            has_audio: clip.has_audio,
+            engine: engine.name().to_owned(),
+        },
     })
 }

@@ -1,0 +1,237 @@
+//! The internal worker API that remote workers (`ltx-serve worker`) use, authenticated by
+//! worker tokens (`admin worker-token create`). Every report names its lease; a report from a
+//! lease that was lost (cancelled, expired, taken over) gets 409 and changes nothing.
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::api_key;
+use crate::domain::job::{FailureCode, JobStatus};
+use crate::store::{JobResult, LeaseRef, Progress, StoreError, WorkerInfo, WorkerLease};
+use crate::worker::queue::{lease_within, WorkItem};
+use crate::worker::remote::Hello;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+/// The longest a lease request waits for work.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The files a worker uploads for a result.
+const RESULT_FILES: [&str; 2] = ["video.mp4", "poster.jpg"];
+
+/// A caller holding a valid worker token.
+pub struct WorkerCaller;
+
+impl FromRequestParts<AppState> for WorkerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<WorkerCaller, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(api_key::parse_authorization)
+            .ok_or_else(|| ApiError::unauthorized("Missing or malformed worker token."))?;
+        match state.store.worker_token(presented.key_id).await? {
+            Some(t) if !t.revoked && api_key::secret_matches(&presented.secret, &t.secret_hash) => Ok(WorkerCaller),
+            _ => Err(ApiError::unauthorized("Invalid or revoked worker token.")),
+        }
+    }
+}
+
+fn lease_lost(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "lease_lost",
+        format!("The lease is no longer held (cancelled, expired or taken over); {what}."),
+    )
+}
+
+fn lease_error(e: StoreError, what: &str) -> ApiError {
+    match e {
+        StoreError::LeaseLost => lease_lost(what),
+        other => other.into(),
+    }
+}
+
+pub async fn hello(_: WorkerCaller, State(state): State<AppState>) -> Json<Hello> {
+    Json(Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
+        heartbeat_every_ms: crate::app::heartbeat_interval(state.config.lease_ttl).as_millis() as u64,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LeaseRequest {
+    worker: WorkerInfo,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Long poll: a job (200) or, after waiting up to `wait_ms`, nothing (204).
+pub async fn lease(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Json(ask): Json<LeaseRequest>,
+) -> Result<Response, ApiError> {
+    if ask.worker.name.is_empty() || ask.worker.name.len() > 200 {
+        return Err(ApiError::bad_request("`worker.name` must be 1 to 200 characters."));
+    }
+    state.store.record_worker(ask.worker.clone()).await?;
+    let who =
+        WorkerLease { name: ask.worker.name.clone(), resident_style_sets: ask.worker.resident_style_sets.clone() };
+    let wait = Duration::from_millis(ask.wait_ms).min(MAX_WAIT);
+    match lease_within(&*state.store, &who, state.config.lease_ttl, wait).await? {
+        Some(lease) => Ok(Json(WorkItem::from(lease)).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct HeartbeatBody {
+    worker: String,
+    status: String,
+    progress: f64,
+    #[serde(default)]
+    engine: Option<String>,
+}
+
+pub async fn heartbeat(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<HeartbeatBody>,
+) -> Result<StatusCode, ApiError> {
+    let status = JobStatus::parse(&body.status).filter(|s| s.is_leased()).ok_or_else(|| {
+        ApiError::bad_request(
+            "`status` must be a running status (scheduled, processing, sampling, intermediate-complete).",
+        )
+    })?;
+    let lease = LeaseRef { job_id, lease_id };
+    let update = Progress { status, progress: body.progress, engine: body.engine.clone() };
+    match state.store.heartbeat(lease, update, state.config.lease_ttl).await {
+        Ok(()) => {}
+        Err(StoreError::LeaseLost) => {
+            // Tell the worker why, so it can say so in its log.
+            let why = match state.store.job_status(job_id).await? {
+                Some(JobStatus::Cancelled) => "the job was cancelled; stop working on it",
+                _ => "stop working on this job",
+            };
+            return Err(lease_lost(why));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state.store.touch_worker(body.worker).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where a lease's uploads wait for its `complete`, under the results root (so moving them into
+/// place is a rename).
+fn staging_dir(state: &AppState, lease_id: Uuid) -> std::path::PathBuf {
+    state.config.data_dir.join("results").join(".uploads").join(lease_id.simple().to_string())
+}
+
+/// Streams one result file to disk (never whole in memory), up to the upload limit.
+pub async fn upload(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path((job_id, lease_id, name)): Path<(Uuid, Uuid, String)>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    if !RESULT_FILES.contains(&name.as_str()) {
+        return Err(ApiError::not_found(format!("A result file is one of {RESULT_FILES:?}.")));
+    }
+    let _ = job_id;
+    let dir = staging_dir(&state, lease_id);
+    let io = |e: std::io::Error| ApiError::from(StoreError::Unavailable(format!("result staging: {e}")));
+    tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+    let path = dir.join(&name);
+    let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+    let mut stream = body.into_data_stream();
+    let mut written: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The upload broke off: {e}")))?;
+        written += chunk.len() as u64;
+        if written > state.config.max_upload_bytes {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The result file is too large.",
+            ));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.sync_all().await.map_err(io)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn complete(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
+    Json(result): Json<JobResult>,
+) -> Result<StatusCode, ApiError> {
+    let dir = staging_dir(&state, lease_id);
+    let (video, poster) = (dir.join(RESULT_FILES[0]), dir.join(RESULT_FILES[1]));
+    if !video.is_file() || !poster.is_file() {
+        return Err(ApiError::bad_request("Upload video.mp4 and poster.jpg for this lease before completing it."));
+    }
+    let results = crate::worker::results::LocalResults::new(state.config.data_dir.join("results"));
+    let stored = {
+        let results = results.clone();
+        tokio::task::spawn_blocking(move || results.put(&video, &poster))
+            .await
+            .map_err(|e| ApiError::from(StoreError::Internal(e.to_string())))?
+            .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))?
+    };
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let result = JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..result };
+    match state.store.complete(LeaseRef { job_id, lease_id }, result).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => {
+            results.remove(&stored);
+            Err(lease_error(e, "the result was discarded"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FailBody {
+    code: String,
+    message: String,
+}
+
+pub async fn fail(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<FailBody>,
+) -> Result<StatusCode, ApiError> {
+    let code = FailureCode::parse(&body.code).ok_or_else(|| ApiError::bad_request("Unknown failure `code`."))?;
+    let message: String = body.message.chars().take(2000).collect();
+    let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
+    state
+        .store
+        .fail(LeaseRef { job_id, lease_id }, code, message)
+        .await
+        .map_err(|e| lease_error(e, "nothing changed"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn hand_back(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
+    state.store.hand_back(LeaseRef { job_id, lease_id }).await.map_err(|e| lease_error(e, "nothing changed"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

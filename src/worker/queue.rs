@@ -1,0 +1,136 @@
+//! Where a worker gets work and reports on it: the store itself (the in-process workers of
+//! `serve`) or a server's internal worker API (remote workers). The worker loop is the same.
+use crate::domain::job::FailureCode;
+use crate::domain::request::GenerateRequest;
+use crate::store::{JobResult, LeaseRef, Progress, Store, StoreError, WorkerLease};
+use crate::worker::results::LocalResults;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A leased job and what a worker needs to render it (the wire shape of the worker API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub lease: LeaseRef,
+    pub request: GenerateRequest,
+    pub seed: u32,
+    pub width: u32,
+    pub height: u32,
+    /// 1 for the first lease of the job.
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<crate::store::Lease> for WorkItem {
+    fn from(lease: crate::store::Lease) -> WorkItem {
+        let job = lease.job;
+        WorkItem {
+            lease: lease.lease,
+            request: job.request,
+            seed: job.seed,
+            width: job.width,
+            height: job.height,
+            attempt: job.attempts,
+            created_at: job.created_at,
+        }
+    }
+}
+
+/// A rendered clip's files (in the worker's scratch dir) and what it is.
+#[derive(Clone, Debug)]
+pub struct FinishedClip {
+    pub video: PathBuf,
+    pub poster: PathBuf,
+    /// The result to record; its keys are filled in where the files are stored.
+    pub result: JobResult,
+}
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync + 'static {
+    /// The next job, waiting up to `wait` for one.
+    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError>;
+    /// `LeaseLost` when the job was cancelled or the lease expired: stop working on it.
+    async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError>;
+    /// Stores the clip's files and completes the job (charging it).
+    async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError>;
+    async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError>;
+    /// Gives the job back to the queue without counting the attempt (shutdown).
+    async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError>;
+}
+
+/// The store itself: what `serve`'s in-process workers use.
+pub struct StoreQueue {
+    pub store: Arc<dyn Store>,
+    pub worker: WorkerLease,
+    pub lease_ttl: Duration,
+    pub results: LocalResults,
+}
+
+/// Waits for a lease from `store`: looks, and if the queue is empty sleeps until a job may have
+/// been queued (the store's signal) or a second passes, until `wait` is over. Shared by the
+/// in-process workers and the worker API's long poll.
+pub async fn lease_within(
+    store: &dyn Store,
+    worker: &WorkerLease,
+    ttl: Duration,
+    wait: Duration,
+) -> Result<Option<crate::store::Lease>, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let signal = store.queue_signal();
+    loop {
+        // Register for the wake-up before looking, so a job queued in between is not missed.
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(lease) = store.lease(worker.clone(), ttl).await? {
+            return Ok(Some(lease));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl WorkQueue for StoreQueue {
+    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError> {
+        Ok(lease_within(&*self.store, &self.worker, self.lease_ttl, wait).await?.map(WorkItem::from))
+    }
+    async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError> {
+        self.store.heartbeat(lease, update, self.lease_ttl).await
+    }
+    async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
+        let results = self.results.clone();
+        let (video, poster) = (clip.video.clone(), clip.poster.clone());
+        let stored = tokio::task::spawn_blocking(move || results.put(&video, &poster))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(format!("result storage: {e}")))?;
+        let result =
+            JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..clip.result };
+        match self.store.complete(lease, result).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Nobody will ever link to these files.
+                self.results.remove(&stored);
+                Err(e)
+            }
+        }
+    }
+    async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
+        self.store.fail(lease, code, message).await.map(|_| ())
+    }
+    async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError> {
+        self.store.hand_back(lease).await
+    }
+}

@@ -1,0 +1,179 @@
+//! A worker on another host: `ltx-serve worker --server URL --token T`. It speaks the server's
+//! internal worker API (src/api/internal.rs) and runs the same loop and engines as `serve`.
+use super::engine::Engine;
+use super::queue::{FinishedClip, WorkItem, WorkQueue};
+use crate::domain::job::FailureCode;
+use crate::store::{LeaseRef, Progress, StoreError, WorkerInfo};
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `GET /internal/v1/hello` answers: the server's lease timing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: String,
+    pub lease_ttl_ms: u64,
+    pub heartbeat_every_ms: u64,
+}
+
+pub struct HttpQueue {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    info: WorkerInfo,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl HttpQueue {
+    pub fn new(server: &str, token: &str, info: WorkerInfo) -> anyhow::Result<HttpQueue> {
+        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        Ok(HttpQueue { client, base: server.trim_end_matches('/').to_owned(), token: token.to_owned(), info })
+    }
+
+    /// Checks the server and the token; a clear error at start-up rather than at the first job.
+    pub async fn hello(&self) -> anyhow::Result<Hello> {
+        let response = self
+            .client
+            .get(format!("{}/internal/v1/hello", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the server at {}: {e}", self.base))?;
+        match response.status() {
+            StatusCode::OK => Ok(response.json().await?),
+            StatusCode::UNAUTHORIZED => anyhow::bail!(
+                "the server refused the worker token (create one with `ltx-serve admin worker-token create`)"
+            ),
+            other => anyhow::bail!("the server answered {other} to hello; is {} an ltx-serve server?", self.base),
+        }
+    }
+
+    fn lease_url(&self, lease: LeaseRef, action: &str) -> String {
+        format!("{}/internal/v1/leases/{}/{}/{action}", self.base, lease.job_id, lease.lease_id)
+    }
+
+    /// Maps a reply about a lease: 2xx is fine, 409 means the lease is gone.
+    async fn lease_reply(response: reqwest::Response) -> Result<(), StoreError> {
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::CONFLICT => Err(StoreError::LeaseLost),
+            s if s.is_server_error() => Err(unavailable(format!("server answered {s}"))),
+            s => {
+                Err(StoreError::Internal(format!("server answered {s}: {}", response.text().await.unwrap_or_default())))
+            }
+        }
+    }
+
+    async fn post(&self, url: String, body: serde_json::Value) -> Result<(), StoreError> {
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Self::lease_reply(response).await
+    }
+
+    async fn upload(&self, lease: LeaseRef, name: &str, path: &Path) -> Result<(), StoreError> {
+        let file =
+            tokio::fs::File::open(path).await.map_err(|e| StoreError::Internal(format!("{}: {e}", path.display())))?;
+        let length = file.metadata().await.map_err(|e| StoreError::Internal(e.to_string()))?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let response = self
+            .client
+            .put(self.lease_url(lease, &format!("files/{name}")))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Self::lease_reply(response).await
+    }
+}
+
+#[async_trait]
+impl WorkQueue for HttpQueue {
+    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError> {
+        let response = self
+            .client
+            .post(format!("{}/internal/v1/lease", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "worker": self.info, "wait_ms": wait.as_millis() as u64 }))
+            .timeout(wait + Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(response.json().await.map_err(unavailable)?)),
+            StatusCode::NO_CONTENT => Ok(None),
+            s if s.is_server_error() => Err(unavailable(format!("server answered {s}"))),
+            s => Err(StoreError::Internal(format!("server answered {s} to a lease request"))),
+        }
+    }
+    async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError> {
+        let body = json!({
+            "worker": self.info.name,
+            "status": update.status.as_str(),
+            "progress": update.progress,
+            "engine": update.engine,
+        });
+        self.post(self.lease_url(lease, "heartbeat"), body).await
+    }
+    async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
+        self.upload(lease, "video.mp4", &clip.video).await?;
+        self.upload(lease, "poster.jpg", &clip.poster).await?;
+        self.post(self.lease_url(lease, "complete"), serde_json::to_value(&clip.result).unwrap_or_default()).await
+    }
+    async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
+        self.post(self.lease_url(lease, "fail"), json!({ "code": code.as_str(), "message": message })).await
+    }
+    async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError> {
+        self.post(self.lease_url(lease, "hand-back"), json!({})).await
+    }
+}
+
+/// Settings of the `worker` role.
+pub struct RemoteWorker {
+    pub server: String,
+    pub token: String,
+    pub name: String,
+    pub concurrency: usize,
+    pub scratch_dir: std::path::PathBuf,
+    pub engine: Arc<dyn Engine>,
+}
+
+/// Runs until `shutdown` fires, then hands running jobs back.
+pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let info = WorkerInfo { name: worker.name.clone(), engine: worker.engine.name().to_owned(), ..Default::default() };
+    let probe = HttpQueue::new(&worker.server, &worker.token, info.clone())?;
+    let hello = probe.hello().await?;
+    tracing::info!(server = %worker.server, version = %hello.version, lease_ttl_ms = hello.lease_ttl_ms, "connected");
+    let config = super::WorkerConfig {
+        name: worker.name.clone(),
+        heartbeat_every: Duration::from_millis(hello.heartbeat_every_ms.max(50)),
+        scratch_dir: worker.scratch_dir.clone(),
+    };
+    let (server, token) = (worker.server.clone(), worker.token.clone());
+    let queue = move |i: usize| -> Arc<dyn WorkQueue> {
+        let info = WorkerInfo { name: format!("{}-{i}", info.name), ..info.clone() };
+        Arc::new(HttpQueue::new(&server, &token, info).expect("the client was built once already"))
+    };
+    let loops = super::spawn_workers(worker.concurrency, queue, worker.engine, config, shutdown);
+    for handle in loops {
+        let _ = handle.await;
+    }
+    Ok(())
+}
