@@ -2,11 +2,11 @@
 //! graceful stop. Tests build the same `Application` on port 0 with a fresh data dir.
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
+use crate::storage::ResultStorage;
 use crate::store::Store;
 use crate::store::WorkerLease;
 use crate::worker::engines::preview::PreviewEngine;
 use crate::worker::queue::{StoreQueue, WorkQueue};
-use crate::worker::results::LocalResults;
 use crate::worker::{spawn_workers, WorkerConfig};
 use anyhow::Context;
 use std::future::Future;
@@ -36,7 +36,11 @@ impl Application {
             TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let results = ResultStorage::open(&config.storage, &config.data_dir, &public_url, config.result_url_ttl)
+            .await
+            .context("opening result storage (--storage)")?;
         let state = AppState {
+            results: Arc::new(results),
             store,
             key_cache: Arc::new(crate::api::key_cache::KeyCache::new(config.key_cache_ttl)),
             config: Arc::new(config),
@@ -77,7 +81,7 @@ impl Application {
             scratch_dir: config.data_dir.join("tmp"),
         };
         let store = self.state.store.clone();
-        let (lease_ttl, results) = (config.lease_ttl, LocalResults::new(config.data_dir.join("results")));
+        let (lease_ttl, results) = (config.lease_ttl, self.state.results.clone());
         let name = worker_config.name.clone();
         let queue = move |i: usize| -> Arc<dyn WorkQueue> {
             Arc::new(StoreQueue {
@@ -91,7 +95,7 @@ impl Application {
             self.state.store.clone(),
             crate::webhooks::DispatcherConfig {
                 policy: crate::fetch::UrlPolicy { allow_private: config.allow_private_urls },
-                public_url: self.state.public_url.clone(),
+                results: self.state.results.clone(),
                 retry_base: config.webhook_retry_base,
                 timeout: Duration::from_secs(15),
                 horizon: config.webhook_retry_horizon,

@@ -73,6 +73,16 @@ struct ServeArgs {
     /// it the store is SQLite in --data-dir.
     #[arg(long, env = "LTX_SERVE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Result storage: `local` (the data dir, served under /results) or `s3://bucket/prefix`
+    /// (credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+    #[arg(long, env = "LTX_SERVE_STORAGE", default_value = "local", value_parser = crate::storage::StorageConfig::parse)]
+    storage: crate::storage::StorageConfig,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, R2…); default: AWS.
+    #[arg(long, env = "LTX_SERVE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Seconds a presigned S3 result link stays valid (at most 7 days).
+    #[arg(long, env = "LTX_SERVE_RESULT_URL_TTL_SECS", default_value_t = 86400)]
+    result_url_ttl_secs: u64,
     /// In-process workers (0: jobs stay queued until a worker appears).
     #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = 1)]
     workers: usize,
@@ -318,10 +328,19 @@ fn init_logging(format: &str) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     check_ffmpeg()?;
+    let mut storage = args.storage;
+    if let crate::storage::StorageConfig::S3 { endpoint, .. } = &mut storage {
+        endpoint.clone_from(&args.s3_endpoint);
+    }
+    if args.result_url_ttl_secs == 0 || args.result_url_ttl_secs > 7 * 24 * 60 * 60 {
+        anyhow::bail!("--result-url-ttl-secs must be between 1 and 604800 (S3's limit for presigned links)");
+    }
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
+        storage,
+        result_url_ttl: Duration::from_secs(args.result_url_ttl_secs),
         public_url: args.public_url,
         workers: args.workers,
         resolution: args.resolution,

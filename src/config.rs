@@ -58,6 +58,10 @@ pub struct ServeConfig {
     pub webhook_retry_horizon: Duration,
     /// Largest result file a remote worker may upload.
     pub max_upload_bytes: u64,
+    /// Where results go: the data dir, or an S3-compatible bucket.
+    pub storage: crate::storage::StorageConfig,
+    /// How long a presigned S3 result link stays valid.
+    pub result_url_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -83,6 +87,8 @@ impl ServeConfig {
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_horizon: crate::domain::webhook::RETRY_HORIZON,
             max_upload_bytes: 1 << 30,
+            storage: crate::storage::StorageConfig::Local,
+            result_url_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod fetch;
 pub mod media;
 pub mod scheduler;
+pub mod storage;
 pub mod store;
 pub mod webhooks;
 pub mod worker;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct DispatcherConfig {
     pub policy: UrlPolicy,
-    pub public_url: Arc<str>,
+    pub results: Arc<crate::storage::ResultStorage>,
     /// Delay before the first retry; later ones double (capped at an hour).
     pub retry_base: Duration,
     pub timeout: Duration,
@@ -117,7 +117,7 @@ async fn attempt(
         }
         _ => return fail(None, Some("the store was unavailable".into())),
     };
-    let body = serde_json::to_vec(&job_json(&job, &config.public_url)).unwrap_or_default();
+    let body = serde_json::to_vec(&job_json(&job, config.results.urls(&job).await)).unwrap_or_default();
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let signature = match sign(&account.webhook_secret, &d.id, timestamp, &body) {
         Ok(signature) => signature,

@@ -3,7 +3,6 @@
 //! process's memory), so it works whichever replica ran the change.
 use super::auth::Caller;
 use super::error::ApiError;
-use super::job_view::job_json;
 use super::AppState;
 use crate::store::Job;
 use axum::extract::{Path, State};
@@ -48,7 +47,7 @@ pub async fn stream_job(
                     let event = Event::default()
                         .event("job")
                         .id(seq.to_string())
-                        .json_data(job_json(&job, &state.public_url))
+                        .json_data(state.view(&job).await)
                         .unwrap_or_else(|_| Event::default().comment("unserialisable job"));
                     let next = if job.status.is_terminal() {
                         Cursor::Done

@@ -2,7 +2,6 @@
 //! transaction creates the job and its hold (or refuses with 402/429).
 use super::auth::Caller;
 use super::error::ApiError;
-use super::job_view::job_json;
 use super::prefer_wait;
 use super::AppState;
 use crate::domain::pricing;
@@ -115,7 +114,7 @@ pub async fn submit(
         Some(wait) => prefer_wait::until_terminal(&state, job, wait).await?,
         None => job,
     };
-    let mut response = Json(job_json(&job, &state.public_url)).into_response();
+    let mut response = Json(state.view(&job).await).into_response();
     if let Some(wait) = wait {
         let (name, value) = prefer_wait::applied_header(wait);
         response.headers_mut().insert(name, value);

@@ -131,10 +131,10 @@ pub async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Where a lease's uploads wait for its `complete`, under the results root (so moving them into
-/// place is a rename).
+/// Where a lease's uploads wait for its `complete`: in the data dir (so moving them into local
+/// storage is a rename) but outside the served results.
 fn staging_dir(state: &AppState, lease_id: Uuid) -> std::path::PathBuf {
-    state.config.data_dir.join("results").join(".uploads").join(lease_id.simple().to_string())
+    state.config.data_dir.join("uploads").join(lease_id.simple().to_string())
 }
 
 /// Streams one result file to disk (never whole in memory), up to the upload limit.
@@ -184,20 +184,14 @@ pub async fn complete(
     if !video.is_file() || !poster.is_file() {
         return Err(ApiError::bad_request("Upload video.mp4 and poster.jpg for this lease before completing it."));
     }
-    let results = crate::worker::results::LocalResults::new(state.config.data_dir.join("results"));
-    let stored = {
-        let results = results.clone();
-        tokio::task::spawn_blocking(move || results.put(&video, &poster))
-            .await
-            .map_err(|e| ApiError::from(StoreError::Internal(e.to_string())))?
-            .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))?
-    };
+    let stored = (state.results.put(&video, &poster).await)
+        .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let result = JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..result };
     match state.store.complete(LeaseRef { job_id, lease_id }, result).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         Err(e) => {
-            results.remove(&stored);
+            state.results.remove(&stored).await;
             Err(lease_error(e, "the result was discarded"))
         }
     }

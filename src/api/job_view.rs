@@ -4,6 +4,7 @@
 use crate::domain::job::JobStatus;
 use crate::domain::money::MicroUsd;
 use crate::domain::request::{AspectRatio, StyleRef};
+use crate::storage::ResultUrls;
 use crate::store::{Job, WebhookState};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -81,21 +82,25 @@ struct RequestView<'a> {
     styles: &'a [StyleRef],
 }
 
-pub fn job_json<'a>(job: &'a Job, public_url: &str) -> JobView<'a> {
+/// The job as the API shows it; `urls` are its result links (`ResultStorage::urls`).
+pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
     let error = job.failure.as_ref().map(|f| ErrorView { code: f.code.as_str(), message: &f.message });
     let result = match (job.status, &job.result, error) {
-        (JobStatus::Completed, Some(r), _) => Some(ResultView::Completed {
-            urls: [format!("{public_url}/results/{}", r.video_key)],
-            thumbnail_url: format!("{public_url}/results/{}", r.poster_key),
-            width: r.width,
-            height: r.height,
-            num_frames: r.num_frames,
-            fps: r.fps,
-            duration_s: f64::from(r.num_frames) / f64::from(r.fps),
-            has_audio: r.has_audio,
-            seed: job.seed,
-            engine: &r.engine,
-            sandbox: r.engine == "preview",
+        (JobStatus::Completed, Some(r), _) => Some({
+            let urls = urls.unwrap_or_else(|| ResultUrls { video: String::new(), poster: String::new() });
+            ResultView::Completed {
+                urls: [urls.video],
+                thumbnail_url: urls.poster,
+                width: r.width,
+                height: r.height,
+                num_frames: r.num_frames,
+                fps: r.fps,
+                duration_s: f64::from(r.num_frames) / f64::from(r.fps),
+                has_audio: r.has_audio,
+                seed: job.seed,
+                engine: &r.engine,
+                sandbox: r.engine == "preview",
+            }
         }),
         (JobStatus::Failed, _, Some(error)) => Some(ResultView::Failed { error }),
         _ => None,

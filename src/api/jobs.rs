@@ -1,7 +1,7 @@
 //! `GET /jobs/{id}`, `GET /jobs`, `DELETE /jobs/{id}`. Another account's job is a 404.
 use super::auth::Caller;
 use super::error::ApiError;
-use super::job_view::{job_json, rfc3339};
+use super::job_view::rfc3339;
 use super::prefer_wait;
 use super::AppState;
 use crate::domain::job::JobStatus;
@@ -29,10 +29,10 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
     let Some(wait) = prefer_wait::requested(&headers) else {
-        return Ok(Json(job_json(&job, &state.public_url)).into_response());
+        return Ok(Json(state.view(&job).await).into_response());
     };
     let job = prefer_wait::until_terminal(&state, job, wait).await?;
-    Ok(([prefer_wait::applied_header(wait)], Json(job_json(&job, &state.public_url))).into_response())
+    Ok(([prefer_wait::applied_header(wait)], Json(state.view(&job).await)).into_response())
 }
 
 pub async fn cancel(
@@ -41,7 +41,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match state.store.cancel(caller.account_id, job_id(&id)?).await? {
-        Ok(job) => Ok(Json(job_json(&job, &state.public_url)).into_response()),
+        Ok(job) => Ok(Json(state.view(&job).await).into_response()),
         Err(CancelRefusal::NotFound) => Err(ApiError::job_not_found()),
         Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -100,6 +100,9 @@ pub async fn list(
         .collect();
     let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
     let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
-    let items: Vec<_> = jobs.iter().map(|j| job_json(j, &state.public_url)).collect();
+    let mut items = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        items.push(state.view(job).await);
+    }
     Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
 }

@@ -28,6 +28,14 @@ pub struct AppState {
     /// Base of result URLs, without a trailing slash.
     pub public_url: Arc<str>,
     pub key_cache: Arc<key_cache::KeyCache>,
+    pub results: Arc<crate::storage::ResultStorage>,
+}
+
+impl AppState {
+    /// The job as the API shows it, with its result links.
+    pub async fn view<'a>(&self, job: &'a crate::store::Job) -> job_view::JobView<'a> {
+        job_view::job_json(job, self.results.urls(job).await)
+    }
 }
 
 pub const GENERATE_PATH: &str = "/generate/video/lightricks/ltx-video-2.3-22b";

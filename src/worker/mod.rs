@@ -4,7 +4,6 @@ pub mod engine;
 pub mod engines;
 pub mod queue;
 pub mod remote;
-pub mod results;
 mod run;
 
 pub use run::{spawn_workers, worker_loop, WorkerConfig};

@@ -2,8 +2,8 @@
 //! `serve`) or a server's internal worker API (remote workers). The worker loop is the same.
 use crate::domain::job::FailureCode;
 use crate::domain::request::GenerateRequest;
+use crate::storage::ResultStorage;
 use crate::store::{JobResult, LeaseRef, Progress, Store, StoreError, WorkerLease};
-use crate::worker::results::LocalResults;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ pub struct StoreQueue {
     pub store: Arc<dyn Store>,
     pub worker: WorkerLease,
     pub lease_ttl: Duration,
-    pub results: LocalResults,
+    pub results: Arc<ResultStorage>,
 }
 
 /// Waits for a lease from `store`: looks, and if the queue is empty sleeps until a job may have
@@ -110,11 +110,7 @@ impl WorkQueue for StoreQueue {
         self.store.heartbeat(lease, update, self.lease_ttl).await
     }
     async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
-        let results = self.results.clone();
-        let (video, poster) = (clip.video.clone(), clip.poster.clone());
-        let stored = tokio::task::spawn_blocking(move || results.put(&video, &poster))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))?
+        let stored = (self.results.put(&clip.video, &clip.poster).await)
             .map_err(|e| StoreError::Unavailable(format!("result storage: {e}")))?;
         let result =
             JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..clip.result };
@@ -122,7 +118,7 @@ impl WorkQueue for StoreQueue {
             Ok(_) => Ok(()),
             Err(e) => {
                 // Nobody will ever link to these files.
-                self.results.remove(&stored);
+                self.results.remove(&stored).await;
                 Err(e)
             }
         }

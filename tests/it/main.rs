@@ -14,6 +14,7 @@ mod openapi;
 mod operations;
 mod pg;
 mod probe;
+mod storage;
 mod store;
 mod validation;
 mod webhooks;

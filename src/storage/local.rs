@@ -1,18 +1,11 @@
 //! Result storage on local disk: each job's files go under an unguessable directory name, so
 //! a result URL is a capability that needs no key (like Krea's CDN links).
-use rand::RngCore;
+use super::{new_result_dir, StoredResult};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct LocalResults {
     root: PathBuf,
-}
-
-/// Keys of one stored result.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredResult {
-    pub video_key: String,
-    pub poster_key: String,
 }
 
 impl LocalResults {
@@ -26,9 +19,7 @@ impl LocalResults {
 
     /// Moves a rendered video and poster into storage (a rename: the scratch dir is on the same disk).
     pub fn put(&self, video: &Path, poster: &Path) -> std::io::Result<StoredResult> {
-        let mut token = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut token);
-        let dir_name = hex::encode(token);
+        let dir_name = new_result_dir();
         let dir = self.root.join(&dir_name);
         std::fs::create_dir_all(&dir)?;
         move_file(video, &dir.join("video.mp4"))?;

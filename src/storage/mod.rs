@@ -1,0 +1,169 @@
+//! Where finished clips live and how clients reach them: the data dir, served by the API under
+//! `/results/…` (one machine), or an S3-compatible bucket with presigned GET URLs (a fleet: any
+//! replica can hand out any job's links). Either way a result sits under an unguessable
+//! 128-bit directory name, and the job row keeps only the keys.
+mod local;
+mod s3;
+
+pub use local::LocalResults;
+pub use s3::S3Results;
+
+use crate::store::Job;
+use rand::RngCore;
+use std::path::Path;
+use std::time::Duration;
+
+/// Keys of one stored result (`<dir>/video.mp4`, `<dir>/poster.jpg`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredResult {
+    pub video_key: String,
+    pub poster_key: String,
+}
+
+/// A fresh unguessable directory name for one result.
+pub fn new_result_dir() -> String {
+    let mut token = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut token);
+    hex::encode(token)
+}
+
+/// What `--storage` says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageConfig {
+    /// `<data dir>/results`, served at `<public url>/results/`.
+    Local,
+    /// `s3://bucket/prefix`; credentials and region from the usual `AWS_*` variables unless given.
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
+}
+
+impl StorageConfig {
+    /// Parses `local` or `s3://bucket[/prefix]`.
+    pub fn parse(text: &str) -> Result<StorageConfig, String> {
+        if text == "local" {
+            return Ok(StorageConfig::Local);
+        }
+        let rest =
+            text.strip_prefix("s3://").ok_or_else(|| format!("`{text}`: use `local` or `s3://bucket/prefix`"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("`{text}` names no bucket"));
+        }
+        Ok(StorageConfig::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+        })
+    }
+}
+
+/// Links to one finished job's files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultUrls {
+    pub video: String,
+    pub poster: String,
+}
+
+pub enum ResultStorage {
+    Local { files: LocalResults, public_url: String },
+    S3 { bucket: S3Results, url_ttl: Duration },
+}
+
+impl ResultStorage {
+    /// Opens the configured storage; an unreachable bucket or bad credentials fail here, at
+    /// start-up, not at the first finished job.
+    pub async fn open(
+        config: &StorageConfig,
+        data_dir: &Path,
+        public_url: &str,
+        url_ttl: Duration,
+    ) -> anyhow::Result<ResultStorage> {
+        Ok(match config {
+            StorageConfig::Local => ResultStorage::Local {
+                files: LocalResults::new(data_dir.join("results")),
+                public_url: public_url.trim_end_matches('/').to_owned(),
+            },
+            StorageConfig::S3 { .. } => ResultStorage::S3 { bucket: S3Results::open(config).await?, url_ttl },
+        })
+    }
+
+    /// Moves (local) or uploads (S3) a rendered clip's files into storage.
+    pub async fn put(&self, video: &Path, poster: &Path) -> std::io::Result<StoredResult> {
+        match self {
+            ResultStorage::Local { files, .. } => {
+                let (files, video, poster) = (files.clone(), video.to_owned(), poster.to_owned());
+                tokio::task::spawn_blocking(move || files.put(&video, &poster)).await.map_err(std::io::Error::other)?
+            }
+            ResultStorage::S3 { bucket, .. } => bucket.put(video, poster).await,
+        }
+    }
+
+    /// Deletes a stored result that no job will point to (its completion was refused).
+    pub async fn remove(&self, stored: &StoredResult) {
+        match self {
+            ResultStorage::Local { files, .. } => files.remove(stored),
+            ResultStorage::S3 { bucket, .. } => bucket.remove(stored).await,
+        }
+    }
+
+    /// Links for a completed job's files (presigned for S3, valid for the configured time).
+    pub async fn urls(&self, job: &Job) -> Option<ResultUrls> {
+        let result = job.result.as_ref()?;
+        match self {
+            ResultStorage::Local { public_url, .. } => Some(ResultUrls {
+                video: format!("{public_url}/results/{}", result.video_key),
+                poster: format!("{public_url}/results/{}", result.poster_key),
+            }),
+            ResultStorage::S3 { bucket, url_ttl } => {
+                let video = bucket.presigned_get(&result.video_key, *url_ttl).await;
+                let poster = bucket.presigned_get(&result.poster_key, *url_ttl).await;
+                match (video, poster) {
+                    (Ok(video), Ok(poster)) => Some(ResultUrls { video, poster }),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::error!(job_id = %job.id, error = %e, "could not sign result URLs");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls_parse() {
+        assert_eq!(StorageConfig::parse("local"), Ok(StorageConfig::Local));
+        match StorageConfig::parse("s3://clips/ltx/results/").unwrap() {
+            StorageConfig::S3 { bucket, prefix, .. } => {
+                assert_eq!((bucket.as_str(), prefix.as_str()), ("clips", "ltx/results"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match StorageConfig::parse("s3://clips").unwrap() {
+            StorageConfig::S3 { bucket, prefix, .. } => assert_eq!((bucket.as_str(), prefix.as_str()), ("clips", "")),
+            other => panic!("{other:?}"),
+        }
+        assert!(StorageConfig::parse("s3://").is_err());
+        assert!(StorageConfig::parse("gs://bucket").unwrap_err().contains("s3://bucket/prefix"));
+    }
+
+    #[test]
+    fn result_dirs_are_unguessable_and_distinct() {
+        let (a, b) = (new_result_dir(), new_result_dir());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

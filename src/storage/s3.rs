@@ -1,0 +1,86 @@
+//! Results in an S3-compatible bucket (AWS S3, MinIO, Ceph, R2, …) through `object_store`:
+//! uploads streamed from the scratch file in parts (never whole in memory), links presigned
+//! locally (no request per link).
+use super::{new_result_dir, StorageConfig, StoredResult};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
+use object_store::{Attribute, Attributes, ObjectStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+pub struct S3Results {
+    store: Arc<AmazonS3>,
+    prefix: String,
+}
+
+fn io(e: object_store::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl S3Results {
+    pub async fn open(config: &StorageConfig) -> anyhow::Result<S3Results> {
+        let StorageConfig::S3 { bucket, prefix, endpoint, region, access_key_id, secret_access_key } = config else {
+            anyhow::bail!("not an S3 storage configuration");
+        };
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = region {
+            builder = builder.with_region(region);
+        }
+        if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
+            builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        let store = Arc::new(builder.build()?);
+        let results = S3Results { store, prefix: prefix.clone() };
+        // Reachable, and the credentials work: a missing probe object is the expected answer.
+        match results.store.head(&results.path(".ltx-serve-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(results),
+            Err(e) => anyhow::bail!("the result bucket s3://{bucket}/{prefix} cannot be used: {e}"),
+        }
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    async fn upload(&self, from: &Path, key: &str, content_type: &'static str) -> std::io::Result<()> {
+        let mut file = tokio::fs::File::open(from).await?;
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, content_type.into());
+        let store: Arc<dyn ObjectStore> = self.store.clone();
+        let mut writer = BufWriter::new(store, self.path(key)).with_attributes(attributes);
+        tokio::io::copy(&mut file, &mut writer).await?;
+        writer.shutdown().await
+    }
+
+    pub async fn put(&self, video: &Path, poster: &Path) -> std::io::Result<StoredResult> {
+        let dir = new_result_dir();
+        let stored = StoredResult { video_key: format!("{dir}/video.mp4"), poster_key: format!("{dir}/poster.jpg") };
+        self.upload(video, &stored.video_key, "video/mp4").await?;
+        self.upload(poster, &stored.poster_key, "image/jpeg").await?;
+        Ok(stored)
+    }
+
+    pub async fn remove(&self, stored: &StoredResult) {
+        for key in [&stored.video_key, &stored.poster_key] {
+            if let Err(e) = self.store.delete(&self.path(key)).await.map_err(io) {
+                tracing::warn!(key, error = %e, "could not delete an orphaned result object");
+            }
+        }
+    }
+
+    pub async fn presigned_get(&self, key: &str, ttl: Duration) -> std::io::Result<String> {
+        let url = self.store.signed_url(axum::http::Method::GET, &self.path(key), ttl).await.map_err(io)?;
+        Ok(url.to_string())
+    }
+}
