@@ -50,7 +50,8 @@ async fn a_revoked_key_stops_working() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_needs_no_key_and_unknown_routes_are_json_404() {
-    let app = TestApp::start_with(|c| c.workers = 0).await;
+    // With an in-process worker: ready (without one, /readyz waits for a remote worker: fleet.rs).
+    let app = TestApp::start().await;
     for path in ["/healthz", "/readyz"] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
