@@ -3,7 +3,7 @@
 //! scheduler's sweep of expired leases and overrunning jobs.
 use super::super::*;
 use super::jobs::{count_transition, lock_job, owner, promote_backlog, settle_hold};
-use super::rows::must_load;
+use super::rows::{job_from_row, must_load, JOB_COLUMNS};
 use super::{accounts, notify, pg_err, QUEUE_CHANNEL};
 use crate::domain::job::{FailureCode, JobStatus};
 use sqlx::PgConnection;
@@ -17,47 +17,40 @@ fn micros(d: Duration) -> i64 {
 /// How far down the queue a worker looks for a job whose LoRA set it already has resident.
 const PREFERENCE_WINDOW: i64 = 16;
 
+/// Picks the oldest job near the head of the queue that the worker can start without a
+/// transformer rebuild ($4: its resident LoRA sets). The outer `status = 'queued'` is checked
+/// again once the row is locked (another leaser may have taken it meanwhile).
+const PICK_PREFERRED: &str = "SELECT id FROM jobs WHERE status = 'queued' AND id = ( \
+    SELECT id FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' \
+                    ORDER BY queued_at LIMIT $5) head \
+    WHERE style_key = ANY($4) ORDER BY queued_at LIMIT 1) \
+    FOR UPDATE SKIP LOCKED";
+const PICK_OLDEST: &str =
+    "SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+
 pub async fn lease(c: &mut PgConnection, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
-    let mut next: Option<Uuid> = None;
-    if !worker.resident_style_sets.is_empty() {
-        // The oldest job near the head of the queue that this worker can start without a
-        // transformer rebuild; `status = 'queued'` is checked again once the row is locked.
-        next = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE status = 'queued' AND id = ( \
-               SELECT id FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' \
-                               ORDER BY queued_at LIMIT $2) head \
-               WHERE style_key = ANY($1) ORDER BY queued_at LIMIT 1) \
-             FOR UPDATE SKIP LOCKED",
-        )
-        .bind(&worker.resident_style_sets)
-        .bind(PREFERENCE_WINDOW)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(pg_err)?;
+    let picks: &[&str] =
+        if worker.resident_style_sets.is_empty() { &[PICK_OLDEST] } else { &[PICK_PREFERRED, PICK_OLDEST] };
+    for &pick in picks {
+        let lease_id = Uuid::new_v4();
+        // Pick, lock and lease in one statement: one round trip per lease.
+        let sql = format!(
+            "UPDATE jobs SET status = 'scheduled', worker = $1, lease_id = $2, lease_expires_at = ltx_now_us() + $3, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, ltx_now_us()), updated_at = ltx_now_us(), \
+             progress = 0 WHERE id = ({pick}) RETURNING {JOB_COLUMNS}"
+        );
+        let mut query = sqlx::query(&sql).bind(&worker.name).bind(lease_id).bind(micros(ttl));
+        if pick == PICK_PREFERRED {
+            query = query.bind(&worker.resident_style_sets).bind(PREFERENCE_WINDOW);
+        }
+        let row = query.fetch_optional(&mut *c).await.map_err(pg_err)?;
+        if let Some(row) = row {
+            // Leased: no place in line, no webhook yet.
+            let job = job_from_row(&row)?;
+            return Ok(Some(Lease { lease: LeaseRef { job_id: job.id, lease_id }, job }));
+        }
     }
-    if next.is_none() {
-        next = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(pg_err)?;
-    }
-    let Some(job_id) = next else { return Ok(None) };
-    let lease_id = Uuid::new_v4();
-    sqlx::query(
-        "UPDATE jobs SET status = 'scheduled', worker = $2, lease_id = $3, lease_expires_at = ltx_now_us() + $4, \
-         attempts = attempts + 1, started_at = COALESCE(started_at, ltx_now_us()), updated_at = ltx_now_us(), \
-         progress = 0 WHERE id = $1",
-    )
-    .bind(job_id)
-    .bind(&worker.name)
-    .bind(lease_id)
-    .bind(micros(ttl))
-    .execute(&mut *c)
-    .await
-    .map_err(pg_err)?;
-    Ok(Some(Lease { lease: LeaseRef { job_id, lease_id }, job: must_load(c, job_id).await? }))
+    Ok(None)
 }
 
 /// Locks the job and returns its status if `lease` still holds it, else `LeaseLost`.
