@@ -454,3 +454,18 @@ conformance!(
     worker_tokens_and_the_registry,
     a_terminal_job_with_a_webhook_is_claimed_once,
 );
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_replicas_starting_together_migrate_once() {
+    let db = crate::pg::TestDatabase::create().await;
+    let connect = || ltx_serve::store::postgres::PgStore::connect(&db.url);
+    let (a, b, c) = tokio::join!(connect(), connect(), connect());
+    let (a, b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    // Both see one schema: what one writes the other reads.
+    let acct = account(&a, 1_000_000, 1, 0).await;
+    assert_eq!(b.account(acct.id).await.unwrap().balance.0, 1_000_000);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM ltx_schema_version").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(versions, vec![1], "the migration ran exactly once");
+}
