@@ -11,9 +11,11 @@ use crate::worker::{spawn_workers, WorkerConfig};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
@@ -104,6 +106,7 @@ impl Application {
             shutdown.clone(),
         );
         let workers = spawn_workers(config.workers, queue, engine, worker_config, shutdown.clone());
+        let janitor = spawn_upload_janitor(config.data_dir.clone(), config.max_run_time, shutdown.clone());
 
         let http_stop = shutdown.clone();
         let router = api::router(self.state);
@@ -121,9 +124,31 @@ impl Application {
             let _ = worker.await;
         }
         let _ = scheduler.await;
+        let _ = janitor.await;
         let _ = dispatcher.await;
         served.context("HTTP server")
     }
+}
+
+/// Every ten minutes, removes remote workers' uploads that were never completed (the worker
+/// died mid-upload) once they are older than the longest a job may run.
+fn spawn_upload_janitor(data_dir: PathBuf, max_age: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let dir = data_dir.clone();
+            if let Ok(n) = tokio::task::spawn_blocking(move || api::internal::remove_stale_uploads(&dir, max_age)).await
+            {
+                if n > 0 {
+                    tracing::info!(removed = n, "removed stale worker uploads");
+                }
+            }
+        }
+    })
 }
 
 /// How often a worker reports progress for a lease that expires after `lease_ttl`: often

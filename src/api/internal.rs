@@ -134,7 +134,25 @@ pub async fn heartbeat(
 /// Where a lease's uploads wait for its `complete`: in the data dir (so moving them into local
 /// storage is a rename) but outside the served results.
 fn staging_dir(state: &AppState, lease_id: Uuid) -> std::path::PathBuf {
-    state.config.data_dir.join("uploads").join(lease_id.simple().to_string())
+    uploads_root(&state.config.data_dir).join(lease_id.simple().to_string())
+}
+
+pub fn uploads_root(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("uploads")
+}
+
+/// Removes uploads of leases that never completed (their worker died mid-upload): anything
+/// staged longer ago than `older_than`.
+pub fn remove_stale_uploads(data_dir: &std::path::Path, older_than: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(uploads_root(data_dir)) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if stale.is_some_and(|age| age > older_than) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Streams one result file to disk (never whole in memory), up to the upload limit.
@@ -147,7 +165,10 @@ pub async fn upload(
     if !RESULT_FILES.contains(&name.as_str()) {
         return Err(ApiError::not_found(format!("A result file is one of {RESULT_FILES:?}.")));
     }
-    let _ = job_id;
+    // A cancelled or expired lease uploads nothing (the worker stops on the 409).
+    if !state.store.lease_is_held(LeaseRef { job_id, lease_id }).await? {
+        return Err(lease_lost("the upload was refused"));
+    }
     let dir = staging_dir(&state, lease_id);
     let io = |e: std::io::Error| ApiError::from(StoreError::Unavailable(format!("result staging: {e}")));
     tokio::fs::create_dir_all(&dir).await.map_err(io)?;
@@ -228,4 +249,23 @@ pub async fn hand_back(
     let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
     state.store.hand_back(LeaseRef { job_id, lease_id }).await.map_err(|e| lease_error(e, "nothing changed"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stale_uploads_are_removed() {
+        let data = tempfile::tempdir().unwrap();
+        let staged = uploads_root(data.path()).join("lease-a");
+        std::fs::create_dir_all(&staged).unwrap();
+        std::fs::write(staged.join("video.mp4"), b"partial").unwrap();
+        assert_eq!(remove_stale_uploads(data.path(), Duration::from_secs(3600)), 0, "fresh uploads stay");
+        assert!(staged.exists());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(remove_stale_uploads(data.path(), Duration::from_millis(10)), 1);
+        assert!(!staged.exists());
+        assert_eq!(remove_stale_uploads(tempfile::tempdir().unwrap().path(), Duration::ZERO), 0, "no uploads dir");
+    }
 }

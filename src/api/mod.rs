@@ -5,7 +5,7 @@ pub mod error;
 mod events;
 mod generate;
 mod health;
-mod internal;
+pub(crate) mod internal;
 pub mod job_view;
 mod jobs;
 pub mod key_cache;

@@ -79,6 +79,8 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()>;
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job>;
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job>;
+    /// Whether `lease` still holds its job (checked before accepting a remote worker's upload).
+    async fn lease_is_held(&self, lease: LeaseRef) -> StoreResult<bool>;
     /// Gives a leased job back to the queue without counting the attempt (graceful shutdown).
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()>;
     /// Wakes when a job may have become leasable.

@@ -105,6 +105,11 @@ async fn a_cancelled_or_stale_lease_is_refused_over_http() {
     let body: Value = reply.json().await.unwrap();
     assert_eq!(body["code"], "lease_lost");
     assert!(body["error"].as_str().unwrap().contains("cancelled"), "{body}");
+    let upload =
+        format!("{}/internal/v1/leases/{}/{}/files/video.mp4", app.base, item.lease.job_id, item.lease.lease_id);
+    let refused = app.client.put(&upload).bearer_auth(&token).body(vec![0u8; 1024]).send().await.unwrap();
+    assert_eq!(refused.status(), 409, "a cancelled lease uploads nothing");
+    assert!(!app.data_dir.path().join("uploads").join(item.lease.lease_id.simple().to_string()).exists());
 
     // A lease that expired and was taken over: the old holder's fail is refused.
     let id2 = job_id(&app.submit_ok(&acct.key, quick("expires")).await);

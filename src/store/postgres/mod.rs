@@ -264,6 +264,9 @@ impl Store for PgStore {
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
         self.tx(|c| Box::pin(work::fail(c, lease, code, message.clone()))).await
     }
+    async fn lease_is_held(&self, lease: LeaseRef) -> StoreResult<bool> {
+        self.read(|c| Box::pin(work::lease_is_held(c, lease))).await
+    }
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()> {
         self.tx(|c| Box::pin(work::hand_back(c, lease))).await
     }

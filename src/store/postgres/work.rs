@@ -53,6 +53,16 @@ pub async fn lease(c: &mut PgConnection, worker: WorkerLease, ttl: Duration) -> 
     Ok(None)
 }
 
+pub async fn lease_is_held(c: &mut PgConnection, lease: LeaseRef) -> StoreResult<bool> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 AND lease_id = $2")
+        .bind(lease.job_id)
+        .bind(lease.lease_id)
+        .fetch_optional(c)
+        .await
+        .map_err(pg_err)?;
+    Ok(status.and_then(|s| JobStatus::parse(&s)).is_some_and(JobStatus::is_leased))
+}
+
 /// Locks the job and returns its status if `lease` still holds it, else `LeaseLost`.
 async fn held_status(c: &mut PgConnection, lease: LeaseRef) -> StoreResult<JobStatus> {
     match lock_job(c, lease.job_id).await? {

@@ -194,6 +194,9 @@ impl Store for SqliteStore {
         let hooks = self.webhook_signal.clone();
         self.actors.write(move |ctx| work::fail(ctx, lease, code, message, signal, hooks)).await
     }
+    async fn lease_is_held(&self, lease: LeaseRef) -> StoreResult<bool> {
+        self.actors.read(move |c| work::lease_is_held(c, lease)).await
+    }
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()> {
         let signal = self.queue_signal.clone();
         self.actors.write(move |ctx| work::hand_back(ctx, lease, signal)).await

@@ -61,6 +61,16 @@ pub fn lease(ctx: &mut WriteCtx, worker: WorkerLease, ttl: Duration) -> StoreRes
     Ok(Some(Lease { lease: LeaseRef { job_id, lease_id }, job: must_load(ctx.conn, job_id)? }))
 }
 
+pub fn lease_is_held(conn: &rusqlite::Connection, lease: LeaseRef) -> StoreResult<bool> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM jobs WHERE id = ?1 AND lease_id = ?2")
+        .map_err(sql_err)?
+        .query_row(params![lease.job_id.to_string(), lease.lease_id.to_string()], |r| r.get(0))
+        .optional()
+        .map_err(sql_err)?;
+    Ok(status.and_then(|s| JobStatus::parse(&s)).is_some_and(JobStatus::is_leased))
+}
+
 /// The status of the job if `lease` still holds it, else `LeaseLost`.
 fn held_status(ctx: &WriteCtx, lease: LeaseRef) -> StoreResult<JobStatus> {
     let status: Option<String> = ctx
