@@ -75,7 +75,9 @@ impl PgStore {
             .map_err(|e| StoreError::Internal(format!("invalid database URL: {e}")))?
             .application_name("ltx-serve");
         let pool = PgPoolOptions::new()
-            .max_connections(32)
+            // Each replica holds at most this many (plus one LISTEN connection): PostgreSQL's default
+            // max_connections of 100 leaves room for five replicas and the admin CLI.
+            .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
