@@ -2,7 +2,7 @@
 //! and the billing and backlog steps every terminal transition shares.
 use super::super::*;
 use super::accounts::{self, record};
-use super::rows::{job_from_row, must_load, queue_position, to_time, to_us, JOB_COLUMNS};
+use super::rows::{must_load, ranked_job_from_row, select_ranked, to_time, to_us};
 use super::{notify, pg_err, QUEUE_CHANNEL, WEBHOOK_CHANNEL};
 use crate::domain::job::JobStatus;
 use crate::domain::money::MicroUsd;
@@ -62,14 +62,22 @@ pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job
     };
     let queued = status == JobStatus::Queued;
     let request = serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
-    // Strictly after the account's previous job, so `created_at` pages its jobs without ties
+    // One statement while the account row is locked (each round trip held it longer): the job,
+    // the hold on the account, its ledger entry and the wake-up for workers. `created_at` is
+    // strictly after the account's previous job, so it pages the account's jobs without ties
     // whatever the replicas' clocks say.
     let created_at: i64 = sqlx::query_scalar(
-        "INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, style_key, seed, \
-         width, height, price, price_tier, hold, webhook_url) \
-         SELECT $1, $2, $3, $4, t.now, t.now, CASE WHEN $5 THEN t.now END, $6, $7, $8, $9, $10, $11, $12, $11, $13 \
-         FROM (SELECT GREATEST(ltx_now_us(), COALESCE((SELECT MAX(created_at) + 1 FROM jobs WHERE account_id = $2), 0)) \
-         AS now) t RETURNING created_at",
+        "WITH t AS (SELECT GREATEST(ltx_now_us(), \
+                      COALESCE((SELECT MAX(created_at) + 1 FROM jobs WHERE account_id = $2), 0)) AS now), \
+         job AS (INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, style_key, \
+                   seed, width, height, price, price_tier, hold, webhook_url) \
+                 SELECT $1, $2, $3, $4, t.now, t.now, CASE WHEN $5 THEN t.now END, $6, $7, $8, $9, $10, $11, $12, $11, $13 \
+                 FROM t RETURNING created_at), \
+         account AS (UPDATE accounts SET held = held + $11, active_jobs = active_jobs + $14, \
+                       backlogged_jobs = backlogged_jobs + $15 WHERE id = $2), \
+         hold AS (INSERT INTO ledger (account_id, kind, amount, job_id, created_at) \
+                  VALUES ($2, 'hold', $11, $1, ltx_now_us())) \
+         SELECT job.created_at FROM job LEFT JOIN (SELECT pg_notify($16, '') WHERE $5) wake ON true",
     )
     .bind(new.id)
     .bind(account.id)
@@ -84,24 +92,12 @@ pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job
     .bind(new.price.0)
     .bind(new.price_tier_seconds as i32)
     .bind(&new.webhook_url)
+    .bind(i32::from(queued))
+    .bind(i32::from(!queued))
+    .bind(QUEUE_CHANNEL)
     .fetch_one(&mut *c)
     .await
     .map_err(pg_err)?;
-    sqlx::query(
-        "UPDATE accounts SET held = held + $2, active_jobs = active_jobs + $3, backlogged_jobs = backlogged_jobs + $4 \
-         WHERE id = $1",
-    )
-    .bind(account.id)
-    .bind(new.price.0)
-    .bind(i32::from(queued))
-    .bind(i32::from(!queued))
-    .execute(&mut *c)
-    .await
-    .map_err(pg_err)?;
-    record(c, account.id, LedgerKind::Hold, new.price, Some(new.id), None).await?;
-    if queued {
-        notify(c, QUEUE_CHANNEL).await?;
-    }
     if let Some(idem) = &new.idempotency {
         // Only an accepted submit claims its key: a refused one may be retried with it.
         sqlx::query(
@@ -144,9 +140,10 @@ pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job
 
 pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND created_at < $2 \
-         AND ($3::text IS NULL OR status = $3) AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) \
-         ORDER BY created_at DESC LIMIT $5"
+        "{} WHERE j.account_id = $1 AND j.created_at < $2 \
+         AND ($3::text IS NULL OR j.status = $3) AND (cardinality($4::text[]) = 0 OR j.kind = ANY($4)) \
+         ORDER BY j.created_at DESC LIMIT $5",
+        select_ranked()
     ))
     .bind(account)
     .bind(query.before.map(to_us).unwrap_or(i64::MAX))
@@ -156,13 +153,7 @@ pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> Store
     .fetch_all(&mut *c)
     .await
     .map_err(pg_err)?;
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut job = job_from_row(row)?;
-        job.queue_position = queue_position(c, &job).await?;
-        jobs.push(job);
-    }
-    Ok(jobs)
+    rows.iter().map(ranked_job_from_row).collect()
 }
 
 /// The owner and status of a job, with the job row locked (the caller holds the account lock).

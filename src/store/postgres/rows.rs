@@ -58,16 +58,39 @@ pub fn job_from_row(row: &PgRow) -> StoreResult<Job> {
     })
 }
 
+/// The number of jobs ahead of row `j` (capped), computed in the same statement that reads the
+/// job, so reading a job is one round trip: the global FIFO while queued, the account's FIFO
+/// while backlogged. `$CAP` is replaced by the cap.
+const AHEAD: &str = "CASE j.status \
+    WHEN 'queued' THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = 'queued' \
+        AND q.queued_at < j.queued_at LIMIT $CAP) ahead_q) \
+    WHEN 'backlogged' THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs b WHERE b.account_id = j.account_id \
+        AND b.status = 'backlogged' AND b.created_at < j.created_at LIMIT $CAP) ahead_b) \
+    END AS ahead";
+
+/// `SELECT <job columns>, <ahead> FROM jobs j` — add the WHERE clause.
+pub fn select_ranked() -> String {
+    let cap = crate::store::codec::QUEUE_POSITION_CAP;
+    format!("SELECT {JOB_COLUMNS}, {} FROM jobs j", AHEAD.replace("$CAP", &cap.to_string()))
+}
+
+/// A row of `select_ranked()` with its place in line filled in.
+pub fn ranked_job_from_row(row: &PgRow) -> StoreResult<Job> {
+    let mut job = job_from_row(row)?;
+    let ahead: Option<i64> = row.try_get("ahead").map_err(|e| bad_column(e))?;
+    job.queue_position = ahead.map(|n| n as u64 + 1);
+    Ok(job)
+}
+
 /// Loads a job by id (any account) with its place in line and webhook state filled in.
 pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>> {
-    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+    let row = sqlx::query(&format!("{} WHERE j.id = $1", select_ranked()))
         .bind(id)
         .fetch_optional(&mut *c)
         .await
         .map_err(pg_err)?;
     let Some(row) = row else { return Ok(None) };
-    let mut job = job_from_row(&row)?;
-    job.queue_position = queue_position(c, &job).await?;
+    let mut job = ranked_job_from_row(&row)?;
     if job.webhook_url.is_some() && job.status.is_terminal() {
         job.webhook = super::webhooks::state_of(c, job.id).await?;
     }
@@ -76,31 +99,4 @@ pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>
 
 pub async fn must_load(c: &mut PgConnection, id: Uuid) -> StoreResult<Job> {
     load_job(c, id).await?.ok_or(StoreError::NotFound)
-}
-
-pub async fn queue_position(c: &mut PgConnection, job: &Job) -> StoreResult<Option<u64>> {
-    let cap = crate::store::codec::QUEUE_POSITION_CAP;
-    let ahead: i64 = match job.status {
-        JobStatus::Queued => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'queued' \
-             AND queued_at < (SELECT queued_at FROM jobs WHERE id = $1) LIMIT $2) ahead",
-        )
-        .bind(job.id)
-        .bind(cap)
-        .fetch_one(c)
-        .await
-        .map_err(pg_err)?,
-        JobStatus::Backlogged => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE account_id = $1 AND status = 'backlogged' \
-             AND created_at < $2 LIMIT $3) ahead",
-        )
-        .bind(job.account_id)
-        .bind(to_us(job.created_at))
-        .bind(cap)
-        .fetch_one(c)
-        .await
-        .map_err(pg_err)?,
-        _ => return Ok(None),
-    };
-    Ok(Some(ahead as u64 + 1))
 }
