@@ -2,7 +2,7 @@
 //! - `http_requests_total{method,route,status}`, `http_request_duration_seconds{method,route}`
 //! - `ltx_jobs{status}` (gauge, read from the store at scrape time)
 //! - `ltx_job_queue_wait_seconds{engine}`, `ltx_job_run_seconds{engine,outcome}`
-//! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live`
+//! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live{kind}`
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
