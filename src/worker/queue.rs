@@ -110,8 +110,10 @@ impl WorkQueue for StoreQueue {
         self.store.heartbeat(lease, update, self.lease_ttl).await
     }
     async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
+        // Not `Unavailable`: the clip was moved (or is gone), so repeating this cannot help; the
+        // lease expires and the job runs again.
         let stored = (self.results.put(&clip.video, &clip.poster).await)
-            .map_err(|e| StoreError::Unavailable(format!("result storage: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("result storage: {e}")))?;
         let result =
             JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..clip.result };
         match self.store.complete(lease, result).await {

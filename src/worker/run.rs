@@ -118,8 +118,14 @@ async fn run_job(
     // Stops the engine if it is still running (cancelled job, shutdown).
     cancel.cancel();
     let reported = match outcome {
-        Outcome::Done(Ok(clip)) => queue.complete(lease, clip).await.map(|_| "completed"),
-        Outcome::Done(Err(e)) => queue.fail(lease, e.code, e.message).await.map(|_| "failed"),
+        Outcome::Done(Ok(clip)) => {
+            with_retries(|| queue.complete(lease, clip.clone()), REPORT_RETRY_FOR, shutdown).await.map(|_| "completed")
+        }
+        Outcome::Done(Err(e)) => {
+            with_retries(|| queue.fail(lease, e.code, e.message.clone()), REPORT_RETRY_FOR, shutdown)
+                .await
+                .map(|_| "failed")
+        }
         Outcome::LeaseLost => Ok("stopped (cancelled or lease lost)"),
         Outcome::ShuttingDown => queue.hand_back(lease).await.map(|_| "handed back"),
     };
@@ -135,6 +141,33 @@ async fn run_job(
         }
         Err(e) => {
             tracing::error!(%job_id, error = %e, "could not record the job's outcome; its lease will expire")
+        }
+    }
+}
+
+/// How long a finished job's outcome is retried while the server is unreachable (a replica
+/// restarting): a finished clip is worth keeping. Safe to repeat: a report that arrives after
+/// the lease was lost is refused, never applied twice.
+const REPORT_RETRY_FOR: Duration = Duration::from_secs(20);
+
+async fn with_retries<F, Fut>(report: F, retry_for: Duration, shutdown: &CancellationToken) -> Result<(), StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match report().await {
+            Err(StoreError::Unavailable(why)) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %why, "could not report the job's outcome; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return Err(StoreError::Unavailable(why)),
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
         }
     }
 }
@@ -189,4 +222,55 @@ async fn prepare_and_render(
             engine: engine.name().to_owned(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers with each of `replies` in turn, then Ok; counts the calls.
+    fn scripted(replies: Vec<StoreError>) -> (impl Fn() -> std::future::Ready<Result<(), StoreError>>, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let replies = std::sync::Mutex::new(replies.into_iter());
+        let report = move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(match replies.lock().unwrap().next() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            })
+        };
+        (report, calls)
+    }
+
+    fn down() -> StoreError {
+        StoreError::Unavailable("connection refused".into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_is_retried_while_the_server_is_unreachable() {
+        let (report, calls) = scripted(vec![down(), down()]);
+        assert!(with_retries(report, Duration::from_secs(20), &CancellationToken::new()).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_is_not_retried_and_retries_end_at_the_deadline() {
+        let (report, calls) = scripted(vec![StoreError::LeaseLost]);
+        assert!(matches!(
+            with_retries(report, Duration::from_secs(20), &CancellationToken::new()).await,
+            Err(StoreError::LeaseLost)
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let (report, calls) = scripted((0..100).map(|_| down()).collect());
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            with_retries(report, Duration::from_secs(20), &CancellationToken::new()).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(started.elapsed() <= Duration::from_secs(20));
+        assert!(calls.load(Ordering::SeqCst) > 3, "it kept trying");
+    }
 }
