@@ -1,6 +1,8 @@
 //! Pure domain logic: no I/O, no clocks, no randomness. Everything here is unit-tested beside it.
 pub mod api_key;
+pub mod asset;
 pub mod job;
+pub mod lora;
 pub mod money;
 pub mod pricing;
 pub mod request;
