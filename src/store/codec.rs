@@ -24,6 +24,16 @@ pub fn style_set_key(styles: &[StyleRef]) -> String {
     parts.join(",")
 }
 
+/// A `LIKE` pattern matching the `style_key` of jobs that use style `id` (ids are UUIDs, so no
+/// character in them is special to `LIKE`).
+pub fn style_key_pattern(id: uuid::Uuid) -> String {
+    format!("%{id}@%")
+}
+
+/// SQL list of the statuses of unfinished jobs.
+pub const UNFINISHED_STATUSES: &str =
+    "('backlogged', 'queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,8 +42,35 @@ pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> Sto
     })
 }
 
+/// Assets and styles: what accounts upload. Files live in storage; rows here hold their keys.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Library: Send + Sync + 'static {
+    async fn create_asset(&self, asset: Asset) -> StoreResult<()>;
+    /// The account's asset.
+    async fn asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
+    /// The asset stored under `file_key`, whoever owns it (resolving an image URL).
+    async fn asset_by_file(&self, file_key: String) -> StoreResult<Option<Asset>>;
+    /// Newest first.
+    async fn list_assets(&self, account_id: Uuid, before: Option<time::OffsetDateTime>, limit: u32)
+        -> StoreResult<Vec<Asset>>;
+    /// Returns the deleted asset (its file is the caller's to remove).
+    async fn delete_asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
+
+    async fn create_style(&self, style: Style) -> StoreResult<()>;
+    /// A style the account may see: its own or a public one.
+    async fn style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Style>>;
+    /// Newest first.
+    async fn list_styles(&self, account_id: Uuid, query: StyleQuery) -> StoreResult<Vec<Style>>;
+    /// Changes the account's own style; `None` when it has no such style.
+    async fn update_style(&self, account_id: Uuid, id: Uuid, patch: StylePatch) -> StoreResult<Option<Style>>;
+    /// Deletes the account's own style unless unfinished jobs use it.
+    async fn delete_style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Style, StyleDeleteRefusal>>;
+    /// The styles with these ids, whoever owns them (a worker fetching LoRA files).
+    async fn styles_by_id(&self, ids: Vec<Uuid>) -> StoreResult<Vec<Style>>;
+}
+
+#[async_trait]
+pub trait Store: Library + Send + Sync + 'static {
     // Accounts, keys, credits.
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn account(&self, id: Uuid) -> StoreResult<Account>;

@@ -5,6 +5,7 @@
 //! every replica the moment a transaction commits new work.
 mod accounts;
 mod jobs;
+mod library;
 mod rows;
 mod webhooks;
 mod work;
@@ -24,7 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order under an advisory lock (replicas may start together).
-const MIGRATIONS: [&str; 1] = [include_str!("schema.sql")];
+const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_v2.sql")];
 /// Any constant works; it only has to be the same for every replica.
 const MIGRATION_LOCK: i64 = 0x6c74_785f_7365_7276; // "ltx_serv"
 pub(super) const QUEUE_CHANNEL: &str = "ltx_queue";
@@ -189,6 +190,48 @@ async fn listen(pool: PgPool, queue: Arc<Notify>, webhooks: Arc<Notify>) {
 pub(super) async fn notify(c: &mut PgConnection, channel: &str) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(c).await.map_err(pg_err)?;
     Ok(())
+}
+
+#[async_trait]
+impl Library for PgStore {
+    async fn create_asset(&self, asset: Asset) -> StoreResult<()> {
+        self.tx(|c| Box::pin(library::create_asset(c, asset.clone()))).await
+    }
+    async fn asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+        self.read(|c| Box::pin(library::asset(c, account_id, id))).await
+    }
+    async fn asset_by_file(&self, file_key: String) -> StoreResult<Option<Asset>> {
+        self.read(|c| Box::pin(library::asset_by_file(c, file_key))).await
+    }
+    async fn list_assets(
+        &self,
+        account_id: Uuid,
+        before: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> StoreResult<Vec<Asset>> {
+        self.read(|c| Box::pin(library::list_assets(c, account_id, before, limit))).await
+    }
+    async fn delete_asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+        self.tx(|c| Box::pin(library::delete_asset(c, account_id, id))).await
+    }
+    async fn create_style(&self, style: Style) -> StoreResult<()> {
+        self.tx(|c| Box::pin(library::create_style(c, style.clone()))).await
+    }
+    async fn style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
+        self.read(|c| Box::pin(library::style(c, account_id, id))).await
+    }
+    async fn list_styles(&self, account_id: Uuid, query: StyleQuery) -> StoreResult<Vec<Style>> {
+        self.read(|c| Box::pin(library::list_styles(c, account_id, query))).await
+    }
+    async fn update_style(&self, account_id: Uuid, id: Uuid, patch: StylePatch) -> StoreResult<Option<Style>> {
+        self.tx(|c| Box::pin(library::update_style(c, account_id, id, patch.clone()))).await
+    }
+    async fn delete_style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Style, StyleDeleteRefusal>> {
+        self.tx(|c| Box::pin(library::delete_style(c, account_id, id))).await
+    }
+    async fn styles_by_id(&self, ids: Vec<Uuid>) -> StoreResult<Vec<Style>> {
+        self.read(|c| Box::pin(library::styles_by_id(c, ids))).await
+    }
 }
 
 #[async_trait]

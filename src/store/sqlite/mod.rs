@@ -3,6 +3,7 @@ mod accounts;
 mod actor;
 mod job_cache;
 mod jobs;
+mod library;
 mod rows;
 mod webhooks;
 mod work;
@@ -21,7 +22,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order; `user_version` records how far a file has come.
-const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: [&str; 3] =
+    [include_str!("schema.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
 
 pub struct SqliteStore {
     actors: Actors,
@@ -100,6 +102,48 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[async_trait]
+impl Library for SqliteStore {
+    async fn create_asset(&self, asset: Asset) -> StoreResult<()> {
+        self.actors.write(move |ctx| library::create_asset(ctx, asset)).await
+    }
+    async fn asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+        self.actors.read(move |c| library::asset(c, account_id, id)).await
+    }
+    async fn asset_by_file(&self, file_key: String) -> StoreResult<Option<Asset>> {
+        self.actors.read(move |c| library::asset_by_file(c, file_key)).await
+    }
+    async fn list_assets(
+        &self,
+        account_id: Uuid,
+        before: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> StoreResult<Vec<Asset>> {
+        self.actors.read(move |c| library::list_assets(c, account_id, before, limit)).await
+    }
+    async fn delete_asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+        self.actors.write(move |ctx| library::delete_asset(ctx, account_id, id)).await
+    }
+    async fn create_style(&self, style: Style) -> StoreResult<()> {
+        self.actors.write(move |ctx| library::create_style(ctx, style)).await
+    }
+    async fn style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
+        self.actors.read(move |c| library::style(c, account_id, id)).await
+    }
+    async fn list_styles(&self, account_id: Uuid, query: StyleQuery) -> StoreResult<Vec<Style>> {
+        self.actors.read(move |c| library::list_styles(c, account_id, query)).await
+    }
+    async fn update_style(&self, account_id: Uuid, id: Uuid, patch: StylePatch) -> StoreResult<Option<Style>> {
+        self.actors.write(move |ctx| library::update_style(ctx, account_id, id, patch)).await
+    }
+    async fn delete_style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Style, StyleDeleteRefusal>> {
+        self.actors.write(move |ctx| library::delete_style(ctx, account_id, id)).await
+    }
+    async fn styles_by_id(&self, ids: Vec<Uuid>) -> StoreResult<Vec<Style>> {
+        self.actors.read(move |c| library::styles_by_id(c, ids)).await
     }
 }
 

@@ -1,0 +1,247 @@
+//! Assets and styles.
+use super::super::*;
+use super::pg_err;
+use super::rows::{to_time, to_us};
+use crate::store::codec::{style_key_pattern, UNFINISHED_STATUSES};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const ASSET_COLUMNS: &str =
+    "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
+
+fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
+    Ok(Asset {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        file_key: r.try_get(2)?,
+        mime_type: r.try_get(3)?,
+        size_bytes: r.try_get::<i64, _>(4)? as u64,
+        width: r.try_get::<Option<i32>, _>(5)?.map(|w| w as u32),
+        height: r.try_get::<Option<i32>, _>(6)?.map(|h| h as u32),
+        description: r.try_get(7)?,
+        uploaded_at: to_time(r.try_get(8)?),
+    })
+}
+
+pub async fn create_asset(c: &mut PgConnection, a: Asset) -> StoreResult<()> {
+    sqlx::query(&format!("INSERT INTO assets ({ASSET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        .bind(a.id)
+        .bind(a.account_id)
+        .bind(a.file_key)
+        .bind(a.mime_type)
+        .bind(a.size_bytes as i64)
+        .bind(a.width.map(|w| w as i32))
+        .bind(a.height.map(|h| h as i32))
+        .bind(a.description)
+        .bind(to_us(a.uploaded_at))
+        .execute(c)
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn asset(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+    let row = sqlx::query(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1 AND account_id = $2"))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(c)
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| asset_from_row(&r)).transpose().map_err(pg_err)
+}
+
+pub async fn asset_by_file(c: &mut PgConnection, file_key: String) -> StoreResult<Option<Asset>> {
+    let row = sqlx::query(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE file_key = $1"))
+        .bind(file_key)
+        .fetch_optional(c)
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| asset_from_row(&r)).transpose().map_err(pg_err)
+}
+
+pub async fn list_assets(
+    c: &mut PgConnection,
+    account: Uuid,
+    before: Option<OffsetDateTime>,
+    limit: u32,
+) -> StoreResult<Vec<Asset>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ASSET_COLUMNS} FROM assets WHERE account_id = $1 AND uploaded_at < $2 \
+         ORDER BY uploaded_at DESC LIMIT $3"
+    ))
+    .bind(account)
+    .bind(before.map(to_us).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await
+    .map_err(pg_err)?;
+    rows.iter().map(asset_from_row).collect::<Result<_, _>>().map_err(pg_err)
+}
+
+pub async fn delete_asset(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
+    let row = sqlx::query(&format!("DELETE FROM assets WHERE id = $1 AND account_id = $2 RETURNING {ASSET_COLUMNS}"))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(c)
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| asset_from_row(&r)).transpose().map_err(pg_err)
+}
+
+const STYLE_COLUMNS: &str = "s.id, s.account_id, a.name, s.title, s.prompt, s.public, s.urls, s.cover_url, \
+     s.file_key, s.size_bytes, s.lora_rank, s.created_at";
+const STYLE_FROM: &str = "styles s JOIN accounts a ON a.id = s.account_id";
+
+fn style_from_row(r: &PgRow) -> Result<Style, sqlx::Error> {
+    let id: String = r.try_get(0)?;
+    let urls: String = r.try_get(6)?;
+    Ok(Style {
+        id: Uuid::parse_str(&id).unwrap_or_default(),
+        account_id: r.try_get(1)?,
+        owner_name: r.try_get(2)?,
+        title: r.try_get(3)?,
+        prompt: r.try_get(4)?,
+        public: r.try_get(5)?,
+        urls: serde_json::from_str(&urls).unwrap_or_default(),
+        cover_url: r.try_get(7)?,
+        file_key: r.try_get(8)?,
+        size_bytes: r.try_get::<i64, _>(9)? as u64,
+        lora_rank: r.try_get::<i32, _>(10)? as u32,
+        created_at: to_time(r.try_get(11)?),
+    })
+}
+
+fn urls_json(urls: &[String]) -> String {
+    serde_json::to_string(urls).unwrap_or_else(|_| "[]".into())
+}
+
+fn styles(rows: Vec<PgRow>) -> StoreResult<Vec<Style>> {
+    rows.iter().map(style_from_row).collect::<Result<_, _>>().map_err(pg_err)
+}
+
+pub async fn create_style(c: &mut PgConnection, s: Style) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO styles (id, account_id, title, prompt, public, urls, cover_url, file_key, size_bytes, \
+         lora_rank, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.account_id)
+    .bind(s.title)
+    .bind(s.prompt)
+    .bind(s.public)
+    .bind(urls_json(&s.urls))
+    .bind(s.cover_url)
+    .bind(s.file_key)
+    .bind(s.size_bytes as i64)
+    .bind(s.lora_rank as i32)
+    .bind(to_us(s.created_at))
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn style(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
+    let row = sqlx::query(&format!(
+        "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE s.id = $1 AND (s.public OR s.account_id = $2)"
+    ))
+    .bind(id.to_string())
+    .bind(account)
+    .fetch_optional(c)
+    .await
+    .map_err(pg_err)?;
+    row.map(|r| style_from_row(&r)).transpose().map_err(pg_err)
+}
+
+pub async fn list_styles(c: &mut PgConnection, account: Uuid, q: StyleQuery) -> StoreResult<Vec<Style>> {
+    let visible = match q.filter {
+        StyleFilter::Own => "s.account_id = $1",
+        StyleFilter::Public => "s.public",
+        StyleFilter::All => "(s.public OR s.account_id = $1)",
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE {visible} AND s.created_at < $2 \
+         AND ($3::uuid IS NULL OR s.account_id = $3) ORDER BY s.created_at DESC LIMIT $4"
+    ))
+    .bind(account)
+    .bind(q.before.map(to_us).unwrap_or(i64::MAX))
+    .bind(q.owner)
+    .bind(i64::from(q.limit))
+    .fetch_all(c)
+    .await
+    .map_err(pg_err)?;
+    styles(rows)
+}
+
+/// The account's own style, locked for the rest of the transaction.
+async fn own_style_for_update(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
+    let row = sqlx::query(&format!(
+        "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE s.id = $1 AND s.account_id = $2 FOR UPDATE OF s"
+    ))
+    .bind(id.to_string())
+    .bind(account)
+    .fetch_optional(c)
+    .await
+    .map_err(pg_err)?;
+    row.map(|r| style_from_row(&r)).transpose().map_err(pg_err)
+}
+
+pub async fn update_style(
+    c: &mut PgConnection,
+    account: Uuid,
+    id: Uuid,
+    patch: StylePatch,
+) -> StoreResult<Option<Style>> {
+    let Some(current) = own_style_for_update(c, account, id).await? else { return Ok(None) };
+    let next = Style {
+        title: patch.title.or(current.title),
+        public: patch.public.unwrap_or(current.public),
+        urls: patch.urls.unwrap_or(current.urls),
+        cover_url: patch.cover_url.or(current.cover_url),
+        ..current
+    };
+    sqlx::query("UPDATE styles SET title = $2, public = $3, urls = $4, cover_url = $5 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(&next.title)
+        .bind(next.public)
+        .bind(urls_json(&next.urls))
+        .bind(&next.cover_url)
+        .execute(c)
+        .await
+        .map_err(pg_err)?;
+    Ok(Some(next))
+}
+
+pub async fn delete_style(
+    c: &mut PgConnection,
+    account: Uuid,
+    id: Uuid,
+) -> StoreResult<Result<Style, StyleDeleteRefusal>> {
+    let Some(current) = own_style_for_update(&mut *c, account, id).await? else {
+        return Ok(Err(StyleDeleteRefusal::NotFound));
+    };
+    let jobs: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM jobs WHERE status IN {UNFINISHED_STATUSES} AND style_key LIKE $1"
+    ))
+    .bind(style_key_pattern(id))
+    .fetch_one(&mut *c)
+    .await
+    .map_err(pg_err)?;
+    if jobs > 0 {
+        return Ok(Err(StyleDeleteRefusal::InUse { jobs: jobs as u64 }));
+    }
+    sqlx::query("DELETE FROM styles WHERE id = $1").bind(id.to_string()).execute(c).await.map_err(pg_err)?;
+    Ok(Ok(current))
+}
+
+pub async fn styles_by_id(c: &mut PgConnection, ids: Vec<Uuid>) -> StoreResult<Vec<Style>> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let rows = sqlx::query(&format!("SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE s.id = ANY($1)"))
+        .bind(&ids)
+        .fetch_all(c)
+        .await
+        .map_err(pg_err)?;
+    styles(rows)
+}
