@@ -9,7 +9,7 @@ use crate::worker::engines::preview::PreviewEngine;
 use crate::worker::queue::{StoreQueue, WorkQueue};
 use crate::worker::{spawn_workers, WorkerConfig};
 use anyhow::Context;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,9 +81,14 @@ impl Application {
             // Often enough that progress reads as live (SSE, polling), rarely enough to cost nothing.
             heartbeat_every: heartbeat_interval(config.lease_ttl),
             scratch_dir: config.data_dir.join("tmp"),
+            image_client: crate::fetch::guarded_client(
+                crate::fetch::UrlPolicy { allow_private: config.allow_private_urls },
+                Duration::from_secs(20),
+            ),
         };
         let store = self.state.store.clone();
         let (lease_ttl, results) = (config.lease_ttl, self.state.results.clone());
+        let kept_files_url = format!("{}/files/", self.state.public_url);
         let name = worker_config.name.clone();
         let queue = move |i: usize| -> Arc<dyn WorkQueue> {
             Arc::new(StoreQueue {
@@ -91,6 +96,7 @@ impl Application {
                 worker: WorkerLease::named(format!("{name}-{i}")),
                 lease_ttl,
                 results: results.clone(),
+                kept_files_url: kept_files_url.clone(),
             })
         };
         let dispatcher = crate::webhooks::spawn(
@@ -118,7 +124,16 @@ impl Application {
             tracing::info!("shutting down: no new work; finishing in-flight requests; handing running jobs back");
             trigger.cancel();
         });
-        let served = server.await;
+        // In-flight requests get a few seconds; a connection that would hold the stop longer (a
+        // client that stopped sending a body, an event stream) is dropped.
+        let grace = shutdown.clone();
+        let served = tokio::select! {
+            served = server.into_future() => served,
+            _ = async move { grace.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         shutdown.cancel();
         for worker in workers {
             let _ = worker.await;
@@ -129,6 +144,9 @@ impl Application {
         served.context("HTTP server")
     }
 }
+
+/// How long a stopping server waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Every ten minutes, removes remote workers' uploads that were never completed (the worker
 /// died mid-upload) once they are older than the longest a job may run.

@@ -123,6 +123,15 @@ struct ServeArgs {
     /// Seconds before the first webhook retry; later retries double, up to an hour, for a day.
     #[arg(long, env = "LTX_SERVE_WEBHOOK_RETRY_BASE_SECS", default_value_t = 5)]
     webhook_retry_base_secs: u64,
+    /// Most styles (LoRAs) one request may use.
+    #[arg(long, env = "LTX_SERVE_MAX_STYLES_PER_REQUEST", default_value_t = 4)]
+    max_styles_per_request: usize,
+    /// Refuse `start_image`/`end_image` URLs of other sites (only asset URLs and data: URIs).
+    #[arg(long, env = "LTX_SERVE_NO_EXTERNAL_IMAGE_URLS")]
+    no_external_image_urls: bool,
+    /// Largest LoRA file `POST /styles` accepts, in bytes.
+    #[arg(long, env = "LTX_SERVE_MAX_LORA_BYTES", default_value_t = 2 << 30)]
+    max_lora_bytes: u64,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -151,6 +160,9 @@ struct WorkerArgs {
     /// Simulated model time of the preview engine per clip, in milliseconds.
     #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = 0)]
     preview_sampling_ms: u64,
+    /// Allow input image URLs that point to private networks (loopback, 10/8, 192.168/16, …).
+    #[arg(long, env = "LTX_SERVE_ALLOW_PRIVATE_URLS")]
+    allow_private_urls: bool,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -353,6 +365,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key_cache_ttl: Duration::from_secs(args.key_cache_secs),
         allow_private_urls: args.allow_private_urls,
         webhook_retry_base: Duration::from_secs(args.webhook_retry_base_secs.max(1)),
+        max_styles_per_request: args.max_styles_per_request,
+        external_image_urls: !args.no_external_image_urls,
+        max_lora_bytes: args.max_lora_bytes,
         ..ServeConfig::new(PathBuf::new())
     };
     let app = Application::build(config).await?;
@@ -402,6 +417,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         scratch_dir,
         engine,
+        allow_private_urls: args.allow_private_urls,
     };
     crate::worker::remote::run(worker, shutdown).await
 }

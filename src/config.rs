@@ -62,6 +62,13 @@ pub struct ServeConfig {
     pub storage: crate::storage::StorageConfig,
     /// How long a presigned S3 result link stays valid.
     pub result_url_ttl: Duration,
+    /// Most styles (LoRAs) one request may use.
+    pub max_styles_per_request: usize,
+    /// Fetch `start_image`/`end_image` from other sites' URLs (through the SSRF guard). Off:
+    /// only our asset URLs and `data:` URIs are accepted.
+    pub external_image_urls: bool,
+    /// Largest LoRA file `POST /styles` accepts.
+    pub max_lora_bytes: u64,
 }
 
 impl ServeConfig {
@@ -89,6 +96,9 @@ impl ServeConfig {
             max_upload_bytes: 1 << 30,
             storage: crate::storage::StorageConfig::Local,
             result_url_ttl: Duration::from_secs(24 * 60 * 60),
+            max_styles_per_request: 4,
+            external_image_urls: true,
+            max_lora_bytes: 2 << 30,
         }
     }
 }

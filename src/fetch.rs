@@ -85,6 +85,82 @@ pub fn guarded_client(policy: UrlPolicy, timeout: Duration) -> reqwest::Client {
         .expect("a TLS backend is compiled in")
 }
 
+/// Writes a response body to `to`, refusing (and removing) more than `max` bytes.
+pub async fn stream_to_file(response: reqwest::Response, to: &std::path::Path, max: u64) -> Result<(), String> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(format!("it is larger than {max} bytes"));
+    }
+    let mut file = tokio::fs::File::create(to).await.map_err(|e| e.to_string())?;
+    let mut stream = response.bytes_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| describe_error(&e))?;
+        written += chunk.len() as u64;
+        if written > max {
+            drop(file);
+            let _ = tokio::fs::remove_file(to).await;
+            return Err(format!("it is larger than {max} bytes"));
+        }
+        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    file.flush().await.map_err(|e| e.to_string())
+}
+
+/// Downloads an image a user named by URL, through `client` (a `guarded_client`): 2xx only, an
+/// image content type if one is declared, at most `max` bytes. The error says why, in words
+/// that fit after "`start_image` could not be used: ".
+pub async fn fetch_image(client: &reqwest::Client, url: &str, max: u64) -> Result<Vec<u8>, String> {
+    use futures_util::StreamExt;
+    let response = client.get(url).send().await.map_err(|e| describe_error(&e))?;
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(format!("the URL answered a redirect ({status}), which is not followed"));
+    }
+    if !status.is_success() {
+        return Err(format!("the URL answered {status}"));
+    }
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if let Some(kind) = content_type.filter(|t| !t.starts_with("image/") && !t.starts_with("application/octet-stream")) {
+        return Err(format!("the URL returned {kind}, not an image"));
+    }
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(format!("the image is larger than {max} bytes"));
+    }
+    let mut bytes = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| describe_error(&e))?);
+        if bytes.len() as u64 > max {
+            return Err(format!("the image is larger than {max} bytes"));
+        }
+    }
+    Ok(bytes)
+}
+
+fn describe_error(e: &reqwest::Error) -> String {
+    let chain = {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    };
+    if chain.contains("refused addresses") {
+        "the URL points to a private or reserved address, which this server does not fetch".into()
+    } else if e.is_timeout() {
+        "the URL did not answer in time".into()
+    } else if e.is_connect() {
+        "the URL is unreachable".into()
+    } else {
+        format!("the download failed ({chain})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

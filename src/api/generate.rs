@@ -18,6 +18,34 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// An image URL of ours must name an asset of the caller's; another site's must not resolve to
+/// a private address. (`data:` URIs were checked by `normalise`.)
+async fn check_image_source(
+    state: &AppState,
+    account: Uuid,
+    field: &str,
+    uri: &str,
+    policy: UrlPolicy,
+) -> Result<(), ApiError> {
+    if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
+        return Ok(());
+    }
+    if uri.starts_with(&format!("{}/files/", state.public_url)) {
+        let owned = match super::assets::file_key_of_url(state, uri) {
+            Some(key) => state.store.asset_by_file(key).await?.is_some_and(|a| a.account_id == account),
+            None => false,
+        };
+        if !owned {
+            return Err(ApiError::bad_request(format!(
+                "`{field}`: no asset at this URL is available to this account (upload it with POST /assets)."
+            )));
+        }
+        return Ok(());
+    }
+    let url = check_url(uri, policy).map_err(|why| ApiError::bad_request(format!("`{field}` {why}.")))?;
+    check_resolution(&url, policy).await.map_err(|why| ApiError::bad_request(format!("`{field}` {why}.")))
+}
+
 /// The job `type` of this endpoint.
 pub const JOB_KIND: &str = "ltx-video-2.3-22b";
 
@@ -48,11 +76,20 @@ pub async fn submit(
         today: OffsetDateTime::now_utc().date(),
         aliases_accepted_until: state.config.aliases_accepted_until,
         max_data_uri_bytes: state.config.max_data_uri_bytes,
+        max_styles: state.config.max_styles_per_request,
+        asset_url_prefix: format!("{}/files/", state.public_url),
+        external_image_urls: state.config.external_image_urls,
+        allow_private_urls: state.config.allow_private_urls,
     };
     let normalised = normalise(&raw, &options).map_err(|e| ApiError::bad_request(e.0))?;
     let request = normalised.request;
     let policy = UrlPolicy { allow_private: state.config.allow_private_urls };
     let webhook_url = webhook_url(&headers, policy).await?;
+    for (field, uri) in [("start_image", &request.start_image), ("end_image", &request.end_image)] {
+        if let Some(uri) = uri {
+            check_image_source(&state, caller.account_id, field, uri, policy).await?;
+        }
+    }
 
     if !request.styles.is_empty() {
         let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();

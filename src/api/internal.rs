@@ -64,7 +64,27 @@ pub async fn hello(_: WorkerCaller, State(state): State<AppState>) -> Json<Hello
         version: env!("CARGO_PKG_VERSION").into(),
         lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
         heartbeat_every_ms: crate::app::heartbeat_interval(state.config.lease_ttl).as_millis() as u64,
+        kept_files_url: format!("{}/files/", state.public_url),
     })
+}
+
+/// A kept file (an asset used as an input image, a LoRA) for a worker, streamed from storage.
+pub async fn kept_file(
+    _: WorkerCaller,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let valid = key.split('/').count() == 2
+        && (key.starts_with("assets/") || key.starts_with("styles/"))
+        && !key.contains("..");
+    if !valid {
+        return Err(ApiError::not_found("No such file."));
+    }
+    match state.results.stream_file(&key).await {
+        Ok(stream) => Ok(Body::from_stream(stream).into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found("No such file.")),
+        Err(e) => Err(ApiError::from(StoreError::Unavailable(format!("kept file: {e}")))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,7 +108,7 @@ pub async fn lease(
         WorkerLease { name: ask.worker.name.clone(), resident_style_sets: ask.worker.resident_style_sets.clone() };
     let wait = Duration::from_millis(ask.wait_ms).min(MAX_WAIT);
     match lease_within(&*state.store, &who, state.config.lease_ttl, wait).await? {
-        Some(lease) => Ok(Json(WorkItem::from(lease)).into_response()),
+        Some(lease) => Ok(Json(WorkItem::of_lease(&*state.store, lease).await?).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /jobs/{id}`, `GET /jobs`, `DELETE /jobs/{id}`. Another account's job is a 404.
 use super::auth::Caller;
 use super::error::ApiError;
-use super::job_view::rfc3339;
+use super::page::Page;
 use super::prefer_wait;
 use super::AppState;
 use crate::domain::job::JobStatus;
@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use serde_json::Value;
 use uuid::Uuid;
 
 fn job_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -59,28 +57,12 @@ pub struct ListParams {
     types: Option<String>,
 }
 
-pub const MAX_LIMIT: u32 = 1000;
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match params.limit.as_deref() {
-        None | Some("") => 100,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}.")))?,
-    };
-    let before =
-        match params.cursor.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-                ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value).")
-            })?),
-        };
+    let page = Page::parse(params.limit.as_deref(), params.cursor.as_deref())?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(JobStatus::parse(text).ok_or_else(|| {
@@ -98,11 +80,11 @@ pub async fn list(
         .map(str::to_owned)
         .take(32)
         .collect();
-    let jobs = state.store.list_jobs(caller.account_id, JobQuery { before, limit, status, kinds }).await?;
-    let next_cursor = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| rfc3339(j.created_at))).flatten();
+    let query = JobQuery { before: page.before, limit: page.limit, status, kinds };
+    let jobs = state.store.list_jobs(caller.account_id, query).await?;
     let mut items = Vec::with_capacity(jobs.len());
     for job in &jobs {
         items.push(state.view(job).await);
     }
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })))
+    Ok(Json(page.json(items, jobs.last().map(|j| j.created_at))))
 }

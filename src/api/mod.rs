@@ -1,5 +1,6 @@
 //! The public HTTP API: one file per resource.
 mod account;
+pub mod assets;
 mod auth;
 pub mod error;
 mod events;
@@ -11,8 +12,12 @@ mod jobs;
 pub mod key_cache;
 pub mod metrics;
 mod openapi;
+mod openapi_library;
+mod page;
 mod prefer_wait;
 mod request_id;
+mod styles;
+mod upload;
 
 use crate::config::ServeConfig;
 use crate::store::Store;
@@ -42,12 +47,27 @@ pub const GENERATE_PATH: &str = "/generate/video/lightricks/ltx-video-2.3-22b";
 
 pub fn router(state: AppState) -> Router {
     let results = tower_http::services::ServeDir::new(state.config.data_dir.join("results"));
+    // Uploads are streamed to disk under their own limits (upload.rs), not axum's default.
+    let uploads = axum::extract::DefaultBodyLimit::disable();
+    let asset_files: Router<AppState> = match &*state.results {
+        crate::storage::ResultStorage::Local { .. } => Router::new().nest_service(
+            "/files/assets",
+            tower_http::services::ServeDir::new(state.config.data_dir.join("library").join("assets")),
+        ),
+        crate::storage::ResultStorage::S3 { .. } => {
+            Router::new().route("/files/assets/{name}", get(assets::file_redirect))
+        }
+    };
     Router::new()
         .route(GENERATE_PATH, post(generate::submit))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(events::stream_job))
         .route("/account", get(account::show))
+        .route("/assets", post(assets::upload).layer(uploads).get(assets::list))
+        .route("/assets/{id}", get(assets::get).delete(assets::delete))
+        .route("/styles", post(styles::upload).layer(uploads).get(styles::list))
+        .route("/styles/{id}", get(styles::get).patch(styles::update).delete(styles::delete))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))
@@ -59,7 +79,9 @@ pub fn router(state: AppState) -> Router {
         .route("/internal/v1/leases/{job_id}/{lease_id}/complete", post(internal::complete))
         .route("/internal/v1/leases/{job_id}/{lease_id}/fail", post(internal::fail))
         .route("/internal/v1/leases/{job_id}/{lease_id}/hand-back", post(internal::hand_back))
+        .route("/internal/v1/files/{*key}", get(internal::kept_file))
         .nest_service("/results", results)
+        .merge(asset_files)
         .layer(axum::middleware::from_fn(around_every_request))
         .with_state(state)
 }

@@ -14,7 +14,7 @@ pub async fn serve(State(state): State<AppState>) -> Json<Value> {
     Json(document(&state.public_url))
 }
 
-fn error_response(description: &str) -> Value {
+pub(super) fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
@@ -83,21 +83,23 @@ fn job_schema() -> Value {
     })
 }
 
+/// `extra` responses and the 401 every authenticated operation has.
+pub(super) fn auth_errors(extra: Value) -> Value {
+    let mut responses = json!({ "401": error_response("You are not authenticated.") });
+    if let (Some(map), Some(extra)) = (responses.as_object_mut(), extra.as_object()) {
+        map.extend(extra.clone());
+    }
+    responses
+}
+
 pub fn document(public_url: &str) -> Value {
-    let auth_errors = |extra: Value| {
-        let mut responses = json!({ "401": error_response("You are not authenticated.") });
-        if let (Some(map), Some(extra)) = (responses.as_object_mut(), extra.as_object()) {
-            map.extend(extra.clone());
-        }
-        responses
-    };
     let job_id =
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } });
     let additive = |mut op: Value| {
         op["x-ltx-serve-additive"] = json!(true);
         op
     };
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "ltx-serve",
@@ -192,5 +194,12 @@ pub fn document(public_url: &str) -> Value {
                 "Job": job_schema()
             }
         }
-    })
+    });
+    if let Some(paths) = document["paths"].as_object_mut() {
+        paths.extend(super::openapi_library::paths());
+    }
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(super::openapi_library::schemas());
+    }
+    document
 }

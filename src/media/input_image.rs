@@ -19,7 +19,22 @@ pub fn load_data_uri(uri: &str, width: u32, height: u32) -> Result<RgbImage, Str
 }
 
 pub fn decode_and_fit(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage, String> {
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let image = decode(ImageReader::new(Cursor::new(bytes)))?;
+    Ok(cover(&image.to_rgb8(), width, height))
+}
+
+/// Decodes an uploaded image file whole (so a truncated or corrupt one is found at upload, not
+/// when a job uses it) and returns its upright width and height.
+pub fn probe_file(path: &std::path::Path) -> Result<(u32, u32), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("the file could not be read ({e})"))?;
+    let image = decode(ImageReader::new(std::io::BufReader::new(file)))?;
+    Ok((image.width(), image.height()))
+}
+
+/// JPEG, PNG or WebP only, within the size limits (checked from the header, before any pixel
+/// buffer is allocated), EXIF orientation applied.
+fn decode<R: std::io::BufRead + std::io::Seek>(reader: ImageReader<R>) -> Result<DynamicImage, String> {
+    let mut reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
     if !matches!(reader.format(), Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)) {
         return Err("it is not a JPEG, PNG or WebP image".into());
     }
@@ -32,7 +47,7 @@ pub fn decode_and_fit(bytes: &[u8], width: u32, height: u32) -> Result<RgbImage,
     let orientation = decoder.orientation().map_err(describe)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(describe)?;
     image.apply_orientation(orientation);
-    Ok(cover(&image.to_rgb8(), width, height))
+    Ok(image)
 }
 
 fn describe(e: image::ImageError) -> String {

@@ -37,6 +37,21 @@ impl LocalResults {
     }
 }
 
+impl LocalResults {
+    /// Where a kept upload lives: `<data dir>/library/<key>`, beside `<data dir>/results`.
+    pub fn library_path(&self, key: &str) -> PathBuf {
+        self.root.with_file_name("library").join(key)
+    }
+}
+
+/// Moves a staged upload to its place, creating the folder.
+pub fn put_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    move_file(from, to)
+}
+
 fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
 }

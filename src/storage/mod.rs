@@ -27,6 +27,18 @@ pub fn new_result_dir() -> String {
     hex::encode(token)
 }
 
+pub type FileStream = futures_util::stream::BoxStream<'static, std::io::Result<axum::body::Bytes>>;
+
+/// Uploaded files sit beside results, under `library/` (never a 32-hex result directory name).
+fn library_key(key: &str) -> String {
+    format!("library/{key}")
+}
+
+/// A fresh storage key for an uploaded file: `<kind>/<unguessable>.<extension>`.
+pub fn new_file_key(kind: &str, extension: &str) -> String {
+    format!("{kind}/{}.{extension}", new_result_dir())
+}
+
 /// What `--storage` says.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageConfig {
@@ -112,6 +124,72 @@ impl ResultStorage {
         match self {
             ResultStorage::Local { files, .. } => files.remove(stored),
             ResultStorage::S3 { bucket, .. } => bucket.remove(stored).await,
+        }
+    }
+
+    /// Keeps an uploaded file (an asset or a LoRA) under `key` (`assets/…`, `styles/…`).
+    pub async fn put_file(&self, key: &str, from: &Path, content_type: &str) -> std::io::Result<()> {
+        match self {
+            ResultStorage::Local { files, .. } => {
+                let to = files.library_path(key);
+                let from = from.to_owned();
+                tokio::task::spawn_blocking(move || local::put_file(&from, &to))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
+            ResultStorage::S3 { bucket, .. } => bucket.upload(from, &library_key(key), content_type).await,
+        }
+    }
+
+    /// Reads a kept file whole (an input image), refusing one larger than `max` bytes.
+    pub async fn read_file(&self, key: &str, max: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            ResultStorage::Local { files, .. } => {
+                let path = files.library_path(key);
+                if tokio::fs::metadata(&path).await?.len() > max {
+                    return Err(std::io::Error::other(format!("larger than {max} bytes")));
+                }
+                tokio::fs::read(path).await
+            }
+            ResultStorage::S3 { bucket, .. } => bucket.read(&library_key(key), max).await,
+        }
+    }
+
+    /// A kept file's bytes as a stream (served to remote workers).
+    pub async fn stream_file(&self, key: &str) -> std::io::Result<FileStream> {
+        use futures_util::StreamExt;
+        match self {
+            ResultStorage::Local { files, .. } => {
+                let file = tokio::fs::File::open(files.library_path(key)).await?;
+                Ok(tokio_util::io::ReaderStream::new(file).boxed())
+            }
+            ResultStorage::S3 { bucket, .. } => bucket.stream(&library_key(key)).await,
+        }
+    }
+
+    /// Copies a kept file to `to` (a LoRA into a worker's scratch dir), streamed.
+    pub async fn copy_file_to(&self, key: &str, to: &Path) -> std::io::Result<()> {
+        match self {
+            ResultStorage::Local { files, .. } => tokio::fs::copy(files.library_path(key), to).await.map(|_| ()),
+            ResultStorage::S3 { bucket, .. } => bucket.download(&library_key(key), to).await,
+        }
+    }
+
+    pub async fn delete_file(&self, key: &str) {
+        match self {
+            ResultStorage::Local { files, .. } => {
+                let _ = tokio::fs::remove_file(files.library_path(key)).await;
+            }
+            ResultStorage::S3 { bucket, .. } => bucket.delete(&library_key(key)).await,
+        }
+    }
+
+    /// A link to a kept asset file that expires after the result link time (S3 only; local
+    /// files are served at their permanent URL).
+    pub async fn presigned_file_url(&self, key: &str) -> std::io::Result<Option<String>> {
+        match self {
+            ResultStorage::Local { .. } => Ok(None),
+            ResultStorage::S3 { bucket, url_ttl } => bucket.presigned_get(&library_key(key), *url_ttl).await.map(Some),
         }
     }
 

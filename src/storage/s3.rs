@@ -53,10 +53,10 @@ impl S3Results {
         }
     }
 
-    async fn upload(&self, from: &Path, key: &str, content_type: &'static str) -> std::io::Result<()> {
+    pub async fn upload(&self, from: &Path, key: &str, content_type: &str) -> std::io::Result<()> {
         let mut file = tokio::fs::File::open(from).await?;
         let mut attributes = Attributes::new();
-        attributes.insert(Attribute::ContentType, content_type.into());
+        attributes.insert(Attribute::ContentType, content_type.to_owned().into());
         let store: Arc<dyn ObjectStore> = self.store.clone();
         let mut writer = BufWriter::new(store, self.path(key)).with_attributes(attributes);
         tokio::io::copy(&mut file, &mut writer).await?;
@@ -76,6 +76,41 @@ impl S3Results {
             if let Err(e) = self.store.delete(&self.path(key)).await.map_err(io) {
                 tracing::warn!(key, error = %e, "could not delete an orphaned result object");
             }
+        }
+    }
+
+    /// Reads an object whole, refusing one larger than `max` bytes.
+    pub async fn read(&self, key: &str, max: u64) -> std::io::Result<Vec<u8>> {
+        let object = self.store.get(&self.path(key)).await.map_err(io)?;
+        if object.meta.size > max {
+            return Err(std::io::Error::other(format!("larger than {max} bytes")));
+        }
+        Ok(object.bytes().await.map_err(io)?.to_vec())
+    }
+
+    pub async fn stream(&self, key: &str) -> std::io::Result<super::FileStream> {
+        use futures_util::StreamExt;
+        let object = self.store.get(&self.path(key)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => std::io::Error::new(std::io::ErrorKind::NotFound, e),
+            other => io(other),
+        })?;
+        Ok(object.into_stream().map(|chunk| chunk.map_err(io)).boxed())
+    }
+
+    /// Streams an object into a local file.
+    pub async fn download(&self, key: &str, to: &Path) -> std::io::Result<()> {
+        use futures_util::StreamExt;
+        let mut stream = self.stream(key).await?;
+        let mut file = tokio::fs::File::create(to).await?;
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?).await?;
+        }
+        file.flush().await
+    }
+
+    pub async fn delete(&self, key: &str) {
+        if let Err(e) = self.store.delete(&self.path(key)).await {
+            tracing::warn!(key, error = %e, "could not delete an object");
         }
     }
 

@@ -11,6 +11,11 @@ pub fn to_us(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
+/// Now, at the stores' precision (microseconds), so a value read back equals the one written.
+pub fn now() -> OffsetDateTime {
+    to_time(to_us(OffsetDateTime::now_utc()))
+}
+
 /// Jobs ahead are counted up to this many, so reading a job costs the same however long the
 /// queue is; a job further back reports `QUEUE_POSITION_CAP + 1` ("more than 1,000 ahead").
 pub const QUEUE_POSITION_CAP: i64 = 1000;

@@ -1,7 +1,6 @@
 //! The one interface every engine implements: a job's render spec, a progress sink and a cancel
 //! token in; a finished MP4 and poster (or a typed failure) out.
 use crate::domain::job::{FailureCode, JobStatus};
-use crate::domain::request::StyleRef;
 use async_trait::async_trait;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -20,7 +19,16 @@ pub struct RenderSpec {
     pub generate_audio: bool,
     pub start_image: Option<RgbImage>,
     pub end_image: Option<RgbImage>,
-    pub styles: Vec<StyleRef>,
+    /// The styles' LoRAs, in request order, with their files in the worker's LoRA cache.
+    pub loras: Vec<LoraFile>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraFile {
+    pub style_id: String,
+    /// −2..2
+    pub strength: f64,
+    pub path: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -4,6 +4,7 @@ pub mod engine;
 pub mod engines;
 pub mod queue;
 pub mod remote;
+pub mod inputs;
 mod run;
 
 pub use run::{spawn_workers, worker_loop, WorkerConfig};

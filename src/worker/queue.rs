@@ -6,7 +6,7 @@ use crate::storage::ResultStorage;
 use crate::store::{JobResult, LeaseRef, Progress, Store, StoreError, WorkerLease};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -23,12 +23,30 @@ pub struct WorkItem {
     pub attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Where the LoRA file of each of the request's styles is kept. A style deleted since the
+    /// job was submitted is missing here.
+    #[serde(default)]
+    pub loras: Vec<LoraInput>,
 }
 
-impl From<crate::store::Lease> for WorkItem {
-    fn from(lease: crate::store::Lease) -> WorkItem {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraInput {
+    pub style_id: String,
+    /// Storage key of the `.safetensors` file (read with `WorkQueue::fetch_kept_file`).
+    pub file_key: String,
+    pub size_bytes: u64,
+}
+
+impl WorkItem {
+    /// The work item of a lease, with the LoRA files its styles need.
+    pub async fn of_lease(store: &dyn Store, lease: crate::store::Lease) -> Result<WorkItem, StoreError> {
         let job = lease.job;
-        WorkItem {
+        let ids: Vec<uuid::Uuid> = job.request.styles.iter().filter_map(|s| s.id.parse().ok()).collect();
+        let loras = if ids.is_empty() { Vec::new() } else { store.styles_by_id(ids).await? }
+            .into_iter()
+            .map(|s| LoraInput { style_id: s.id.to_string(), file_key: s.file_key, size_bytes: s.size_bytes })
+            .collect();
+        Ok(WorkItem {
             lease: lease.lease,
             request: job.request,
             seed: job.seed,
@@ -36,7 +54,8 @@ impl From<crate::store::Lease> for WorkItem {
             height: job.height,
             attempt: job.attempts,
             created_at: job.created_at,
-        }
+            loras,
+        })
     }
 }
 
@@ -60,6 +79,11 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError>;
     /// Gives the job back to the queue without counting the attempt (shutdown).
     async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError>;
+    /// Where the server links its kept files from (`<public url>/files/`): an input image URL
+    /// that starts with it is read with `fetch_kept_file`, not over the internet.
+    fn kept_files_url(&self) -> String;
+    /// Copies a kept file (an asset, a LoRA) to `to`, refusing one larger than `max` bytes.
+    async fn fetch_kept_file(&self, key: &str, to: &Path, max: u64) -> Result<(), String>;
 }
 
 /// The store itself: what `serve`'s in-process workers use.
@@ -68,6 +92,8 @@ pub struct StoreQueue {
     pub worker: WorkerLease,
     pub lease_ttl: Duration,
     pub results: Arc<ResultStorage>,
+    /// `<public url>/files/`.
+    pub kept_files_url: String,
 }
 
 /// Waits for a lease from `store`: looks, and if the queue is empty sleeps until a job may have
@@ -104,7 +130,10 @@ pub async fn lease_within(
 #[async_trait]
 impl WorkQueue for StoreQueue {
     async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError> {
-        Ok(lease_within(&*self.store, &self.worker, self.lease_ttl, wait).await?.map(WorkItem::from))
+        match lease_within(&*self.store, &self.worker, self.lease_ttl, wait).await? {
+            Some(lease) => Ok(Some(WorkItem::of_lease(&*self.store, lease).await?)),
+            None => Ok(None),
+        }
     }
     async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError> {
         self.store.heartbeat(lease, update, self.lease_ttl).await
@@ -130,5 +159,12 @@ impl WorkQueue for StoreQueue {
     }
     async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError> {
         self.store.hand_back(lease).await
+    }
+    fn kept_files_url(&self) -> String {
+        self.kept_files_url.clone()
+    }
+    async fn fetch_kept_file(&self, key: &str, to: &Path, _max: u64) -> Result<(), String> {
+        // Our own storage: sizes were checked when the file was uploaded.
+        self.results.copy_file_to(key, to).await.map_err(|e| e.to_string())
     }
 }

@@ -18,6 +18,10 @@ pub struct Hello {
     pub version: String,
     pub lease_ttl_ms: u64,
     pub heartbeat_every_ms: u64,
+    /// Where the server links its kept files from (input image URLs that start with it are
+    /// fetched through the worker API).
+    #[serde(default)]
+    pub kept_files_url: String,
 }
 
 pub struct HttpQueue {
@@ -25,6 +29,7 @@ pub struct HttpQueue {
     base: String,
     token: String,
     info: WorkerInfo,
+    kept_files_url: String,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -34,7 +39,13 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl HttpQueue {
     pub fn new(server: &str, token: &str, info: WorkerInfo) -> anyhow::Result<HttpQueue> {
         let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
-        Ok(HttpQueue { client, base: server.trim_end_matches('/').to_owned(), token: token.to_owned(), info })
+        let base = server.trim_end_matches('/').to_owned();
+        Ok(HttpQueue { client, base, token: token.to_owned(), info, kept_files_url: String::new() })
+    }
+
+    pub fn with_kept_files_url(mut self, url: String) -> HttpQueue {
+        self.kept_files_url = url;
+        self
     }
 
     /// Checks the server and the token; a clear error at start-up rather than at the first job.
@@ -143,6 +154,23 @@ impl WorkQueue for HttpQueue {
     async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError> {
         self.post(self.lease_url(lease, "hand-back"), json!({})).await
     }
+    fn kept_files_url(&self) -> String {
+        self.kept_files_url.clone()
+    }
+    async fn fetch_kept_file(&self, key: &str, to: &Path, max: u64) -> Result<(), String> {
+        let response = self
+            .client
+            .get(format!("{}/internal/v1/files/{key}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await
+            .map_err(|e| format!("the server could not be reached ({e})"))?;
+        if !response.status().is_success() {
+            return Err(format!("the server answered {}", response.status()));
+        }
+        crate::fetch::stream_to_file(response, to, max).await
+    }
 }
 
 /// Settings of the `worker` role.
@@ -153,6 +181,8 @@ pub struct RemoteWorker {
     pub concurrency: usize,
     pub scratch_dir: std::path::PathBuf,
     pub engine: Arc<dyn Engine>,
+    /// Input image URLs may point to private networks.
+    pub allow_private_urls: bool,
 }
 
 /// Runs until `shutdown` fires, then hands running jobs back.
@@ -165,11 +195,16 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
         name: worker.name.clone(),
         heartbeat_every: Duration::from_millis(hello.heartbeat_every_ms.max(50)),
         scratch_dir: worker.scratch_dir.clone(),
+        image_client: crate::fetch::guarded_client(
+            crate::fetch::UrlPolicy { allow_private: worker.allow_private_urls },
+            Duration::from_secs(20),
+        ),
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());
     let queue = move |i: usize| -> Arc<dyn WorkQueue> {
         let info = WorkerInfo { name: format!("{}-{i}", info.name), ..info.clone() };
-        Arc::new(HttpQueue::new(&server, &token, info).expect("the client was built once already"))
+        let queue = HttpQueue::new(&server, &token, info).expect("the client was built once already");
+        Arc::new(queue.with_kept_files_url(hello.kept_files_url.clone()))
     };
     let loops = super::spawn_workers(worker.concurrency, queue, worker.engine, config, shutdown);
     for handle in loops {

@@ -3,10 +3,10 @@
 //! complete the job. A refused heartbeat means the job was cancelled (or the lease expired):
 //! the engine is stopped and the job left alone. On shutdown a running job is handed back.
 use super::engine::{Engine, EngineError, ProgressSink, RenderSpec};
+use super::inputs;
 use super::queue::{FinishedClip, WorkItem, WorkQueue};
-use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::job::JobStatus;
 use crate::domain::pricing::FPS;
-use crate::media::input_image;
 use crate::store::{JobResult, Progress, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 pub struct WorkerConfig {
     pub name: String,
     pub heartbeat_every: Duration,
+    /// Per-job scratch folders and the LoRA cache (`<scratch>/loras`) live here.
     pub scratch_dir: PathBuf,
+    /// Fetches input images from other sites (a `fetch::guarded_client`).
+    pub image_client: reqwest::Client,
 }
 
 /// How long one wait for work lasts before the loop looks at shutdown again (a long poll for
@@ -97,7 +100,7 @@ async fn run_job(
             return;
         }
     };
-    let work = prepare_and_render(engine, item, scratch.path().to_owned(), progress, cancel.clone());
+    let work = prepare_and_render(queue, engine, config, item, scratch.path().to_owned(), progress, cancel.clone());
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(config.heartbeat_every);
     let outcome = loop {
@@ -173,27 +176,25 @@ where
 }
 
 async fn prepare_and_render(
+    queue: &dyn WorkQueue,
     engine: &dyn Engine,
+    config: &WorkerConfig,
     item: WorkItem,
     scratch: PathBuf,
     progress: ProgressSink,
     cancel: CancellationToken,
 ) -> Result<FinishedClip, EngineError> {
-    let request = item.request.clone();
     let (w, h) = (item.width, item.height);
-    let decode = move |uri: Option<String>, field: &'static str| -> Result<_, EngineError> {
-        uri.map(|u| {
-            input_image::load_data_uri(&u, w, h).map_err(|why| {
-                EngineError::new(FailureCode::InvalidInput, format!("`{field}` could not be used: {why}."))
-            })
-        })
-        .transpose()
+    let client = &config.image_client;
+    let start_image = match &item.request.start_image {
+        Some(uri) => Some(inputs::image(queue, client, &scratch, "start_image", uri, (w, h)).await?),
+        None => None,
     };
-    let (start_image, end_image) = tokio::task::spawn_blocking(move || {
-        Ok::<_, EngineError>((decode(request.start_image, "start_image")?, decode(request.end_image, "end_image")?))
-    })
-    .await
-    .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))??;
+    let end_image = match &item.request.end_image {
+        Some(uri) => Some(inputs::image(queue, client, &scratch, "end_image", uri, (w, h)).await?),
+        None => None,
+    };
+    let loras = inputs::loras(queue, &item, &config.scratch_dir.join("loras")).await?;
     let spec = RenderSpec {
         prompt: item.request.prompt.clone(),
         seed: item.seed,
@@ -204,7 +205,7 @@ async fn prepare_and_render(
         generate_audio: item.request.generate_audio,
         start_image,
         end_image,
-        styles: item.request.styles.clone(),
+        loras,
     };
     progress.report(JobStatus::Sampling, 0.0);
     let clip = engine.render(spec, &scratch, progress, cancel).await?;

@@ -8,13 +8,27 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ltx-serve");
 
-struct Server {
-    child: Child,
-    base: String,
-    printed: String,
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub printed: String,
 }
 
-fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+impl Server {
+    /// The key printed on a first start.
+    pub fn printed_key(&self) -> String {
+        self.printed
+            .split("export LTX_SERVE_API_KEY='")
+            .nth(1)
+            .expect("a key is printed")
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+pub fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -36,7 +50,7 @@ fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     Server { child, base, printed }
 }
 
-fn sigterm(server: &mut Server) -> std::process::ExitStatus {
+pub fn sigterm(server: &mut Server) -> std::process::ExitStatus {
     Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     for _ in 0..200 {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -58,15 +72,7 @@ fn admin(data_dir: &std::path::Path, args: &[&str]) -> Value {
 async fn first_start_prints_a_working_key_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_server(dir.path(), &[]);
-    let key = server
-        .printed
-        .split("export LTX_SERVE_API_KEY='")
-        .nth(1)
-        .expect("a key is printed")
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_owned();
+    let key = server.printed_key();
     assert!(server.printed.contains(&format!("curl -s {}{GENERATE}", server.base)), "{}", server.printed);
     let client = reqwest::Client::new();
     let job = submit(&client, &server.base, &key, json!({"prompt": "first run", "num_frames": 9})).await;

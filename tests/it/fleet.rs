@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ltx-serve");
 
-async fn worker_token(store: &dyn Store) -> String {
+pub async fn worker_token(store: &dyn Store) -> String {
     admin::create_worker_token(store, Some("test".into())).await.unwrap()["worker_token"].as_str().unwrap().to_owned()
 }
 
-fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) -> RemoteWorker {
+pub fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) -> RemoteWorker {
     RemoteWorker {
         server: server.into(),
         token: token.into(),
@@ -30,6 +30,7 @@ fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) -> Rem
         concurrency: 1,
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
         engine: Arc::new(PreviewEngine { sampling_time: Duration::from_millis(sampling_ms) }),
+        allow_private_urls: true,
     }
 }
 

@@ -1,4 +1,5 @@
 //! Black-box tests: the real app on port 0 with a fresh data dir, spoken to over HTTP.
+mod assets;
 mod auth;
 mod backlog;
 mod billing;
@@ -15,6 +16,7 @@ mod operations;
 mod pg;
 mod probe;
 mod storage;
+mod styles;
 mod store;
 mod validation;
 mod webhooks;

@@ -81,10 +81,43 @@ async fn every_route_is_documented() {
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/openapi.json", "get"),
+        ("/assets", "post"),
+        ("/assets", "get"),
+        ("/assets/{id}", "get"),
+        ("/assets/{id}", "delete"),
+        ("/styles", "get"),
+        ("/styles", "post"),
+        ("/styles/{id}", "get"),
+        ("/styles/{id}", "patch"),
+        ("/styles/{id}", "delete"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
     }
     let job = &doc["components"]["schemas"]["Job"];
     assert_eq!(job["required"], json!(["job_id", "status", "created_at", "completed_at", "result"]));
     assert_eq!(job["properties"]["status"]["enum"].as_array().unwrap().len(), 9);
+}
+
+const KREA_OPENAPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/krea-openapi-2026-05.json");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assets_and_styles_have_kreas_shapes() {
+    let krea: Value = serde_json::from_str(&std::fs::read_to_string(KREA_OPENAPI).unwrap()).unwrap();
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let doc = document(&app).await;
+    let krea_asset = &krea["paths"]["/assets/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let krea_style = &krea["paths"]["/styles/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    for (ours, theirs) in [("Asset", krea_asset), ("Style", krea_style)] {
+        let schema = &doc["components"]["schemas"][ours];
+        assert_eq!(schema["required"], theirs["required"], "{ours} requires what Krea's does");
+        for (name, property) in theirs["properties"].as_object().unwrap() {
+            if name == "metadata" {
+                continue; // untyped in Krea's document; we send none
+            }
+            assert_eq!(schema["properties"][name]["type"], property["type"], "{ours}.{name}");
+        }
+    }
+    let patch = &krea["paths"]["/styles/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"];
+    let ours = &doc["paths"]["/styles/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(ours["properties"].as_object().unwrap().keys().collect::<Vec<_>>(), patch["properties"].as_object().unwrap().keys().collect::<Vec<_>>());
 }

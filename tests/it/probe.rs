@@ -56,3 +56,32 @@ pub fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
     }
     names
 }
+
+/// Decoded frame `index`, scaled to `width`×`height`, as RGB bytes.
+pub fn frame(path: &Path, index: u32, width: u32, height: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-vf",
+            &format!("select=eq(n\\,{index}),scale={width}:{height}:flags=area,format=rgb24"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), (width * height * 3) as usize);
+    out.stdout
+}
+
+/// Mean absolute difference of two RGB buffers of the same size, 0..255.
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (i32::from(*x) - i32::from(*y)).unsigned_abs() as f64).sum::<f64>() / a.len() as f64
+}

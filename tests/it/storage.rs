@@ -74,6 +74,7 @@ async fn results_go_to_s3_and_links_are_presigned() {
         engine: std::sync::Arc::new(ltx_serve::worker::engines::preview::PreviewEngine {
             sampling_time: Duration::ZERO,
         }),
+        allow_private_urls: true,
     };
     let running = tokio::spawn(ltx_serve::worker::remote::run(worker, stop.clone()));
 

@@ -85,6 +85,15 @@ pub struct NormaliseOptions {
     pub aliases_accepted_until: Date,
     /// Largest decoded size of a `data:` image.
     pub max_data_uri_bytes: usize,
+    /// Most styles one request may use.
+    pub max_styles: usize,
+    /// URLs that start with this are our own asset files (the caller checks they exist and
+    /// belong to the account).
+    pub asset_url_prefix: String,
+    /// Whether the server fetches images from other http(s) URLs (an operator switch).
+    pub external_image_urls: bool,
+    /// Whether image URLs may point to private networks (tests, closed deployments).
+    pub allow_private_urls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -158,6 +167,14 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
             return invalid(format!("`styles` must be an array of {{id, strength}} objects, not {}.", json_kind(other)))
         }
     };
+    if styles.len() > options.max_styles {
+        return invalid(format!("`styles` may hold at most {} styles (got {}).", options.max_styles, styles.len()));
+    }
+    for (i, style) in styles.iter().enumerate() {
+        if styles[..i].iter().any(|earlier: &StyleRef| earlier.id == style.id) {
+            return invalid(format!("`styles[{i}].id` repeats `{}`; give each style once.", style.id));
+        }
+    }
 
     Ok(Normalised {
         request: GenerateRequest {
@@ -296,24 +313,33 @@ fn check_image_uri(uri: &str, field: &str, options: &NormaliseOptions) -> Result
         }
         return Ok(());
     }
+    if uri.starts_with(&options.asset_url_prefix) {
+        return Ok(()); // one of our assets: whether it exists and is the caller's is checked next
+    }
     let Ok(url) = url::Url::parse(uri) else {
-        return invalid(format!("`{field}` must be a URI (a data: image or an http(s) URL)."));
+        return invalid(format!("`{field}` must be a URI (a data: image, an asset URL or an http(s) URL)."));
     };
     if !matches!(url.scheme(), "http" | "https") {
         return invalid(format!("`{field}` must use http, https or data, not {}.", url.scheme()));
     }
+    if !options.external_image_urls {
+        return invalid(format!(
+            "`{field}`: this server does not fetch images from other sites; upload the image with POST /assets \
+             and send its `image_url`, or send a data: URI."
+        ));
+    }
     let literal_ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        _ => None,
+        Some(url::Host::Domain(_)) => None,
+        None => return invalid(format!("`{field}` has no host.")),
     };
-    if literal_ip.is_some_and(|ip| !is_public_ip(ip)) {
+    if !options.allow_private_urls && literal_ip.is_some_and(|ip| !is_public_ip(ip)) {
         return invalid(format!(
             "`{field}` points to a private or reserved address, which this server does not fetch."
         ));
     }
-    // External fetching (with its SSRF guard) is not built yet; say so instead of failing later.
-    invalid(format!("`{field}`: this server does not fetch external image URLs yet; send the image as a data: URI."))
+    Ok(())
 }
 
 /// Public unicast addresses only: no loopback, private, link-local, CGNAT, multicast,

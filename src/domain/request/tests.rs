@@ -7,6 +7,10 @@ fn options() -> NormaliseOptions {
         today: date!(2026 - 06 - 01),
         aliases_accepted_until: date!(2026 - 06 - 19),
         max_data_uri_bytes: 1024,
+        max_styles: 2,
+        asset_url_prefix: "https://ltx.example/files/assets/".into(),
+        external_image_urls: true,
+        allow_private_urls: false,
     }
 }
 
@@ -179,6 +183,31 @@ fn image_urls_to_private_addresses_are_refused() {
     ] {
         assert!(err(json!({"prompt": "x", "start_image": url})).contains("private or reserved address"), "{url}");
     }
+}
+
+#[test]
+fn asset_and_external_urls_and_the_operator_switch() {
+    let asset = "https://ltx.example/files/assets/0123456789abcdef0123456789abcdef.png";
+    assert_eq!(ok(json!({"prompt": "x", "start_image": asset})).start_image.as_deref(), Some(asset));
+    let external = "https://images.example.org/cat.jpg";
+    assert_eq!(ok(json!({"prompt": "x", "end_image": external})).end_image.as_deref(), Some(external));
+
+    let closed = NormaliseOptions { external_image_urls: false, ..options() };
+    assert!(normalise(&json!({"prompt": "x", "start_image": asset}), &closed).is_ok());
+    let refused = normalise(&json!({"prompt": "x", "start_image": external}), &closed).unwrap_err().0;
+    assert!(refused.contains("does not fetch images from other sites"), "{refused}");
+
+    let private = NormaliseOptions { allow_private_urls: true, ..options() };
+    assert!(normalise(&json!({"prompt": "x", "start_image": "http://127.0.0.1:9/a.png"}), &private).is_ok());
+}
+
+#[test]
+fn styles_are_capped_and_not_repeated() {
+    let style = |id: &str| json!({"id": id, "strength": 1});
+    assert_eq!(ok(json!({"prompt": "x", "styles": [style("a"), style("b")]})).styles.len(), 2);
+    assert!(err(json!({"prompt": "x", "styles": [style("a"), style("b"), style("c")]}))
+        .contains("`styles` may hold at most 2 styles (got 3)"));
+    assert!(err(json!({"prompt": "x", "styles": [style("a"), style("a")]})).contains("`styles[1].id` repeats `a`"));
 }
 
 #[test]

@@ -32,6 +32,13 @@ impl Engine for PreviewEngine {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> Result<RenderedClip, EngineError> {
+        // Like a real engine, it needs the LoRA files it was given (their bytes do not change the look).
+        if let Some(missing) = spec.loras.iter().find(|l| !l.path.is_file()) {
+            return Err(EngineError::new(
+                FailureCode::EngineError,
+                format!("the LoRA file of style `{}` is missing from the worker", missing.style_id),
+            ));
+        }
         let out_dir = out_dir.to_owned();
         let delay = self.sampling_time / spec.num_frames.max(1);
         tokio::task::spawn_blocking(move || render_blocking(&spec, &out_dir, &progress, &cancel, delay))
@@ -54,8 +61,8 @@ fn look(spec: &RenderSpec) -> Look {
     let digest = Sha256::new().chain_update(spec.seed.to_le_bytes()).chain_update(spec.prompt.as_bytes()).finalize();
     let unit = |i: usize| f32::from(digest[i]) / 255.0;
     let mut grade = [1.0f32; 3];
-    for style in &spec.styles {
-        let d = Sha256::digest(style.id.as_bytes());
+    for style in &spec.loras {
+        let d = Sha256::digest(style.style_id.as_bytes());
         for (c, g) in grade.iter_mut().enumerate() {
             *g *= 1.0 + 0.25 * style.strength as f32 * (f32::from(d[c]) / 127.5 - 1.0);
         }
@@ -182,7 +189,7 @@ fn render_blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::request::StyleRef;
+    use crate::worker::engine::LoraFile;
 
     fn spec() -> RenderSpec {
         RenderSpec {
@@ -195,7 +202,7 @@ mod tests {
             generate_audio: true,
             start_image: None,
             end_image: None,
-            styles: vec![],
+            loras: vec![],
         }
     }
 
@@ -222,11 +229,15 @@ mod tests {
         assert!(frame_of(&s, 8).chunks(3).all(|p| p == [0, 0, 250]));
     }
 
+    fn lora(id: &str, strength: f64) -> LoraFile {
+        LoraFile { style_id: id.into(), strength, path: "unused.safetensors".into() }
+    }
+
     #[test]
     fn styles_grade_the_colours() {
-        let styled = RenderSpec { styles: vec![StyleRef { id: "noir".into(), strength: 1.5 }], ..spec() };
+        let styled = RenderSpec { loras: vec![lora("noir", 1.5)], ..spec() };
         assert_ne!(frame_of(&spec(), 4), frame_of(&styled, 4));
-        let zero = RenderSpec { styles: vec![StyleRef { id: "noir".into(), strength: 0.0 }], ..spec() };
+        let zero = RenderSpec { loras: vec![lora("noir", 0.0)], ..spec() };
         assert_eq!(frame_of(&spec(), 4), frame_of(&zero, 4));
     }
 
