@@ -194,6 +194,37 @@ mod tests {
         assert!(check_resolution(&url, UrlPolicy { allow_private: true }).await.is_ok());
     }
 
+    /// Serves `routes` on 127.0.0.1 and returns its base URL.
+    async fn site(routes: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn image_downloads_say_what_was_wrong() {
+        use axum::http::header::CONTENT_TYPE;
+        use axum::routing::get;
+        let routes = axum::Router::new()
+            .route("/small.png", get(|| async { ([(CONTENT_TYPE, "image/png")], vec![1u8; 100]) }))
+            .route("/big.png", get(|| async { ([(CONTENT_TYPE, "image/png")], vec![1u8; 5000]) }));
+        let base = site(routes).await;
+        let open = guarded_client(UrlPolicy { allow_private: true }, Duration::from_secs(2));
+        assert_eq!(fetch_image(&open, &format!("{base}/small.png"), 1000).await.unwrap().len(), 100);
+        let big = fetch_image(&open, &format!("{base}/big.png"), 1000).await.unwrap_err();
+        assert!(big.contains("larger than 1000 bytes"), "{big}");
+        let missing = fetch_image(&open, &format!("{base}/none.png"), 1000).await.unwrap_err();
+        assert!(missing.contains("answered 404"), "{missing}");
+        // A name that resolves to a private address when the worker fetches (DNS rebinding).
+        let strict = guarded_client(STRICT, Duration::from_secs(2));
+        let port = base.rsplit(':').next().unwrap();
+        let rebound = fetch_image(&strict, &format!("http://localhost:{port}/small.png"), 1000).await.unwrap_err();
+        assert!(rebound.contains("private or reserved address"), "{rebound}");
+        let closed = fetch_image(&open, "http://127.0.0.1:9/x.png", 1000).await.unwrap_err();
+        assert!(closed.contains("unreachable"), "{closed}");
+    }
+
     #[tokio::test]
     async fn the_client_refuses_to_connect_to_a_private_name() {
         let client = guarded_client(STRICT, Duration::from_secs(2));

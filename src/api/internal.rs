@@ -164,11 +164,20 @@ pub fn uploads_root(data_dir: &std::path::Path) -> std::path::PathBuf {
 /// Removes uploads of leases that never completed (their worker died mid-upload): anything
 /// staged longer ago than `older_than`.
 pub fn remove_stale_uploads(data_dir: &std::path::Path, older_than: Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(uploads_root(data_dir)) else { return 0 };
+    let stale = |entry: &std::fs::DirEntry| {
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        age.is_some_and(|age| age > older_than)
+    };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let stale = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if stale.is_some_and(|age| age > older_than) && std::fs::remove_dir_all(entry.path()).is_ok() {
+    for entry in std::fs::read_dir(uploads_root(data_dir)).into_iter().flatten().flatten() {
+        if stale(&entry) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    // Asset and style uploads staged by a process that died before it could delete them.
+    for entry in std::fs::read_dir(data_dir.join("tmp")).into_iter().flatten().flatten() {
+        let staged = entry.file_name().to_string_lossy().starts_with("upload-");
+        if staged && stale(&entry) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
