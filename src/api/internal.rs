@@ -290,11 +290,15 @@ mod tests {
         let staged = uploads_root(data.path()).join("lease-a");
         std::fs::create_dir_all(&staged).unwrap();
         std::fs::write(staged.join("video.mp4"), b"partial").unwrap();
+        let tmp = data.path().join("tmp");
+        std::fs::create_dir_all(tmp.join("loras")).unwrap();
+        std::fs::write(tmp.join("upload-abc"), b"half an asset").unwrap();
         assert_eq!(remove_stale_uploads(data.path(), Duration::from_secs(3600)), 0, "fresh uploads stay");
         assert!(staged.exists());
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(remove_stale_uploads(data.path(), Duration::from_millis(10)), 1);
-        assert!(!staged.exists());
+        assert_eq!(remove_stale_uploads(data.path(), Duration::from_millis(10)), 2);
+        assert!(!staged.exists() && !tmp.join("upload-abc").exists());
+        assert!(tmp.join("loras").exists(), "the LoRA cache is not an upload");
         assert_eq!(remove_stale_uploads(tempfile::tempdir().unwrap().path(), Duration::ZERO), 0, "no uploads dir");
     }
 }
