@@ -1,7 +1,6 @@
 //! The command-line client: `generate` (submit, follow the job's live events with a progress
 //! bar, download the MP4), `jobs list|get|cancel` and `account`. It speaks only the public API.
 use anyhow::{bail, Context};
-use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -39,10 +38,10 @@ pub struct GenerateArgs {
     /// Generate a silent clip.
     #[arg(long)]
     pub no_audio: bool,
-    /// First frame: a local JPEG/PNG/WebP file (sent inline) or an URL.
+    /// First frame: a local JPEG/PNG/WebP file (uploaded as an asset) or an URL.
     #[arg(long)]
     pub start_image: Option<String>,
-    /// Last frame: a local file or an URL.
+    /// Last frame: a local file (uploaded as an asset) or an URL.
     #[arg(long)]
     pub end_image: Option<String>,
     /// A style as ID:STRENGTH (repeatable).
@@ -89,6 +88,19 @@ impl Client {
     pub async fn submit(&self, body: &Value) -> anyhow::Result<Value> {
         self.call(self.http.post(format!("{}{GENERATE_PATH}", self.base)).json(body)).await
     }
+
+    /// Uploads a local file as an asset (streamed) and returns the asset.
+    pub async fn upload_asset(&self, path: &Path) -> anyhow::Result<Value> {
+        let file = tokio::fs::File::open(path).await.with_context(|| format!("reading {}", path.display()))?;
+        let length = file.metadata().await?.len();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::stream_with_length(body, length).file_name(name));
+        self.call(self.http.post(format!("{}/assets", self.base)).multipart(form))
+            .await
+            .with_context(|| format!("uploading {}", path.display()))
+    }
 }
 
 /// The request body from the flags.
@@ -109,11 +121,6 @@ pub fn request_body(args: &GenerateArgs) -> anyhow::Result<Value> {
     if args.no_audio {
         body["generate_audio"] = json!(false);
     }
-    for (field, value) in [("start_image", &args.start_image), ("end_image", &args.end_image)] {
-        if let Some(value) = value {
-            body[field] = json!(image_reference(value)?);
-        }
-    }
     if !args.styles.is_empty() {
         let styles: Vec<Value> = args
             .styles
@@ -129,24 +136,43 @@ pub fn request_body(args: &GenerateArgs) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-/// A URL as it is; a local file as a `data:` URI.
-fn image_reference(value: &str) -> anyhow::Result<String> {
+/// A URL as it is; a local file uploaded as an asset, by its `image_url`.
+async fn image_reference(client: &Client, value: &str) -> anyhow::Result<String> {
     if value.starts_with("http://") || value.starts_with("https://") || value.starts_with("data:") {
         return Ok(value.to_owned());
     }
-    let bytes = std::fs::read(value).with_context(|| format!("reading {value}"))?;
-    let mime = match image::guess_format(&bytes) {
-        Ok(image::ImageFormat::Png) => "image/png",
-        Ok(image::ImageFormat::Jpeg) => "image/jpeg",
-        Ok(image::ImageFormat::WebP) => "image/webp",
-        _ => bail!("{value} is not a JPEG, PNG or WebP image"),
+    let asset = client.upload_asset(Path::new(value)).await?;
+    asset["image_url"].as_str().map(str::to_owned).context("the server returned no image_url")
+}
+
+/// Whether to cancel after Ctrl-C: asked on a terminal; a script's interrupt means stop.
+async fn confirm_cancel(id: &str, bar: Option<&indicatif::ProgressBar>) -> bool {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    let ask = move || {
+        eprint!("\nCancel job {id}? It is not charged if cancelled. [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
     };
-    Ok(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+    match bar {
+        Some(bar) => bar.suspend(ask),
+        None => ask(),
+    }
 }
 
 pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    let job = client.submit(&request_body(&args)?).await?;
+    let mut body = request_body(&args)?;
+    for (field, value) in [("start_image", &args.start_image), ("end_image", &args.end_image)] {
+        if let Some(value) = value {
+            body[field] = json!(image_reference(&client, value).await?);
+        }
+    }
+    let job = client.submit(&body).await?;
     let id = job["job_id"].as_str().context("the server returned no job id")?.to_owned();
     let bar = (!args.json).then(|| {
         let bar = indicatif::ProgressBar::new(1000);
@@ -157,15 +183,32 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let finished = follow(&client, &id, |job| {
+    let followed = follow(&client, &id, |job| {
         if let Some(bar) = &bar {
             let status = job["status"].as_str().unwrap_or("?");
             let place = job["queue_position"].as_u64().map(|p| format!(" (#{p} in line)")).unwrap_or_default();
             bar.set_message(format!("{status}{place} {id}"));
             bar.set_position((job["progress"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
         }
-    })
-    .await?;
+    });
+    tokio::pin!(followed);
+    let finished = loop {
+        tokio::select! {
+            finished = &mut followed => break finished?,
+            _ = tokio::signal::ctrl_c() => {
+                if confirm_cancel(&id, bar.as_ref()).await {
+                    let cancelled = client.delete(&format!("/jobs/{id}")).await?;
+                    if let Some(bar) = &bar {
+                        bar.abandon_with_message(format!("cancelled {id}"));
+                    }
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&cancelled)?);
+                    }
+                    bail!("cancelled job {id}");
+                }
+            }
+        }
+    };
     if let Some(bar) = &bar {
         bar.finish();
     }

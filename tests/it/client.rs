@@ -36,7 +36,10 @@ async fn generate_follows_the_job_and_downloads_the_mp4() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let job: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(job["status"], "completed");
-    assert!(job["request"]["start_image"].as_str().unwrap().starts_with("data:image/png;base64,<"));
+    // The local file was uploaded as an asset and used by its URL.
+    let start = job["request"]["start_image"].as_str().unwrap();
+    assert!(start.starts_with(&app.url("/files/assets/")), "{start}");
+    assert_eq!(app.get(&acct.key, "/assets").await.1["items"][0]["image_url"], start);
     let probe = ffprobe(&out);
     assert_eq!(stream(&probe, "video").unwrap()["nb_read_frames"], "9");
     assert!(stream(&probe, "audio").is_none());
@@ -75,4 +78,59 @@ async fn the_client_says_what_is_wrong() {
         run(args(&["generate", "--server", &app.base, "--prompt", "x", "--num-frames", "500"]), Some(&acct.key)).await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("`num_frames` must be an integer from 9 to 481"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_the_job_it_follows() {
+    let app = TestApp::start_with(|c| c.preview_sampling_time = std::time::Duration::from_secs(20)).await;
+    let acct = app.account("5").await;
+    let child = tokio::process::Command::new(BIN)
+        .args(["generate", "--server", &app.base, "--prompt", "long", "--num-frames", "9", "--json"])
+        .env("LTX_SERVE_API_KEY", &acct.key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = loop {
+        let (_, page) = app.get(&acct.key, "/jobs?status=sampling").await;
+        if let Some(id) = page["items"][0]["job_id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let output = child.wait_with_output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("cancelled job {id}")));
+    let job = app.job(&acct.key, &id).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert_eq!(app.account_view(&acct.key).await["held_usd"], "0.00");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_generate_draws_a_progress_bar() {
+    let app = TestApp::start_with(|c| c.preview_sampling_time = std::time::Duration::from_millis(1500)).await;
+    let acct = app.account("5").await;
+    let out = app.data_dir.path().join("tty.mp4");
+    // `script` runs the client in a pseudo-terminal, as a person would.
+    let command = format!(
+        "{BIN} generate --server {} --prompt 'on a tty' --num-frames 9 --out {}",
+        app.base,
+        out.display()
+    );
+    let output = tokio::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("LTX_SERVE_API_KEY", &acct.key)
+        .env("TERM", "xterm")
+        .output()
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("sampling"), "the bar shows the status: {screen}");
+    assert!(screen.contains('%'), "and the progress: {screen}");
+    assert!(screen.contains("completed: http://") && screen.contains("saved to"), "{screen}");
+    assert_eq!(stream(&ffprobe(&out), "video").unwrap()["nb_read_frames"], "9");
 }
