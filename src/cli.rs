@@ -43,6 +43,25 @@ enum Command {
         #[command(flatten)]
         connection: crate::client::Connection,
     },
+    /// Check a configuration file, or print the documented example.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE and print the effective settings of a role (file, environment and
+    /// defaults merged), secrets masked.
+    Check {
+        file: PathBuf,
+        /// `serve` or `worker`.
+        #[arg(long, default_value = "serve", value_parser = crate::config_file::ROLES)]
+        role: String,
+    },
+    /// Print an example file with every key, its help and its default.
+    Example,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +82,9 @@ enum JobsCommand {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings (see ltx-serve.example.toml); flags and LTX_SERVE_* win over it.
+    #[arg(long, env = "LTX_SERVE_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "LTX_SERVE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -139,6 +161,9 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct WorkerArgs {
+    /// A TOML file of settings (see ltx-serve.example.toml); flags and LTX_SERVE_* win over it.
+    #[arg(long, env = "LTX_SERVE_CONFIG")]
+    config: Option<PathBuf>,
     /// Base URL of an ltx-serve server (any replica).
     #[arg(long, env = "LTX_SERVE_SERVER")]
     server: String,
@@ -297,7 +322,13 @@ fn parse_usd(text: &str) -> Result<MicroUsd, String> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = crate::config_file::apply_from_args(&args, &Cli::command()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse_from(args);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -316,6 +347,11 @@ pub fn main() -> ExitCode {
                 let client = crate::client::Client::new(&connection)?;
                 print_json(&client.get("/account").await?)
             }
+            Command::Config { command: ConfigCommand::Check { file, role } } => config_check(&file, &role),
+            Command::Config { command: ConfigCommand::Example } => {
+                print!("{}", crate::config_file::example(&Cli::command()));
+                Ok(())
+            }
         }
     });
     match outcome {
@@ -325,6 +361,65 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `config check`: the file's settings merged under the environment, parsed exactly as the role
+/// would parse them, checked, and printed with where each value came from.
+fn config_check(file: &std::path::Path, role: &str) -> anyhow::Result<()> {
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let mut from_file = crate::config_file::settings(file, role, &command).map_err(anyhow::Error::msg)?;
+    // Those the environment overrides are not the file's.
+    from_file.retain(|(env, _)| std::env::var_os(env).is_none());
+    for (env, value) in &from_file {
+        std::env::set_var(env, value);
+    }
+    // clap reads each variable when the command is built: build it again, after the file.
+    let command = Cli::command();
+    let argv = vec!["ltx-serve".to_owned(), role.to_owned()];
+    if role == "worker" {
+        // Required flags a file may leave to the environment of the worker host.
+        for (flag, env) in [("--server", "LTX_SERVE_SERVER"), ("--token", "LTX_SERVE_WORKER_TOKEN")] {
+            if std::env::var_os(env).is_none() {
+                anyhow::bail!("`worker.{}` is required (or {env})", &flag[2..]);
+            }
+        }
+    }
+    let matches = command
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("error: ").trim_end()))?;
+    let (_, sub) = matches.subcommand().expect("a role was given");
+    if role == "serve" {
+        let parsed = Cli::try_parse_from(&argv)?;
+        if let Command::Serve(args) = parsed.command {
+            serve_config(args)?;
+        }
+    }
+    println!("# effective settings of `ltx-serve {role}` with {}", file.display());
+    println!("[{role}]");
+    let role_command = command.find_subcommand(role).expect("a known role");
+    for arg in role_command.get_arguments().filter(|a| a.get_env().is_some() && a.get_long() != Some("config")) {
+        let id = arg.get_id().as_str();
+        let key = arg.get_long().unwrap_or(id).replace('-', "_");
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        let source = match sub.value_source(id) {
+            Some(ValueSource::EnvVariable) if from_file.iter().any(|(e, _)| *e == env) => "file",
+            Some(ValueSource::EnvVariable) => "environment",
+            Some(ValueSource::CommandLine) => "flag",
+            _ => "default",
+        };
+        let value = sub.get_raw(id).and_then(|mut v| v.next()).map(|v| v.to_string_lossy().into_owned());
+        let secret = arg.is_hide_env_values_set();
+        match value {
+            Some(value) => {
+                println!("{key} = {}  # {source}", crate::config_file::toml_value(&crate::config_file::masked(&value, secret)))
+            }
+            None => println!("# {key} is not set"),
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: &str) {
@@ -340,6 +435,34 @@ fn init_logging(format: &str) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     check_ffmpeg()?;
+    let demo_credits = args.demo_credits_usd;
+    let config = serve_config(args)?;
+    let app = Application::build(config).await?;
+    let base = app.base_url();
+    if app.store().count_accounts().await? == 0 {
+        let demo = NewAccount {
+            name: "default".into(),
+            credits: demo_credits,
+            max_concurrent: admin::DEFAULT_MAX_CONCURRENT,
+            max_backlog: admin::DEFAULT_MAX_BACKLOG,
+        };
+        let created = admin::create_account(&*app.store(), demo).await?;
+        let key = created["api_key"].as_str().unwrap_or_default();
+        println!("ltx-serve: created the default account with {demo_credits} of demo credit.");
+        println!("Its API key is shown only this once — keep it:\n\n  export LTX_SERVE_API_KEY='{key}'\n");
+        println!("Try it:\n");
+        println!(
+            "  curl -s {base}{} -H \"Authorization: Bearer $LTX_SERVE_API_KEY\" -H 'Content-Type: application/json' \\\n    -d '{{\"prompt\": \"A lighthouse on a cliff at dusk, waves crashing\", \"num_frames\": 49}}'\n",
+            crate::api::GENERATE_PATH
+        );
+        println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
+    }
+    println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
+    app.run_until_stopped(stop_signal()).await
+}
+
+/// The settings `serve` runs with, checked (what `config check` validates too).
+fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     let mut storage = args.storage;
     if let crate::storage::StorageConfig::S3 { endpoint, .. } = &mut storage {
         endpoint.clone_from(&args.s3_endpoint);
@@ -370,28 +493,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_lora_bytes: args.max_lora_bytes,
         ..ServeConfig::new(PathBuf::new())
     };
-    let app = Application::build(config).await?;
-    let base = app.base_url();
-    if app.store().count_accounts().await? == 0 {
-        let demo = NewAccount {
-            name: "default".into(),
-            credits: args.demo_credits_usd,
-            max_concurrent: admin::DEFAULT_MAX_CONCURRENT,
-            max_backlog: admin::DEFAULT_MAX_BACKLOG,
-        };
-        let created = admin::create_account(&*app.store(), demo).await?;
-        let key = created["api_key"].as_str().unwrap_or_default();
-        println!("ltx-serve: created the default account with {} of demo credit.", args.demo_credits_usd);
-        println!("Its API key is shown only this once — keep it:\n\n  export LTX_SERVE_API_KEY='{key}'\n");
-        println!("Try it:\n");
-        println!(
-            "  curl -s {base}{} -H \"Authorization: Bearer $LTX_SERVE_API_KEY\" -H 'Content-Type: application/json' \\\n    -d '{{\"prompt\": \"A lighthouse on a cliff at dusk, waves crashing\", \"num_frames\": 49}}'\n",
-            crate::api::GENERATE_PATH
-        );
-        println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
-    }
-    println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
-    app.run_until_stopped(stop_signal()).await
+    Ok(config)
 }
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod domain;
 pub mod fetch;
 pub mod media;

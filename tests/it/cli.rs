@@ -165,3 +165,58 @@ async fn poll(client: &reqwest::Client, url: &str, key: &str, done: impl Fn(&Val
 async fn submit(client: &reqwest::Client, base: &str, key: &str, body: Value) -> Value {
     client.post(format!("{base}{GENERATE}")).bearer_auth(key).json(&body).send().await.unwrap().json().await.unwrap()
 }
+
+#[test]
+fn the_example_configuration_is_complete_and_checks() {
+    let example = std::process::Command::new(BIN).args(["config", "example"]).output().unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ltx-serve.example.toml")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&example.stdout),
+        committed,
+        "ltx-serve.example.toml is out of date: regenerate it with `ltx-serve config example > ltx-serve.example.toml`"
+    );
+    let checked = std::process::Command::new(BIN)
+        .args(["config", "check", concat!(env!("CARGO_MANIFEST_DIR"), "/ltx-serve.example.toml")])
+        .env_remove("LTX_SERVE_WORKERS")
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("workers = 1  # default"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_file_sets_what_flags_and_environment_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ltx-serve.toml");
+    std::fs::write(
+        &file,
+        "[serve]\ndemo_credits_usd = \"7\"\nworkers = 0\ndatabase_url = \"postgres://ltx:hunter2@db/ltx\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let checked = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&file)
+        .env("LTX_SERVE_WORKERS", "2")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(printed.contains("database_url = \"postgres://ltx:********@db/ltx\"  # file"), "{printed}");
+    assert!(!printed.contains("hunter2"), "the password is masked");
+    assert!(printed.contains("workers = 2  # environment"), "{printed}");
+    assert!(printed.contains("demo_credits_usd = 7  # file"), "{printed}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[serve]\nworkerz = 1\n").unwrap();
+    let refused = std::process::Command::new(BIN).args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown key `serve.workerz`"));
+
+    // `serve --config`: the file's demo credit and worker count apply; the --listen flag wins over its listen.
+    std::fs::write(&file, "[serve]\ndemo_credits_usd = \"7\"\nworkers = 0\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let mut server = start_server(dir.path(), &["--config", file.to_str().unwrap()]);
+    assert!(server.printed.contains("$7.00 of demo credit"), "{}", server.printed);
+    let ready = reqwest::get(format!("{}/readyz", server.base)).await.unwrap();
+    assert_eq!(ready.status(), 503, "no in-process worker (workers = 0 from the file)");
+    assert!(sigterm(&mut server).success());
+}
