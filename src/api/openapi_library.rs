@@ -36,7 +36,7 @@ pub fn paths() -> Map<String, Value> {
     style_query.extend([
         json!({ "name": "filter", "in": "query", "schema": { "type": "string", "enum": ["all", "user", "community", "krea", "shared", "unapproved", "editor", "gallery", "public"], "default": "all" },
                 "description": "`user`: your own; `public`, `community`, `gallery`: anyone's public ones; `all`: both. This server has no curated or workspace lists." }),
-        json!({ "name": "user", "in": "query", "schema": { "type": "string" }, "description": "Only this owner's styles." }),
+        json!({ "name": "user", "in": "query", "schema": { "type": "string", "format": "uuid" }, "description": "Only this owner's styles." }),
         json!({ "name": "ids", "in": "query", "schema": { "type": "string" }, "description": "Comma-separated style ids." }),
         json!({ "name": "model", "in": "query", "schema": { "type": "string" }, "description": "Styles here are for `ltx-2.3`." }),
         json!({ "name": "liked", "in": "query", "schema": { "type": "boolean", "default": false } }),
@@ -50,9 +50,10 @@ pub fn paths() -> Map<String, Value> {
                     "properties": {
                         "file": { "type": "string", "format": "binary",
                                   "description": format!("The file to upload (JPEG, PNG, WebP, HEIC, MP4, MOV, WebM, GLB, WAV, MP3), told by its bytes. Maximum size: {MAX_ASSET_BYTES} bytes.") },
-                        "description": { "type": "string" }
+                        "description": { "type": "string", "maxLength": 10000 }
                     },
-                    "required": ["file"]
+                    "required": ["file"],
+                    "additionalProperties": false
                 } } } },
                 "responses": auth_errors(json!({
                     "200": ok("Asset uploaded successfully", asset.clone()),
@@ -80,11 +81,12 @@ pub fn paths() -> Map<String, Value> {
                     "type": "object",
                     "properties": {
                         "file": { "type": "string", "format": "binary", "description": "A .safetensors LoRA for the LTX-2.3 transformer (keys diffusion_model.<layer>.lora_A/lora_B.weight)." },
-                        "title": { "type": "string" },
-                        "prompt": { "type": "string" },
+                        "title": { "type": "string", "pattern": "\\S", "maxLength": 200 },
+                        "prompt": { "type": "string", "maxLength": 10000 },
                         "public": { "type": "string", "enum": ["true", "false"], "default": "false" }
                     },
-                    "required": ["file", "title"]
+                    "required": ["file", "title"],
+                    "additionalProperties": false
                 } } } },
                 "responses": auth_errors(json!({
                     "200": ok("The style", style.clone()),

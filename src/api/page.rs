@@ -16,13 +16,13 @@ pub struct Page {
 impl Page {
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Page, ApiError> {
         let limit = match limit {
-            None | Some("") => 100,
+            None => 100,
             Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
                 ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}."))
             })?,
         };
         let before = match cursor {
-            None | Some("") => None,
+            None => None,
             Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
                 ApiError::bad_request("`cursor` must be an RFC 3339 date-time (a `next_cursor` value).")
             })?),

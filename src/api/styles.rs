@@ -134,7 +134,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::parse(params.limit.as_deref(), params.cursor.as_deref())?;
     let filter = match params.filter.as_deref().unwrap_or("all") {
-        "all" | "" => Some(StyleFilter::All),
+        "all" => Some(StyleFilter::All),
         "user" => Some(StyleFilter::Own),
         "public" | "community" | "gallery" => Some(StyleFilter::Public),
         // Krea's curated and workspace lists: this server has none.
@@ -147,11 +147,15 @@ pub async fn list(
         }
     };
     let owner = match params.user.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(text) => Some(Uuid::parse_str(text).map_err(|_| ApiError::bad_request("`user` must be a user id."))?),
     };
     let other_model = params.model.as_deref().is_some_and(|m| !m.is_empty() && m != MODEL);
-    let liked_only = params.liked.as_deref() == Some("true");
+    let liked_only = match params.liked.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("`liked` must be true or false.")),
+    };
     let (Some(filter), false, false) = (filter, other_model, liked_only) else {
         return Ok(Json(page.json(Vec::<Value>::new(), None)));
     };
