@@ -456,6 +456,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             crate::api::GENERATE_PATH
         );
         println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
+        println!("Or open {base}/ in a browser (the playground) and paste the key.\n");
     }
     println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
     app.run_until_stopped(stop_signal()).await

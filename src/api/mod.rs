@@ -14,6 +14,7 @@ pub mod metrics;
 mod openapi;
 mod openapi_library;
 mod page;
+mod playground;
 mod prefer_wait;
 mod request_id;
 mod styles;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/styles", post(styles::upload).layer(uploads).get(styles::list))
         .route("/styles/{id}", get(styles::get).patch(styles::update).delete(styles::delete))
+        .route("/", get(playground::page))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))

@@ -184,7 +184,9 @@ pub fn document(public_url: &str) -> Value {
             "/healthz": { "get": additive(json!({ "summary": "Alive", "security": [], "responses": { "200": { "description": "Alive." } } })) },
             "/readyz": { "get": additive(json!({ "summary": "Store reachable", "security": [],
                 "responses": { "200": { "description": "Ready." }, "503": { "description": "Not ready." } } })) },
-            "/openapi.json": { "get": additive(json!({ "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1." } } })) }
+            "/openapi.json": { "get": additive(json!({ "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3.1." } } })) },
+            "/": { "get": additive(json!({ "summary": "The web playground", "security": [],
+                "responses": { "200": { "description": "An HTML page that uses this API with the key typed into it.", "content": { "text/html": {} } } } })) }
         },
         "components": {
             "securitySchemes": { "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "Bearer",

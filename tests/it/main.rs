@@ -15,6 +15,7 @@ mod media;
 mod openapi;
 mod operations;
 mod pg;
+mod playground;
 mod probe;
 mod storage;
 mod styles;
