@@ -356,6 +356,19 @@ pub struct StylePatch {
     pub cover_url: Option<String>,
 }
 
+impl StylePatch {
+    /// The style with the given fields changed.
+    pub fn apply(self, current: Style) -> Style {
+        Style {
+            title: self.title.or(current.title),
+            public: self.public.unwrap_or(current.public),
+            urls: self.urls.unwrap_or(current.urls),
+            cover_url: self.cover_url.or(current.cover_url),
+            ..current
+        }
+    }
+}
+
 /// Which styles `GET /styles` lists for an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StyleFilter {

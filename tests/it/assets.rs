@@ -80,12 +80,6 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-async fn download(app: &TestApp, url: &str, name: &str) -> std::path::PathBuf {
-    let bytes = app.client.get(url).send().await.unwrap().error_for_status().unwrap().bytes().await.unwrap();
-    let path = app.data_dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uploaded_image_is_an_asset_only_its_account_sees() {
@@ -180,7 +174,7 @@ async fn asset_images_are_the_first_and_last_frames() {
     let done = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body).await)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["request"]["start_image"], start["image_url"], "the job shows the URL it was given");
-    let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "clip.mp4").await;
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "clip.mp4").await;
     let (first, last) = (frame(&video, 0, 64, 36), frame(&video, 16, 64, 36));
     let (warm, cool) = (warm.into_raw(), cool.into_raw());
     assert!(mean_abs_diff(&first, &warm) < 12.0, "first frame is the start image: {}", mean_abs_diff(&first, &warm));
@@ -199,7 +193,7 @@ async fn an_exif_rotated_photo_comes_out_upright() {
     let body = json!({"prompt": "upright", "num_frames": 9, "aspect_ratio": "9:16", "start_image": asset["image_url"]});
     let done = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body).await)).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "upright.mp4").await;
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "upright.mp4").await;
     let (top, bottom) = (pixel(&video, 0, 360, 200), pixel(&video, 0, 360, 1080));
     assert!(top[0] > 150 && top[2] < 90, "the top is red: {top:?}");
     assert!(bottom[2] > 150 && bottom[0] < 90, "the bottom is blue: {bottom:?}");
@@ -235,7 +229,7 @@ async fn other_sites_images_are_fetched_through_the_guard() {
     };
     let done = run(format!("{site}/cat.png")).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "fetched.mp4").await;
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "fetched.mp4").await;
     assert!(mean_abs_diff(&frame(&video, 0, 64, 36), &warm.into_raw()) < 12.0);
     for (path, why) in [("/page", "returned text/html, not an image"), ("/moved", "redirect"), ("/gone", "404")] {
         let failed = run(format!("{site}{path}")).await;

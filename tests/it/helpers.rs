@@ -136,6 +136,14 @@ impl TestApp {
         }
     }
 
+    /// Downloads a result or asset URL into the data dir.
+    pub async fn download(&self, url: &str, name: &str) -> std::path::PathBuf {
+        let bytes = self.client.get(url).send().await.unwrap().error_for_status().unwrap().bytes().await.unwrap();
+        let path = self.data_dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        path
+    }
+
     pub async fn account_view(&self, key: &str) -> Value {
         let (status, body) = self.get(key, "/account").await;
         assert_eq!(status, 200, "{body}");

@@ -3,12 +3,6 @@ use crate::helpers::*;
 use crate::probe::*;
 use serde_json::json;
 
-async fn download(app: &TestApp, url: &str, name: &str) -> std::path::PathBuf {
-    let bytes = app.client.get(url).send().await.unwrap().error_for_status().unwrap().bytes().await.unwrap();
-    let path = app.data_dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_completes_with_the_mp4_it_asked_for() {
@@ -26,7 +20,7 @@ async fn a_request_completes_with_the_mp4_it_asked_for() {
     assert_eq!(result["sandbox"], true);
     assert_eq!(result["seed"], 42);
 
-    let video = download(&app, result["urls"][0].as_str().unwrap(), "out.mp4").await;
+    let video = app.download(result["urls"][0].as_str().unwrap(), "out.mp4").await;
     let probe = ffprobe(&video);
     let v = stream(&probe, "video").expect("a video stream");
     assert_eq!(v["codec_name"], "h264");
@@ -45,7 +39,7 @@ async fn a_request_completes_with_the_mp4_it_asked_for() {
     let (moov, mdat) = (boxes.iter().position(|b| b == "moov"), boxes.iter().position(|b| b == "mdat"));
     assert!(moov.unwrap() < mdat.unwrap(), "not faststart: {boxes:?}");
 
-    let poster = download(&app, result["thumbnail_url"].as_str().unwrap(), "poster.jpg").await;
+    let poster = app.download(result["thumbnail_url"].as_str().unwrap(), "poster.jpg").await;
     let poster = image::open(poster).expect("the poster is an image");
     assert_eq!((poster.width(), poster.height()), (640, 360));
 }
@@ -63,7 +57,7 @@ async fn portrait_silent_clip_has_no_audio_stream() {
     let done = app.wait_terminal(&acct.key, &job_id(&job)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["has_audio"], false);
-    let probe = ffprobe(&download(&app, done["result"]["urls"][0].as_str().unwrap(), "p.mp4").await);
+    let probe = ffprobe(&app.download(done["result"]["urls"][0].as_str().unwrap(), "p.mp4").await);
     let v = stream(&probe, "video").unwrap();
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(720), Some(1280)));
     // 10 frames were asked for; the model makes 8k+1, and the job reports what it made.
@@ -87,7 +81,7 @@ async fn clip_starts_on_start_image_and_ends_on_end_image() {
     // The job echoes a data: image as its type and size, not its bytes.
     let echoed = done["request"]["start_image"].as_str().unwrap();
     assert!(echoed.starts_with("data:image/png;base64,<") && echoed.ends_with(" bytes>"), "{echoed}");
-    let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "se.mp4").await;
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "se.mp4").await;
     let near =
         |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| (i32::from(*g) - i32::from(w)).abs() < 24);
     let first = pixel(&video, 0, 640, 360);
@@ -105,8 +99,8 @@ async fn same_seed_same_video_and_results_support_ranges() {
     let b = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body).await)).await;
     let (url_a, url_b) = (a["result"]["urls"][0].as_str().unwrap(), b["result"]["urls"][0].as_str().unwrap());
     assert_ne!(url_a, url_b, "each job has its own unguessable URL");
-    let va = download(&app, url_a, "a.mp4").await;
-    let vb = download(&app, url_b, "b.mp4").await;
+    let va = app.download(url_a, "a.mp4").await;
+    let vb = app.download(url_b, "b.mp4").await;
     assert_eq!(pixel(&va, 4, 100, 100), pixel(&vb, 4, 100, 100));
 
     // Result files need no key and serve byte ranges (players seek with them).

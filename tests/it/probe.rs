@@ -17,26 +17,29 @@ pub fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
     probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind)
 }
 
-/// The RGB pixel at (x, y) of decoded frame `index`.
-pub fn pixel(path: &Path, index: u32, x: u32, y: u32) -> [u8; 3] {
+/// Decoded frame `index` through the video filter `then`, as raw RGB bytes.
+fn frame_rgb(path: &Path, index: u32, then: &str) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args([
-            "-vf",
-            &format!("select=eq(n\\,{index}),format=rgb24,crop=2:2:{x}:{y}"),
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
+        .args(["-vf", &format!("select=eq(n\\,{index}),{then}"), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .output()
         .expect("ffmpeg runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    [out.stdout[0], out.stdout[1], out.stdout[2]]
+    out.stdout
+}
+
+/// The RGB pixel at (x, y) of decoded frame `index`.
+pub fn pixel(path: &Path, index: u32, x: u32, y: u32) -> [u8; 3] {
+    let rgb = frame_rgb(path, index, &format!("format=rgb24,crop=2:2:{x}:{y}"));
+    [rgb[0], rgb[1], rgb[2]]
+}
+
+/// Decoded frame `index`, scaled to `width`×`height`, as RGB bytes.
+pub fn frame(path: &Path, index: u32, width: u32, height: u32) -> Vec<u8> {
+    let rgb = frame_rgb(path, index, &format!("scale={width}:{height}:flags=area,format=rgb24"));
+    assert_eq!(rgb.len(), (width * height * 3) as usize);
+    rgb
 }
 
 /// Top-level MP4 box names, in order (to check `moov` comes before `mdat`: faststart).
@@ -55,29 +58,6 @@ pub fn top_level_boxes(bytes: &[u8]) -> Vec<String> {
         at += size as usize;
     }
     names
-}
-
-/// Decoded frame `index`, scaled to `width`×`height`, as RGB bytes.
-pub fn frame(path: &Path, index: u32, width: u32, height: u32) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args([
-            "-vf",
-            &format!("select=eq(n\\,{index}),scale={width}:{height}:flags=area,format=rgb24"),
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.stdout.len(), (width * height * 3) as usize);
-    out.stdout
 }
 
 /// Mean absolute difference of two RGB buffers of the same size, 0..255.

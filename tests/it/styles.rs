@@ -138,12 +138,6 @@ async fn a_style_is_private_until_made_public_and_only_its_owner_changes_it() {
     assert_eq!(app.delete(&other.key, &path).await.0, 404, "public is not theirs to delete");
 }
 
-async fn download(app: &TestApp, url: &str, name: &str) -> std::path::PathBuf {
-    let bytes = app.client.get(url).send().await.unwrap().error_for_status().unwrap().bytes().await.unwrap();
-    let path = app.data_dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
-    path
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_style_grades_the_clip_and_stays_while_a_job_uses_it() {
@@ -159,8 +153,8 @@ async fn a_style_grades_the_clip_and_stays_while_a_job_uses_it() {
     let styled = app.wait_terminal(&acct.key, &job_id(&styled)).await;
     let plain = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body(json!([]))).await)).await;
     assert_eq!((styled["status"].as_str(), plain["status"].as_str()), (Some("completed"), Some("completed")), "{styled}");
-    let a = download(&app, styled["result"]["urls"][0].as_str().unwrap(), "styled.mp4").await;
-    let b = download(&app, plain["result"]["urls"][0].as_str().unwrap(), "plain.mp4").await;
+    let a = app.download(styled["result"]["urls"][0].as_str().unwrap(), "styled.mp4").await;
+    let b = app.download(plain["result"]["urls"][0].as_str().unwrap(), "plain.mp4").await;
     assert!(mean_abs_diff(&frame(&a, 4, 64, 36), &frame(&b, 4, 64, 36)) > 3.0, "the style changed the look");
     // The worker received the LoRA file itself.
     let cached: Vec<_> = std::fs::read_dir(app.data_dir.path().join("tmp").join("loras")).unwrap().collect();
@@ -191,7 +185,7 @@ async fn a_remote_worker_gets_the_asset_and_the_lora_through_the_worker_api() {
     });
     let done = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body).await)).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let video = download(&app, done["result"]["urls"][0].as_str().unwrap(), "remote.mp4").await;
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "remote.mp4").await;
     assert!(mean_abs_diff(&frame(&video, 0, 64, 36), &warm.into_raw()) < 12.0, "the asset is the first frame");
     assert_eq!(std::fs::read_dir(scratch.path().join("loras")).unwrap().count(), 1, "the LoRA reached the worker");
     // The worker API's file route needs a worker token.

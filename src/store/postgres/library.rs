@@ -195,13 +195,7 @@ pub async fn update_style(
     patch: StylePatch,
 ) -> StoreResult<Option<Style>> {
     let Some(current) = own_style_for_update(c, account, id).await? else { return Ok(None) };
-    let next = Style {
-        title: patch.title.or(current.title),
-        public: patch.public.unwrap_or(current.public),
-        urls: patch.urls.unwrap_or(current.urls),
-        cover_url: patch.cover_url.or(current.cover_url),
-        ..current
-    };
+    let next = patch.apply(current);
     sqlx::query("UPDATE styles SET title = $2, public = $3, urls = $4, cover_url = $5 WHERE id = $1")
         .bind(id.to_string())
         .bind(&next.title)

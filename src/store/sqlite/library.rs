@@ -170,13 +170,7 @@ pub fn list_styles(conn: &Connection, account: Uuid, q: StyleQuery) -> StoreResu
 
 pub fn update_style(ctx: &mut WriteCtx, account: Uuid, id: Uuid, patch: StylePatch) -> StoreResult<Option<Style>> {
     let Some(current) = own_style(ctx.conn, account, id)? else { return Ok(None) };
-    let next = Style {
-        title: patch.title.or(current.title),
-        public: patch.public.unwrap_or(current.public),
-        urls: patch.urls.unwrap_or(current.urls),
-        cover_url: patch.cover_url.or(current.cover_url),
-        ..current
-    };
+    let next = patch.apply(current);
     ctx.conn
         .execute(
             "UPDATE styles SET title = ?2, public = ?3, urls = ?4, cover_url = ?5 WHERE id = ?1",
