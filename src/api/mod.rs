@@ -99,7 +99,15 @@ async fn around_every_request(
     let id = request.headers().get(request_id::HEADER).cloned().unwrap_or_else(request_id::next);
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
     let timer = metrics::RequestTimer::start(&request);
-    let response = error::with_json_error_body(next.run(request).instrument(span).await);
+    // The access log (debug level: it would be most of the log at load). The path only: no
+    // query string, no headers, so no key or signed link can end up in it.
+    let access = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (request.method().clone(), request.uri().path().to_owned(), std::time::Instant::now()));
+    let response = error::with_json_error_body(next.run(request).instrument(span.clone()).await);
+    if let Some((method, path, started)) = access {
+        let (status, ms) = (response.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
+        span.in_scope(|| tracing::debug!(%method, path, status, ms, "request"));
+    }
     let mut response = timer.finish(response);
     response.headers_mut().insert(request_id::HEADER, id);
     response

@@ -17,6 +17,7 @@ mod operations;
 mod pg;
 mod playground;
 mod probe;
+mod security;
 mod storage;
 mod styles;
 mod store;
