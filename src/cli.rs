@@ -154,6 +154,9 @@ struct ServeArgs {
     /// Largest LoRA file `POST /styles` accepts, in bytes.
     #[arg(long, env = "LTX_SERVE_MAX_LORA_BYTES", default_value_t = 2 << 30)]
     max_lora_bytes: u64,
+    /// Seconds a request body may send nothing before it is cut off with 408.
+    #[arg(long, env = "LTX_SERVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    body_idle_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -492,6 +495,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         max_styles_per_request: args.max_styles_per_request,
         external_image_urls: !args.no_external_image_urls,
         max_lora_bytes: args.max_lora_bytes,
+        body_idle_timeout: Duration::from_secs(args.body_idle_timeout_secs.max(1)),
         ..ServeConfig::new(PathBuf::new())
     };
     Ok(config)

@@ -69,6 +69,9 @@ pub struct ServeConfig {
     pub external_image_urls: bool,
     /// Largest LoRA file `POST /styles` accepts.
     pub max_lora_bytes: u64,
+    /// A request body that sends nothing for this long is cut off (408): a client trickling a
+    /// body cannot hold a connection and its memory forever.
+    pub body_idle_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -99,6 +102,7 @@ impl ServeConfig {
             max_styles_per_request: 4,
             external_image_urls: true,
             max_lora_bytes: 2 << 30,
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 }

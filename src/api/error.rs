@@ -26,6 +26,14 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// A request body that stopped arriving.
+    pub fn body_stalled(idle: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("The request body sent nothing for {} s and was cut off.", idle.as_secs()),
+        )
+    }
     pub fn job_not_found() -> ApiError {
         ApiError::not_found("The job was not found or the client is not authorized to see it.")
     }

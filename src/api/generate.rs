@@ -46,6 +46,30 @@ async fn check_image_source(
     check_resolution(&url, policy).await.map_err(|why| ApiError::bad_request(format!("`{field}` {why}.")))
 }
 
+/// The whole body, refusing more than `max` bytes (413) or a pause longer than `idle` (408).
+async fn read_body(body: Body, max: usize, idle: std::time::Duration) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(ApiError::body_stalled(idle)),
+            Ok(None) => return Ok(bytes),
+            Ok(Some(chunk)) => {
+                let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The request body broke off: {e}.")))?;
+                if bytes.len() + chunk.len() > max {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("The request body is larger than {max} bytes."),
+                    ));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
 /// The job `type` of this endpoint.
 pub const JOB_KIND: &str = "ltx-video-2.3-22b";
 
@@ -69,7 +93,7 @@ pub async fn submit(
     if declared.is_some_and(|len| len > state.config.max_body_bytes as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| too_large())?;
+    let bytes = read_body(body, state.config.max_body_bytes, state.config.body_idle_timeout).await?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
     let options = NormaliseOptions {

@@ -62,7 +62,7 @@ pub async fn upload(
         max_file_bytes: state.config.max_lora_bytes,
         text_fields: &["title", "prompt", "public"],
     };
-    let mut form = read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &spec).await?;
+    let mut form = read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &spec, state.config.body_idle_timeout).await?;
     let title = form.text.remove("title").map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     let title = title.ok_or_else(|| ApiError::bad_request("`title` is required."))?;
     check_title(&title)?;

@@ -7,6 +7,7 @@ use axum::extract::multipart::{Field, Multipart, MultipartRejection};
 use axum::http::{header, HeaderMap, StatusCode};
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Longest text part (a description, a title, a prompt).
@@ -52,6 +53,7 @@ pub async fn read_form(
     multipart: Result<Multipart, MultipartRejection>,
     staging_dir: &Path,
     spec: &FormSpec,
+    idle: Duration,
 ) -> Result<Form, ApiError> {
     let mut multipart = multipart.map_err(|_| {
         ApiError::bad_request(format!(
@@ -73,15 +75,15 @@ pub async fn read_form(
         return Err(too_large(spec));
     }
     let mut form = Form { file: None, text: HashMap::new() };
-    while let Some(field) = multipart.next_field().await.map_err(broken)? {
+    while let Some(field) = within(idle, multipart.next_field()).await? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == spec.file_field {
             if form.file.is_some() {
                 return Err(ApiError::bad_request(format!("Send one `{name}` part, not several.")));
             }
-            form.file = Some(stage(field, staging_dir, spec).await?);
+            form.file = Some(stage(field, staging_dir, spec, idle).await?);
         } else if spec.text_fields.contains(&name.as_str()) {
-            let text = read_text(field, &name).await?;
+            let text = read_text(field, &name, idle).await?;
             form.text.insert(name, text);
         } else {
             let mut known = vec![spec.file_field];
@@ -96,9 +98,20 @@ pub async fn read_form(
     Ok(form)
 }
 
-async fn read_text(mut field: Field<'_>, name: &str) -> Result<String, ApiError> {
+/// One step of reading the body, cut off when the client sends nothing for `idle`.
+async fn within<T>(
+    idle: Duration,
+    step: impl std::future::Future<Output = Result<T, axum::extract::multipart::MultipartError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(idle, step).await {
+        Err(_) => Err(ApiError::body_stalled(idle)),
+        Ok(read) => read.map_err(broken),
+    }
+}
+
+async fn read_text(mut field: Field<'_>, name: &str, idle: Duration) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(broken)? {
+    while let Some(chunk) = within(idle, field.chunk()).await? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() > MAX_TEXT_BYTES {
             return Err(ApiError::bad_request(format!("`{name}` may be at most {MAX_TEXT_BYTES} bytes.")));
@@ -107,7 +120,12 @@ async fn read_text(mut field: Field<'_>, name: &str) -> Result<String, ApiError>
     String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("`{name}` must be UTF-8 text.")))
 }
 
-async fn stage(mut field: Field<'_>, staging_dir: &Path, spec: &FormSpec) -> Result<StagedFile, ApiError> {
+async fn stage(
+    mut field: Field<'_>,
+    staging_dir: &Path,
+    spec: &FormSpec,
+    idle: Duration,
+) -> Result<StagedFile, ApiError> {
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "staging an upload");
         ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_unavailable", "The upload could not be stored.")
@@ -118,7 +136,7 @@ async fn stage(mut field: Field<'_>, staging_dir: &Path, spec: &FormSpec) -> Res
     let mut file = tokio::fs::File::from_std(file);
     let mut size: u64 = 0;
     let mut head = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(broken)? {
+    while let Some(chunk) = within(idle, field.chunk()).await? {
         size += chunk.len() as u64;
         if size > spec.max_file_bytes {
             return Err(too_large(spec));

@@ -18,6 +18,7 @@ mod pg;
 mod playground;
 mod probe;
 mod security;
+mod slow_clients;
 mod storage;
 mod styles;
 mod store;
