@@ -5,6 +5,7 @@ mod backlog;
 mod billing;
 mod cli;
 mod client;
+mod crash;
 mod contract;
 mod events;
 mod fleet;
