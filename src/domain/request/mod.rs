@@ -297,7 +297,7 @@ pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
 
 /// Syntax and address class only; the content is checked when the job runs.
 fn check_image_uri(uri: &str, field: &str, options: &NormaliseOptions) -> Result<(), ValidationError> {
-    if uri.len() > 5 && uri[..5].eq_ignore_ascii_case("data:") {
+    if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
         let Some((mime, bytes)) = decode_data_uri(uri) else {
             return invalid(format!("`{field}` is not a valid data: URI (expected data:image/png;base64,<data>)."));
         };

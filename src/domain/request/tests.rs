@@ -171,6 +171,14 @@ fn images_accept_data_uris_and_null() {
     assert!(err(json!({"prompt": "x", "start_image": big})).contains("at most 1024 bytes"));
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/normalise.rs): a non-ASCII character across byte 5 of an
+/// image string made the `data:` check slice inside it and panic.
+#[test]
+fn an_image_string_with_a_multibyte_character_early_is_refused_not_a_panic() {
+    assert!(err(json!({"prompt": "x", "start_image": "ltn.Κ&&&https:/+ltn"})).contains("`start_image` must be a URI"));
+    assert!(err(json!({"prompt": "x", "end_image": "dataΚ:image/png;base64,AAAA"})).contains("`end_image`"));
+}
+
 #[test]
 fn image_urls_to_private_addresses_are_refused() {
     for url in [
