@@ -17,22 +17,10 @@ struct Owned {
 }
 
 fn lora() -> Vec<u8> {
-    let tensors = [
-        ("diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight", [2u64, 4096u64]),
+    crate::styles::safetensors(&[
+        ("diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight", [2, 4096]),
         ("diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight", [4096, 2]),
-    ];
-    let mut header = serde_json::Map::new();
-    let mut offset = 0;
-    for (key, shape) in tensors {
-        let bytes = shape[0] * shape[1] * 2;
-        header.insert(key.into(), json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + bytes]}));
-        offset += bytes;
-    }
-    let header = serde_json::to_vec(&header).unwrap();
-    let mut file = (header.len() as u64).to_le_bytes().to_vec();
-    file.extend_from_slice(&header);
-    file.resize(file.len() + offset as usize, 0);
-    file
+    ])
 }
 
 async fn call(app: &TestApp, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (u16, String) {

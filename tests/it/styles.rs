@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A safetensors file of zero-filled F16 tensors, `(key, shape)` in order.
-fn safetensors(tensors: &[(&str, [u64; 2])]) -> Vec<u8> {
+pub fn safetensors(tensors: &[(&str, [u64; 2])]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let mut offset = 0;
     for (key, shape) in tensors {
