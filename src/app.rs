@@ -85,6 +85,7 @@ impl Application {
                 crate::fetch::UrlPolicy { allow_private: config.allow_private_urls },
                 Duration::from_secs(20),
             ),
+            lora_cache_bytes: crate::worker::inputs::LORA_CACHE_BYTES,
         };
         let store = self.state.store.clone();
         let (lease_ttl, results) = (config.lease_ttl, self.state.results.clone());

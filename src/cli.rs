@@ -191,6 +191,9 @@ struct WorkerArgs {
     /// Allow input image URLs that point to private networks (loopback, 10/8, 192.168/16, …).
     #[arg(long, env = "LTX_SERVE_ALLOW_PRIVATE_URLS")]
     allow_private_urls: bool,
+    /// Bytes of LoRA files kept cached in the scratch dir (least recently used removed beyond).
+    #[arg(long, env = "LTX_SERVE_LORA_CACHE_BYTES", default_value_t = crate::worker::inputs::LORA_CACHE_BYTES)]
+    lora_cache_bytes: u64,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -525,6 +528,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         scratch_dir,
         engine,
         allow_private_urls: args.allow_private_urls,
+        lora_cache_bytes: args.lora_cache_bytes,
     };
     crate::worker::remote::run(worker, shutdown).await
 }

@@ -47,8 +47,17 @@ pub async fn image(
         .map_err(|why| invalid(field, why))
 }
 
-/// The LoRA files of the job's styles, in request order, fetched into `cache_dir` if not there.
-pub async fn loras(queue: &dyn WorkQueue, item: &WorkItem, cache_dir: &Path) -> Result<Vec<LoraFile>, EngineError> {
+/// How many bytes of LoRA files a worker keeps cached before it removes the least recently used.
+pub const LORA_CACHE_BYTES: u64 = 20 << 30;
+
+/// The LoRA files of the job's styles, in request order, fetched into `cache_dir` if not there;
+/// then the cache is trimmed to `budget` bytes, least recently used first (never this job's).
+pub async fn loras(
+    queue: &dyn WorkQueue,
+    item: &WorkItem,
+    cache_dir: &Path,
+    budget: u64,
+) -> Result<Vec<LoraFile>, EngineError> {
     let mut files = Vec::with_capacity(item.request.styles.len());
     for style in &item.request.styles {
         let Some(input) = item.loras.iter().find(|l| l.style_id == style.id) else {
@@ -72,8 +81,78 @@ pub async fn loras(queue: &dyn WorkQueue, item: &WorkItem, cache_dir: &Path) -> 
                 )
             })?;
             tokio::fs::rename(&partial, &path).await.map_err(io)?;
+        } else if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+            // Used again: the newest in the cache's order of use.
+            let _ = file.set_modified(std::time::SystemTime::now());
         }
         files.push(LoraFile { style_id: style.id.clone(), strength: style.strength, path });
     }
+    if !files.is_empty() {
+        let (dir, keep) = (cache_dir.to_owned(), files.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
+        match tokio::task::spawn_blocking(move || trim_cache(&dir, budget, &keep)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "LoRA cache trimmed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not trim the LoRA cache"),
+            Err(e) => tracing::warn!(error = %e, "could not trim the LoRA cache"),
+        }
+    }
     Ok(files)
+}
+
+/// Removes the least recently used `.safetensors` files of `dir` until the rest fit in `budget`
+/// bytes, never one of `keep`. Returns how many it removed.
+pub fn trim_cache(dir: &Path, budget: u64, keep: &[std::path::PathBuf]) -> std::io::Result<usize> {
+    let mut cached = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let meta = entry.metadata()?;
+            cached.push((meta.modified()?, meta.len(), path));
+        }
+    }
+    let mut total: u64 = cached.iter().map(|(_, len, _)| len).sum();
+    cached.sort(); // oldest use first
+    let mut removed = 0;
+    for (_, len, path) in cached {
+        if total <= budget {
+            break;
+        }
+        if keep.contains(&path) {
+            continue;
+        }
+        std::fs::remove_file(&path)?;
+        total -= len;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn cached(dir: &Path, name: &str, bytes: usize, age_secs: u64) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        let file = std::fs::File::options().append(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(age_secs)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_least_recently_used_loras_go_first_and_the_jobs_own_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let oldest = cached(dir.path(), "a.safetensors", 100, 300);
+        let old = cached(dir.path(), "b.safetensors", 100, 200);
+        let recent = cached(dir.path(), "c.safetensors", 100, 100);
+        let partial = cached(dir.path(), "d.safetensors.partial-1", 1000, 400);
+        // 300 bytes cached, 250 allowed: the oldest goes.
+        assert_eq!(trim_cache(dir.path(), 250, &[]).unwrap(), 1);
+        assert!(!oldest.exists() && old.exists() && recent.exists() && partial.exists());
+        // 100 allowed, but the job uses `old`: only `recent` can go, and it does.
+        assert_eq!(trim_cache(dir.path(), 100, &[old.clone()]).unwrap(), 1);
+        assert!(old.exists() && !recent.exists());
+        assert_eq!(trim_cache(dir.path(), 0, &[old.clone()]).unwrap(), 0, "what a job uses is never removed");
+    }
 }

@@ -183,6 +183,8 @@ pub struct RemoteWorker {
     pub engine: Arc<dyn Engine>,
     /// Input image URLs may point to private networks.
     pub allow_private_urls: bool,
+    /// Bytes of LoRA files kept cached on this host.
+    pub lora_cache_bytes: u64,
 }
 
 /// Runs until `shutdown` fires, then hands running jobs back.
@@ -199,6 +201,7 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
             crate::fetch::UrlPolicy { allow_private: worker.allow_private_urls },
             Duration::from_secs(20),
         ),
+        lora_cache_bytes: worker.lora_cache_bytes,
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());
     let queue = move |i: usize| -> Arc<dyn WorkQueue> {

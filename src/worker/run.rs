@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     pub scratch_dir: PathBuf,
     /// Fetches input images from other sites (a `fetch::guarded_client`).
     pub image_client: reqwest::Client,
+    /// Bytes of LoRA files kept in `<scratch>/loras` (least recently used removed beyond it).
+    pub lora_cache_bytes: u64,
 }
 
 /// How long one wait for work lasts before the loop looks at shutdown again (a long poll for
@@ -194,7 +196,7 @@ async fn prepare_and_render(
         Some(uri) => Some(inputs::image(queue, client, &scratch, "end_image", uri, (w, h)).await?),
         None => None,
     };
-    let loras = inputs::loras(queue, &item, &config.scratch_dir.join("loras")).await?;
+    let loras = inputs::loras(queue, &item, &config.scratch_dir.join("loras"), config.lora_cache_bytes).await?;
     let spec = RenderSpec {
         prompt: item.request.prompt.clone(),
         seed: item.seed,

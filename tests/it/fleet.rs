@@ -31,6 +31,7 @@ pub fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) ->
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
         engine: Arc::new(PreviewEngine { sampling_time: Duration::from_millis(sampling_ms) }),
         allow_private_urls: true,
+        lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
     }
 }
 

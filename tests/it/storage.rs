@@ -75,6 +75,7 @@ async fn results_go_to_s3_and_links_are_presigned() {
             sampling_time: Duration::ZERO,
         }),
         allow_private_urls: true,
+        lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
     };
     let running = tokio::spawn(ltx_serve::worker::remote::run(worker, stop.clone()));
 
