@@ -420,7 +420,10 @@ fn config_check(file: &std::path::Path, role: &str) -> anyhow::Result<()> {
         let secret = arg.is_hide_env_values_set();
         match value {
             Some(value) => {
-                println!("{key} = {}  # {source}", crate::config_file::toml_value(&crate::config_file::masked(&value, secret)))
+                println!(
+                    "{key} = {}  # {source}",
+                    crate::config_file::toml_value(&crate::config_file::masked(&value, secret))
+                )
             }
             None => println!("# {key} is not set"),
         }

@@ -19,7 +19,10 @@ pub fn settings(path: &Path, role: &str, cli: &Command) -> Result<Vec<(String, S
 pub fn parse(text: &str, role: &str, cli: &Command) -> Result<Vec<(String, String)>, String> {
     let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
     if let Some(other) = table.keys().find(|k| !ROLES.contains(&k.as_str())) {
-        return Err(format!("unknown table `[{other}]` (the tables are {})", ROLES.map(|r| format!("[{r}]")).join(", ")));
+        return Err(format!(
+            "unknown table `[{other}]` (the tables are {})",
+            ROLES.map(|r| format!("[{r}]")).join(", ")
+        ));
     }
     let Some(section) = table.get(role) else { return Ok(Vec::new()) };
     let section = section.as_table().ok_or_else(|| format!("`{role}` must be a table ([{role}])"))?;
@@ -51,7 +54,9 @@ pub fn apply_from_args(args: &[std::ffi::OsString], cli: &Command) -> Result<(),
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let Some(role) = args.get(1).filter(|r| ROLES.contains(&r.as_str())) else { return Ok(()) };
     let from_flag = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--config=").map(str::to_owned).or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+        a.strip_prefix("--config=")
+            .map(str::to_owned)
+            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
     });
     let Some(path) = from_flag.or_else(|| std::env::var("LTX_SERVE_CONFIG").ok()) else { return Ok(()) };
     for (env, value) in settings(Path::new(&path), role, cli)? {
@@ -125,7 +130,9 @@ mod tests {
         Command::new("ltx-serve")
             .subcommand(
                 Command::new("serve")
-                    .arg(clap::Arg::new("listen").long("listen").env("LTX_SERVE_LISTEN").default_value("127.0.0.1:8080"))
+                    .arg(
+                        clap::Arg::new("listen").long("listen").env("LTX_SERVE_LISTEN").default_value("127.0.0.1:8080"),
+                    )
                     .arg(clap::Arg::new("workers").long("workers").env("LTX_SERVE_WORKERS").default_value("1"))
                     .arg(
                         clap::Arg::new("allow_private_urls")

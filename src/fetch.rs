@@ -122,7 +122,8 @@ pub async fn fetch_image(client: &reqwest::Client, url: &str, max: u64) -> Resul
         return Err(format!("the URL answered {status}"));
     }
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if let Some(kind) = content_type.filter(|t| !t.starts_with("image/") && !t.starts_with("application/octet-stream")) {
+    if let Some(kind) = content_type.filter(|t| !t.starts_with("image/") && !t.starts_with("application/octet-stream"))
+    {
         return Err(format!("the URL returned {kind}, not an image"));
     }
     if response.content_length().is_some_and(|n| n > max) {

@@ -78,7 +78,9 @@ pub async fn upload(
     headers: axum::http::HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut form = read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &FORM, state.config.body_idle_timeout).await?;
+    let mut form =
+        read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &FORM, state.config.body_idle_timeout)
+            .await?;
     let file = form.file.take().ok_or_else(|| ApiError::bad_request("`file` is required."))?;
     let kind = sniff(&file.head).ok_or_else(|| {
         ApiError::bad_request(format!(

@@ -15,12 +15,13 @@ pub struct Page {
 
 impl Page {
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Page, ApiError> {
-        let limit = match limit {
-            None => 100,
-            Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}."))
-            })?,
-        };
+        let limit =
+            match limit {
+                None => 100,
+                Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_LIMIT}."))
+                })?,
+            };
         let before = match cursor {
             None => None,
             Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {

@@ -9,7 +9,7 @@ use super::page::Page;
 use super::upload::{read_form, FormSpec, StagedFile};
 use super::AppState;
 use crate::domain::lora::{self, LoraSummary};
-use crate::store::{Style, StyleDeleteRefusal, StyleFilter, StylePatch, StyleQuery, StoreError};
+use crate::store::{StoreError, Style, StyleDeleteRefusal, StyleFilter, StylePatch, StyleQuery};
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -62,7 +62,9 @@ pub async fn upload(
         max_file_bytes: state.config.max_lora_bytes,
         text_fields: &["title", "prompt", "public"],
     };
-    let mut form = read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &spec, state.config.body_idle_timeout).await?;
+    let mut form =
+        read_form(&headers, multipart, &state.config.data_dir.join("tmp"), &spec, state.config.body_idle_timeout)
+            .await?;
     let title = form.text.remove("title").map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     let title = title.ok_or_else(|| ApiError::bad_request("`title` is required."))?;
     check_title(&title)?;
@@ -202,7 +204,9 @@ fn url_value(value: &Value, field: &str) -> Result<String, ApiError> {
     let ok = text.len() <= MAX_URL_CHARS
         && url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !ok {
-        return Err(ApiError::bad_request(format!("`{field}`: `{text}` is not an http(s) URL of at most {MAX_URL_CHARS} characters.")));
+        return Err(ApiError::bad_request(format!(
+            "`{field}`: `{text}` is not an http(s) URL of at most {MAX_URL_CHARS} characters."
+        )));
     }
     Ok(text.to_owned())
 }
@@ -260,7 +264,9 @@ pub async fn delete(
             state.results.delete_file(&style.file_key).await;
             Ok(Json(json!({ "success": true, "message": "Style deleted." })))
         }
-        Err(StyleDeleteRefusal::NotFound) => Err(ApiError::not_found("The style was not found or you are not its owner.")),
+        Err(StyleDeleteRefusal::NotFound) => {
+            Err(ApiError::not_found("The style was not found or you are not its owner."))
+        }
         Err(StyleDeleteRefusal::InUse { jobs }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "style_in_use",

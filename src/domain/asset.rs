@@ -83,8 +83,8 @@ pub const ACCEPTED: &str = "JPEG, PNG, WebP, HEIC, MP4, MOV, WebM, GLB, WAV or M
 const HEIC_BRANDS: [&[u8; 4]; 8] = [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"];
 /// Brands of MP4 video (AVIF, audio-only M4A and the like are not among Krea's kinds).
 const MP4_BRANDS: [&[u8; 4]; 14] = [
-    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"dash", b"M4V ", b"mmp4", b"MSNV",
-    b"XAVC",
+    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"dash", b"M4V ", b"mmp4",
+    b"MSNV", b"XAVC",
 ];
 
 /// The kind of file whose first bytes are `head` (at least `SNIFF_BYTES` of them when the file

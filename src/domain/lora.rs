@@ -289,16 +289,13 @@ pub mod tests {
                 safetensors(&[("lora_unet_blocks_0_attn.lora_down.weight", [4, 4096])]),
                 "`lora_unet_blocks_0_attn.lora_down.weight` is not a LoRA weight for LTX-2.3",
             ),
-            (safetensors(&[(Q_A, [4, 4096])]), "`diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight` is missing"),
+            (
+                safetensors(&[(Q_A, [4, 4096])]),
+                "`diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight` is missing",
+            ),
             (safetensors(&[(Q_A, [4, 4096]), (Q_B, [2048, 4])]), "needs [4096, rank]"),
             (safetensors(&[(Q_A, [4, 3072]), (Q_B, [4096, 4])]), "needs [rank, 4096]"),
-            (
-                safetensors(&[
-                    (Q_A, [4, 4096]),
-                    (Q_B, [4096, 8]),
-                ]),
-                "one LoRA has one rank",
-            ),
+            (safetensors(&[(Q_A, [4, 4096]), (Q_B, [4096, 8])]), "one LoRA has one rank"),
             (
                 safetensors(&[("diffusion_model.transformer_blocks.60.attn1.to_q.lora_A.weight", [4, 4096])]),
                 "has no layer `transformer_blocks.60.attn1.to_q`",

@@ -133,9 +133,7 @@ impl ResultStorage {
             ResultStorage::Local { files, .. } => {
                 let to = files.library_path(key);
                 let from = from.to_owned();
-                tokio::task::spawn_blocking(move || local::put_file(&from, &to))
-                    .await
-                    .map_err(std::io::Error::other)?
+                tokio::task::spawn_blocking(move || local::put_file(&from, &to)).await.map_err(std::io::Error::other)?
             }
             ResultStorage::S3 { bucket, .. } => bucket.upload(from, &library_key(key), content_type).await,
         }

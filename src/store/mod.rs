@@ -51,8 +51,12 @@ pub trait Library: Send + Sync + 'static {
     /// The asset stored under `file_key`, whoever owns it (resolving an image URL).
     async fn asset_by_file(&self, file_key: String) -> StoreResult<Option<Asset>>;
     /// Newest first.
-    async fn list_assets(&self, account_id: Uuid, before: Option<time::OffsetDateTime>, limit: u32)
-        -> StoreResult<Vec<Asset>>;
+    async fn list_assets(
+        &self,
+        account_id: Uuid,
+        before: Option<time::OffsetDateTime>,
+        limit: u32,
+    ) -> StoreResult<Vec<Asset>>;
     /// Returns the deleted asset (its file is the caller's to remove).
     async fn delete_asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
 

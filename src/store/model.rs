@@ -394,5 +394,7 @@ pub struct StyleQuery {
 pub enum StyleDeleteRefusal {
     NotFound,
     /// Unfinished jobs still use it.
-    InUse { jobs: u64 },
+    InUse {
+        jobs: u64,
+    },
 }

@@ -30,8 +30,7 @@ pub async fn image(
 ) -> Result<RgbImage, EngineError> {
     let bytes = if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
         decode_data_uri(uri).map(|(_, bytes)| bytes).ok_or_else(|| invalid(field, "it is not a base64 data: URI"))?
-    } else if let Some(key) = uri.strip_prefix(&queue.kept_files_url()).filter(|_| !queue.kept_files_url().is_empty())
-    {
+    } else if let Some(key) = uri.strip_prefix(&queue.kept_files_url()).filter(|_| !queue.kept_files_url().is_empty()) {
         let staged = scratch.join(format!("{field}.input"));
         queue
             .fetch_kept_file(key, &staged, MAX_ASSET_BYTES)

@@ -2,9 +2,9 @@
 //! the store; `ltx-serve worker` runs them on another host through the internal worker API.
 pub mod engine;
 pub mod engines;
+pub mod inputs;
 pub mod queue;
 pub mod remote;
-pub mod inputs;
 mod run;
 
 pub use run::{spawn_workers, worker_loop, WorkerConfig};

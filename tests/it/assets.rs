@@ -80,7 +80,6 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uploaded_image_is_an_asset_only_its_account_sees() {
     let app = TestApp::start().await;
@@ -233,7 +232,10 @@ async fn other_sites_images_are_fetched_through_the_guard() {
     assert!(mean_abs_diff(&frame(&video, 0, 64, 36), &warm.into_raw()) < 12.0);
     for (path, why) in [("/page", "returned text/html, not an image"), ("/moved", "redirect"), ("/gone", "404")] {
         let failed = run(format!("{site}{path}")).await;
-        assert_eq!((failed["status"].as_str(), failed["error"]["code"].as_str()), (Some("failed"), Some("invalid_input")));
+        assert_eq!(
+            (failed["status"].as_str(), failed["error"]["code"].as_str()),
+            (Some("failed"), Some("invalid_input"))
+        );
         let message = failed["error"]["message"].as_str().unwrap();
         assert!(message.starts_with("`start_image` could not be used") && message.contains(why), "{message}");
     }

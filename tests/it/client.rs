@@ -115,11 +115,8 @@ async fn on_a_terminal_generate_draws_a_progress_bar() {
     let acct = app.account("5").await;
     let out = app.data_dir.path().join("tty.mp4");
     // `script` runs the client in a pseudo-terminal, as a person would.
-    let command = format!(
-        "{BIN} generate --server {} --prompt 'on a tty' --num-frames 9 --out {}",
-        app.base,
-        out.display()
-    );
+    let command =
+        format!("{BIN} generate --server {} --prompt 'on a tty' --num-frames 9 --out {}", app.base, out.display());
     let output = tokio::process::Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .env("LTX_SERVE_API_KEY", &acct.key)

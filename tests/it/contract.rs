@@ -22,7 +22,11 @@ async fn schemathesis_finds_no_contract_violation() {
         .await
         .expect("schemathesis runs");
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "schemathesis found contract violations:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "schemathesis found contract violations:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Found by schemathesis: an empty `cursor` or `limit` was taken as "not given", though the

@@ -100,11 +100,16 @@ async fn twenty_sigkills_during_submits_lose_nothing_and_duplicate_nothing() {
     }
     assert_eq!(jobs.len(), acknowledged.len(), "one job per submit: none twice, none unaccounted for");
 
-    let account: Value = client.get(format!("{base}/account")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let account: Value =
+        client.get(format!("{base}/account")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     let charged: i64 = jobs.iter().filter(|j| j["status"] == "completed").map(|j| usd(&j["price_usd"])).sum();
     let held: i64 = jobs.iter().filter(|j| j["completed_at"].is_null()).map(|j| usd(&j["price_usd"])).sum();
     assert_eq!(usd(&account["balance_usd"]), 1_000_000_000 - charged, "balance = credit − completed prices: {account}");
     assert_eq!(usd(&account["held_usd"]), held, "holds = prices of unfinished jobs: {account}");
-    println!("{} submits acknowledged across 20 SIGKILLs; {} completed", acknowledged.len(), jobs.iter().filter(|j| j["status"] == "completed").count());
+    println!(
+        "{} submits acknowledged across 20 SIGKILLs; {} completed",
+        acknowledged.len(),
+        jobs.iter().filter(|j| j["status"] == "completed").count()
+    );
     assert!(crate::cli::sigterm(&mut server).success());
 }

@@ -3,7 +3,6 @@ use crate::helpers::*;
 use crate::probe::*;
 use serde_json::json;
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_completes_with_the_mp4_it_asked_for() {
     let app = TestApp::start().await;

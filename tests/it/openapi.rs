@@ -119,5 +119,8 @@ async fn assets_and_styles_have_kreas_shapes() {
     }
     let patch = &krea["paths"]["/styles/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"];
     let ours = &doc["paths"]["/styles/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"];
-    assert_eq!(ours["properties"].as_object().unwrap().keys().collect::<Vec<_>>(), patch["properties"].as_object().unwrap().keys().collect::<Vec<_>>());
+    assert_eq!(
+        ours["properties"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        patch["properties"].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
 }

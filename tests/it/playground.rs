@@ -36,7 +36,8 @@ async fn a_clip_made_in_the_playground_plays_to_the_end_in_chromium() {
         .arg("playground.mjs")
         .args([&app.base, &acct.key, image.to_str().unwrap(), screenshot.to_str().unwrap()])
         .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(180), run).await.expect("the browser run ends").unwrap();
+    let output =
+        tokio::time::timeout(std::time::Duration::from_secs(180), run).await.expect("the browser run ends").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let summary: Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -22,7 +22,17 @@ fn frame_rgb(path: &Path, index: u32, then: &str) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-vf", &format!("select=eq(n\\,{index}),{then}"), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-vf",
+            &format!("select=eq(n\\,{index}),{then}"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .expect("ffmpeg runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

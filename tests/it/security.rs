@@ -34,7 +34,8 @@ async fn call(app: &TestApp, key: Option<&str>, method: Method, path: &str, body
     let response = request.timeout(Duration::from_secs(10)).send().await.unwrap();
     let status = response.status().as_u16();
     // An event stream of a job never ends by itself; its first bytes are enough here.
-    let text = if response.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream")) {
+    let text = if response.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"))
+    {
         String::new()
     } else {
         response.text().await.unwrap_or_default()
@@ -64,7 +65,8 @@ async fn every_endpoint_refuses_strangers_and_shows_nothing_of_another_account()
     let revoked_key = revoked["api_key"].as_str().unwrap().to_owned();
     ltx_serve::admin::revoke_key(&*app.store, revoked["key_id"].as_str().unwrap().parse().unwrap()).await.unwrap();
 
-    let asset = upload_ok(&app, &owner.key, encode(&quadrants(8, 8, [[1, 2, 3]; 4]), image::ImageFormat::Png), "a.png").await;
+    let asset =
+        upload_ok(&app, &owner.key, encode(&quadrants(8, 8, [[1, 2, 3]; 4]), image::ImageFormat::Png), "a.png").await;
     let form = Form::new().part("file", Part::bytes(lora()).file_name("s.safetensors")).text("title", "mine");
     let (status, style) = upload(&app, Some(&owner.key), "/styles", form).await;
     assert_eq!(status, 200, "{style}");
@@ -94,7 +96,12 @@ async fn every_endpoint_refuses_strangers_and_shows_nothing_of_another_account()
         (Method::PATCH, format!("/styles/{}", owned.style), Some(json!({"public": true})), 404),
         (Method::DELETE, format!("/styles/{}", owned.style), None, 404),
         (Method::POST, GENERATE.into(), Some(json!({"prompt": "x", "start_image": owned.asset_url})), 400),
-        (Method::POST, GENERATE.into(), Some(json!({"prompt": "x", "styles": [{"id": owned.style, "strength": 1}]})), 400),
+        (
+            Method::POST,
+            GENERATE.into(),
+            Some(json!({"prompt": "x", "styles": [{"id": owned.style, "strength": 1}]})),
+            400,
+        ),
     ];
     for (method, path, body, theirs) in &endpoints {
         for (who, key) in [("no key", None), ("a revoked key", Some(revoked_key.as_str()))] {
@@ -161,7 +168,11 @@ async fn keys_and_tokens_never_reach_the_logs() {
     let wrong = format!("{}:{}", key.split_once(':').unwrap().0, "not-the-secret-at-all");
     for presented in [key.as_str(), wrong.as_str(), "garbage"] {
         let _ = client.get(format!("{base}/account")).bearer_auth(presented).send().await.unwrap();
-        let _ = client.get(format!("{base}/jobs?cursor=bad")).header("Authorization", format!("Key {presented}")).send().await;
+        let _ = client
+            .get(format!("{base}/jobs?cursor=bad"))
+            .header("Authorization", format!("Key {presented}"))
+            .send()
+            .await;
     }
     let worker = client.get(format!("{base}/internal/v1/hello")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(worker.status(), 401, "an API key is not a worker token");

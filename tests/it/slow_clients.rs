@@ -33,7 +33,9 @@ async fn stalled_bodies_get_408_and_do_not_starve_others() {
             stalled(&addr, &acct.key, GENERATE, "application/json", "{\"prompt\": \"slo").await
         } else {
             let boundary = "XyZ";
-            let part = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\u{89}PNG");
+            let part = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\u{89}PNG"
+            );
             stalled(&addr, &acct.key, "/assets", &format!("multipart/form-data; boundary={boundary}"), &part).await
         };
         hanging.push(stream);
@@ -42,7 +44,8 @@ async fn stalled_bodies_get_408_and_do_not_starve_others() {
     let quick_client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let health = quick_client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let job = quick_client.post(app.url(GENERATE)).bearer_auth(&acct.key).json(&quick("not starved")).send().await.unwrap();
+    let job =
+        quick_client.post(app.url(GENERATE)).bearer_auth(&acct.key).json(&quick("not starved")).send().await.unwrap();
     assert_eq!(job.status(), 200);
 
     for stream in hanging {
@@ -52,6 +55,8 @@ async fn stalled_bodies_get_408_and_do_not_starve_others() {
     }
     // Nothing half-uploaded was kept.
     assert_eq!(app.get(&acct.key, "/assets").await.1["items"], serde_json::json!([]));
-    let staged = std::fs::read_dir(app.data_dir.path().join("tmp")).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("upload-")).count()).unwrap_or(0);
+    let staged = std::fs::read_dir(app.data_dir.path().join("tmp"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("upload-")).count())
+        .unwrap_or(0);
     assert_eq!(staged, 0);
 }

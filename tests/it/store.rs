@@ -493,7 +493,10 @@ async fn styles_are_seen_by_their_owner_or_when_public_and_changed_only_by_the_o
     let patch = StylePatch { title: Some("film noir".into()), public: Some(true), ..Default::default() };
     assert_eq!(store.update_style(other.id, public.id, patch.clone()).await.unwrap(), None, "public is not theirs");
     let changed = store.update_style(owner.id, private.id, patch).await.unwrap().unwrap();
-    assert_eq!((changed.title.as_deref(), changed.public, changed.prompt.as_str()), (Some("film noir"), true, "in the style of noir"));
+    assert_eq!(
+        (changed.title.as_deref(), changed.public, changed.prompt.as_str()),
+        (Some("film noir"), true, "in the style of noir")
+    );
     assert_eq!(store.style(other.id, private.id).await.unwrap(), Some(changed), "now public");
     assert_eq!(ids(store.styles_by_id(vec![theirs.id, Uuid::new_v4()]).await.unwrap()), vec![theirs.id]);
 }

@@ -15,7 +15,8 @@ pub fn safetensors(tensors: &[(&str, [u64; 2])]) -> Vec<u8> {
     let mut offset = 0;
     for (key, shape) in tensors {
         let bytes = shape[0] * shape[1] * 2;
-        header.insert(key.to_string(), json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + bytes]}));
+        header
+            .insert(key.to_string(), json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + bytes]}));
         offset += bytes;
     }
     let header = serde_json::to_vec(&header).unwrap();
@@ -52,7 +53,8 @@ async fn style_ok(app: &TestApp, key: &str) -> Value {
 }
 
 async fn patch(app: &TestApp, key: &str, id: &str, body: Value) -> (u16, Value) {
-    let response = app.client.patch(app.url(&format!("/styles/{id}"))).bearer_auth(key).json(&body).send().await.unwrap();
+    let response =
+        app.client.patch(app.url(&format!("/styles/{id}"))).bearer_auth(key).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -78,8 +80,14 @@ async fn a_valid_lora_becomes_a_style_and_a_bad_one_is_refused_naming_the_proble
             safetensors(&[("lora_unet_down_blocks_0.lora_down.weight", [4, 4096])]),
             "`lora_unet_down_blocks_0.lora_down.weight` is not a LoRA weight for LTX-2.3",
         ),
-        (safetensors(&[(Q_A, [4, 4096])]), "`diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight` is missing"),
-        (safetensors(&[(Q_A, [4, 4096]), (Q_B, [3072, 4])]), "has shape [3072, 4]; layer `transformer_blocks.0.attn1.to_q` needs [4096, rank]"),
+        (
+            safetensors(&[(Q_A, [4, 4096])]),
+            "`diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight` is missing",
+        ),
+        (
+            safetensors(&[(Q_A, [4, 4096]), (Q_B, [3072, 4])]),
+            "has shape [3072, 4]; layer `transformer_blocks.0.attn1.to_q` needs [4096, rank]",
+        ),
         (truncated_header, "the file is truncated"),
         (huge_header, "claims 1099511627776 bytes"),
         (b"tiny".to_vec(), "too short to be a safetensors file"),
@@ -109,7 +117,12 @@ async fn a_style_is_private_until_made_public_and_only_its_owner_changes_it() {
     assert_eq!(app.delete(&other.key, &path).await.0, 404);
     assert_error(app.submit(&other.key, use_it.clone()).await, 400, &format!("no style `{id}` is available")).await;
 
-    assert_error(app.client.patch(app.url(&path)).bearer_auth(&owner.key).json(&json!({})).send().await.unwrap(), 400, "No valid fields").await;
+    assert_error(
+        app.client.patch(app.url(&path)).bearer_auth(&owner.key).json(&json!({})).send().await.unwrap(),
+        400,
+        "No valid fields",
+    )
+    .await;
     let (status, body) = patch(&app, &owner.key, id, json!({"likes": 3})).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Unknown field `likes`"));
@@ -123,7 +136,10 @@ async fn a_style_is_private_until_made_public_and_only_its_owner_changes_it() {
     .await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!((changed["public"].clone(), changed["title"].clone()), (json!(true), json!("film noir")));
-    assert_eq!((changed["urls"].clone(), changed["prompt"].clone()), (json!(["https://cdn.example/a.jpg"]), style["prompt"].clone()));
+    assert_eq!(
+        (changed["urls"].clone(), changed["prompt"].clone()),
+        (json!(["https://cdn.example/a.jpg"]), style["prompt"].clone())
+    );
 
     assert_eq!(app.get(&other.key, &path).await, (200, changed.clone()));
     assert_eq!(app.get(&other.key, "/styles?filter=public").await.1["items"], json!([changed]));
@@ -138,7 +154,6 @@ async fn a_style_is_private_until_made_public_and_only_its_owner_changes_it() {
     assert_eq!(app.delete(&other.key, &path).await.0, 404, "public is not theirs to delete");
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_style_grades_the_clip_and_stays_while_a_job_uses_it() {
     let app = TestApp::start_with(|c| c.preview_sampling_time = Duration::from_millis(1500)).await;
@@ -152,7 +167,11 @@ async fn a_style_grades_the_clip_and_stays_while_a_job_uses_it() {
     assert_eq!((status, refused["code"].as_str()), (409, Some("style_in_use")), "{refused}");
     let styled = app.wait_terminal(&acct.key, &job_id(&styled)).await;
     let plain = app.wait_terminal(&acct.key, &job_id(&app.submit_ok(&acct.key, body(json!([]))).await)).await;
-    assert_eq!((styled["status"].as_str(), plain["status"].as_str()), (Some("completed"), Some("completed")), "{styled}");
+    assert_eq!(
+        (styled["status"].as_str(), plain["status"].as_str()),
+        (Some("completed"), Some("completed")),
+        "{styled}"
+    );
     let a = app.download(styled["result"]["urls"][0].as_str().unwrap(), "styled.mp4").await;
     let b = app.download(plain["result"]["urls"][0].as_str().unwrap(), "plain.mp4").await;
     assert!(mean_abs_diff(&frame(&a, 4, 64, 36), &frame(&b, 4, 64, 36)) > 3.0, "the style changed the look");
@@ -190,7 +209,8 @@ async fn a_remote_worker_gets_the_asset_and_the_lora_through_the_worker_api() {
     assert_eq!(std::fs::read_dir(scratch.path().join("loras")).unwrap().count(), 1, "the LoRA reached the worker");
     // The worker API's file route needs a worker token.
     let file_key = format!("styles/{}", "0".repeat(32));
-    let anonymous = app.client.get(app.url(&format!("/internal/v1/files/{file_key}.safetensors"))).send().await.unwrap();
+    let anonymous =
+        app.client.get(app.url(&format!("/internal/v1/files/{file_key}.safetensors"))).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
     stop.cancel();
     running.await.unwrap().unwrap();

@@ -8,8 +8,7 @@ use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const ASSET_COLUMNS: &str =
-    "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
+const ASSET_COLUMNS: &str = "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
 
 fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
     Ok(Asset {

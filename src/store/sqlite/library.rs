@@ -8,8 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const ASSET_COLUMNS: &str =
-    "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
+const ASSET_COLUMNS: &str = "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
 
 fn asset_from_row(r: &Row) -> rusqlite::Result<Asset> {
     Ok(Asset {
@@ -163,8 +162,7 @@ pub fn list_styles(conn: &Connection, account: Uuid, q: StyleQuery) -> StoreResu
         .map_err(sql_err)?;
     let before = q.before.map(to_us).unwrap_or(i64::MAX);
     let owner = q.owner.map(|o| o.to_string());
-    let rows =
-        stmt.query_map(params![account.to_string(), before, owner, q.limit], style_from_row).map_err(sql_err)?;
+    let rows = stmt.query_map(params![account.to_string(), before, owner, q.limit], style_from_row).map_err(sql_err)?;
     rows.collect::<Result<_, _>>().map_err(sql_err)
 }
 
