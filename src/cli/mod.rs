@@ -14,6 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod admin_command;
+mod config_check;
+
+use admin_command::{admin, AdminArgs};
+
 #[derive(Parser)]
 #[command(name = "ltx-serve", version, about = "Krea-compatible LTX-2.3 generation API")]
 struct Cli {
@@ -199,125 +204,6 @@ struct WorkerArgs {
     log_format: String,
 }
 
-#[derive(Args)]
-struct AdminArgs {
-    /// The data dir of the server to manage.
-    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
-    data_dir: PathBuf,
-    /// PostgreSQL URL of the fleet's store (instead of the SQLite file in --data-dir).
-    #[arg(long, env = "LTX_SERVE_DATABASE_URL", hide_env_values = true, global = true)]
-    database_url: Option<String>,
-    #[command(subcommand)]
-    command: AdminCommand,
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Accounts.
-    #[command(subcommand)]
-    Account(AccountCommand),
-    /// Credits.
-    #[command(subcommand)]
-    Credits(CreditsCommand),
-    /// API keys.
-    #[command(subcommand)]
-    Key(KeyCommand),
-    /// Concurrency and backlog limits.
-    #[command(subcommand)]
-    Limits(LimitsCommand),
-    /// The account's webhook signing secret.
-    #[command(subcommand)]
-    WebhookSecret(WebhookSecretCommand),
-    /// Tokens that let remote workers (`ltx-serve worker`) take jobs.
-    #[command(subcommand)]
-    WorkerToken(WorkerTokenCommand),
-}
-
-#[derive(Subcommand)]
-enum WorkerTokenCommand {
-    /// Create a worker token (printed once).
-    Create {
-        #[arg(long)]
-        label: Option<String>,
-    },
-    /// Revoke a worker token by its id (the part before the colon).
-    Revoke {
-        #[arg(long)]
-        id: Uuid,
-    },
-}
-
-#[derive(Subcommand)]
-enum WebhookSecretCommand {
-    /// Replace the secret (deliveries from now on are signed with the new one).
-    Rotate {
-        #[arg(long)]
-        account: Uuid,
-    },
-}
-
-#[derive(Subcommand)]
-enum AccountCommand {
-    /// Create an account and its first API key (printed once).
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "0", value_parser = parse_usd)]
-        credits_usd: MicroUsd,
-        #[arg(long, default_value_t = admin::DEFAULT_MAX_CONCURRENT)]
-        max_concurrent: u32,
-        #[arg(long, default_value_t = admin::DEFAULT_MAX_BACKLOG)]
-        max_backlog: u32,
-    },
-    /// Balance, holds, limits, usage and recent ledger entries.
-    Show {
-        #[arg(long)]
-        account: Uuid,
-    },
-}
-
-#[derive(Subcommand)]
-enum CreditsCommand {
-    /// Add (or with a negative amount, remove) credits.
-    Add {
-        #[arg(long)]
-        account: Uuid,
-        #[arg(long, value_parser = parse_usd, allow_hyphen_values = true)]
-        usd: MicroUsd,
-        #[arg(long, default_value = "admin credit")]
-        note: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// Create another API key for an account (printed once).
-    Create {
-        #[arg(long)]
-        account: Uuid,
-        #[arg(long)]
-        label: Option<String>,
-    },
-    /// Revoke a key by its id (the part before the colon).
-    Revoke {
-        #[arg(long)]
-        key_id: Uuid,
-    },
-}
-
-#[derive(Subcommand)]
-enum LimitsCommand {
-    /// Change an account's limits.
-    Set {
-        #[arg(long)]
-        account: Uuid,
-        #[arg(long)]
-        max_concurrent: Option<u32>,
-        #[arg(long)]
-        max_backlog: Option<u32>,
-    },
-}
-
 fn parse_date(text: &str) -> Result<time::Date, String> {
     time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
         .map_err(|_| format!("`{text}` is not a YYYY-MM-DD date"))
@@ -353,7 +239,7 @@ pub fn main() -> ExitCode {
                 let client = crate::client::Client::new(&connection)?;
                 print_json(&client.get("/account").await?)
             }
-            Command::Config { command: ConfigCommand::Check { file, role } } => config_check(&file, &role),
+            Command::Config { command: ConfigCommand::Check { file, role } } => config_check::run(&file, &role),
             Command::Config { command: ConfigCommand::Example } => {
                 print!("{}", crate::config_file::example(&Cli::command()));
                 Ok(())
@@ -367,68 +253,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `config check`: the file's settings merged under the environment, parsed exactly as the role
-/// would parse them, checked, and printed with where each value came from.
-fn config_check(file: &std::path::Path, role: &str) -> anyhow::Result<()> {
-    use clap::parser::ValueSource;
-    use clap::CommandFactory;
-    let command = Cli::command();
-    let mut from_file = crate::config_file::settings(file, role, &command).map_err(anyhow::Error::msg)?;
-    // Those the environment overrides are not the file's.
-    from_file.retain(|(env, _)| std::env::var_os(env).is_none());
-    for (env, value) in &from_file {
-        std::env::set_var(env, value);
-    }
-    // clap reads each variable when the command is built: build it again, after the file.
-    let command = Cli::command();
-    let argv = vec!["ltx-serve".to_owned(), role.to_owned()];
-    if role == "worker" {
-        // Required flags a file may leave to the environment of the worker host.
-        for (flag, env) in [("--server", "LTX_SERVE_SERVER"), ("--token", "LTX_SERVE_WORKER_TOKEN")] {
-            if std::env::var_os(env).is_none() {
-                anyhow::bail!("`worker.{}` is required (or {env})", &flag[2..]);
-            }
-        }
-    }
-    let matches = command
-        .clone()
-        .try_get_matches_from(&argv)
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("error: ").trim_end()))?;
-    let (_, sub) = matches.subcommand().expect("a role was given");
-    if role == "serve" {
-        let parsed = Cli::try_parse_from(&argv)?;
-        if let Command::Serve(args) = parsed.command {
-            serve_config(args)?;
-        }
-    }
-    println!("# effective settings of `ltx-serve {role}` with {}", file.display());
-    println!("[{role}]");
-    let role_command = command.find_subcommand(role).expect("a known role");
-    for arg in role_command.get_arguments().filter(|a| a.get_env().is_some() && a.get_long() != Some("config")) {
-        let id = arg.get_id().as_str();
-        let key = arg.get_long().unwrap_or(id).replace('-', "_");
-        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
-        let source = match sub.value_source(id) {
-            Some(ValueSource::EnvVariable) if from_file.iter().any(|(e, _)| *e == env) => "file",
-            Some(ValueSource::EnvVariable) => "environment",
-            Some(ValueSource::CommandLine) => "flag",
-            _ => "default",
-        };
-        let value = sub.get_raw(id).and_then(|mut v| v.next()).map(|v| v.to_string_lossy().into_owned());
-        let secret = arg.is_hide_env_values_set();
-        match value {
-            Some(value) => {
-                println!(
-                    "{key} = {}  # {source}",
-                    crate::config_file::toml_value(&crate::config_file::masked(&value, secret))
-                )
-            }
-            None => println!("# {key} is not set"),
-        }
-    }
-    Ok(())
 }
 
 fn init_logging(format: &str) {
@@ -541,37 +365,6 @@ fn check_ffmpeg() -> anyhow::Result<()> {
         Ok(out) if out.status.success() => Ok(()),
         _ => anyhow::bail!("ffmpeg is not installed or does not run; install it with `apt-get install ffmpeg`"),
     }
-}
-
-async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    let store = crate::store::open(args.database_url.as_deref(), &args.data_dir).await?;
-    let store: &dyn Store = &*store;
-    let out = match args.command {
-        AdminCommand::Account(AccountCommand::Create { name, credits_usd, max_concurrent, max_backlog }) => {
-            if credits_usd.0 < 0 {
-                anyhow::bail!("--credits-usd must not be negative");
-            }
-            admin::create_account(store, NewAccount { name, credits: credits_usd, max_concurrent, max_backlog }).await?
-        }
-        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account).await?,
-        AdminCommand::Credits(CreditsCommand::Add { account, usd, note }) => {
-            admin::add_credits(store, account, usd, note).await?
-        }
-        AdminCommand::Key(KeyCommand::Create { account, label }) => admin::create_key(store, account, label).await?,
-        AdminCommand::Key(KeyCommand::Revoke { key_id }) => admin::revoke_key(store, key_id).await?,
-        AdminCommand::WebhookSecret(WebhookSecretCommand::Rotate { account }) => {
-            admin::rotate_webhook_secret(store, account).await?
-        }
-        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
-            admin::set_limits(store, account, max_concurrent, max_backlog).await?
-        }
-        AdminCommand::WorkerToken(WorkerTokenCommand::Create { label }) => {
-            admin::create_worker_token(store, label).await?
-        }
-        AdminCommand::WorkerToken(WorkerTokenCommand::Revoke { id }) => admin::revoke_worker_token(store, id).await?,
-    };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
 }
 
 async fn jobs(connection: crate::client::Connection, command: JobsCommand) -> anyhow::Result<()> {

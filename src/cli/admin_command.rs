@@ -1,0 +1,152 @@
+//! `ltx-serve admin`: accounts, keys, credits, limits, webhook secrets and worker tokens (prints JSON).
+use super::*;
+
+#[derive(Args)]
+pub(super) struct AdminArgs {
+    /// The data dir of the server to manage.
+    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+    /// PostgreSQL URL of the fleet's store (instead of the SQLite file in --data-dir).
+    #[arg(long, env = "LTX_SERVE_DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Credits.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Concurrency and backlog limits.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// The account's webhook signing secret.
+    #[command(subcommand)]
+    WebhookSecret(WebhookSecretCommand),
+    /// Tokens that let remote workers (`ltx-serve worker`) take jobs.
+    #[command(subcommand)]
+    WorkerToken(WorkerTokenCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkerTokenCommand {
+    /// Create a worker token (printed once).
+    Create {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a worker token by its id (the part before the colon).
+    Revoke {
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookSecretCommand {
+    /// Replace the secret (deliveries from now on are signed with the new one).
+    Rotate {
+        #[arg(long)]
+        account: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and its first API key (printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "0", value_parser = parse_usd)]
+        credits_usd: MicroUsd,
+        #[arg(long, default_value_t = admin::DEFAULT_MAX_CONCURRENT)]
+        max_concurrent: u32,
+        #[arg(long, default_value_t = admin::DEFAULT_MAX_BACKLOG)]
+        max_backlog: u32,
+    },
+    /// Balance, holds, limits, usage and recent ledger entries.
+    Show {
+        #[arg(long)]
+        account: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreditsCommand {
+    /// Add (or with a negative amount, remove) credits.
+    Add {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long, value_parser = parse_usd, allow_hyphen_values = true)]
+        usd: MicroUsd,
+        #[arg(long, default_value = "admin credit")]
+        note: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create another API key for an account (printed once).
+    Create {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke a key by its id (the part before the colon).
+    Revoke {
+        #[arg(long)]
+        key_id: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum LimitsCommand {
+    /// Change an account's limits.
+    Set {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        max_concurrent: Option<u32>,
+        #[arg(long)]
+        max_backlog: Option<u32>,
+    },
+}
+
+pub(super) async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let store = crate::store::open(args.database_url.as_deref(), &args.data_dir).await?;
+    let store: &dyn Store = &*store;
+    let out = match args.command {
+        AdminCommand::Account(AccountCommand::Create { name, credits_usd, max_concurrent, max_backlog }) => {
+            if credits_usd.0 < 0 {
+                anyhow::bail!("--credits-usd must not be negative");
+            }
+            admin::create_account(store, NewAccount { name, credits: credits_usd, max_concurrent, max_backlog }).await?
+        }
+        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account).await?,
+        AdminCommand::Credits(CreditsCommand::Add { account, usd, note }) => {
+            admin::add_credits(store, account, usd, note).await?
+        }
+        AdminCommand::Key(KeyCommand::Create { account, label }) => admin::create_key(store, account, label).await?,
+        AdminCommand::Key(KeyCommand::Revoke { key_id }) => admin::revoke_key(store, key_id).await?,
+        AdminCommand::WebhookSecret(WebhookSecretCommand::Rotate { account }) => {
+            admin::rotate_webhook_secret(store, account).await?
+        }
+        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
+            admin::set_limits(store, account, max_concurrent, max_backlog).await?
+        }
+        AdminCommand::WorkerToken(WorkerTokenCommand::Create { label }) => {
+            admin::create_worker_token(store, label).await?
+        }
+        AdminCommand::WorkerToken(WorkerTokenCommand::Revoke { id }) => admin::revoke_worker_token(store, id).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
