@@ -1,10 +1,13 @@
 //! Start-up of the `serve` role: store, HTTP listener, scheduler and in-process workers, and a
 //! graceful stop. Tests build the same `Application` on port 0 with a fresh data dir.
 use crate::api::{self, AppState};
+use crate::config::EngineChoice;
 use crate::config::ServeConfig;
 use crate::storage::ResultStorage;
 use crate::store::Store;
 use crate::store::WorkerLease;
+use crate::worker::engine::Engine;
+use crate::worker::engines::ltx::LtxEngine;
 use crate::worker::engines::preview::PreviewEngine;
 use crate::worker::queue::{StoreQueue, WorkQueue};
 use crate::worker::{spawn_workers, WorkerConfig};
@@ -22,6 +25,7 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: AppState,
+    engine: Arc<dyn Engine>,
 }
 
 impl Application {
@@ -48,7 +52,8 @@ impl Application {
             config: Arc::new(config),
             public_url: public_url.trim_end_matches('/').into(),
         };
-        Ok(Application { listener, address, state })
+        let engine = start_engine(&state.config).await?;
+        Ok(Application { listener, address, state, engine })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -57,6 +62,11 @@ impl Application {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The name of the engine jobs run on (`preview`, `ltx`).
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -75,7 +85,7 @@ impl Application {
             config.max_run_time,
             shutdown.clone(),
         );
-        let engine = Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time });
+        let engine = self.engine.clone();
         let worker_config = WorkerConfig {
             name: format!("in-process@{}", self.address),
             // Often enough that progress reads as live (SSE, polling), rarely enough to cost nothing.
@@ -190,4 +200,20 @@ pub async fn stop_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The engine of the in-process workers. The LTX engine is started here, loading its models, so
+/// a bad model path or environment stops `serve` at start-up rather than failing the first job.
+async fn start_engine(config: &ServeConfig) -> anyhow::Result<Arc<dyn Engine>> {
+    match &config.engine {
+        EngineChoice::Ltx(ltx) if config.workers > 0 => {
+            if config.workers > 1 {
+                tracing::warn!("--engine ltx runs one job at a time per engine; extra workers wait their turn");
+            }
+            let engine =
+                LtxEngine::start(ltx.clone()).await.map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?;
+            Ok(Arc::new(engine))
+        }
+        _ => Ok(Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time })),
+    }
 }

@@ -72,6 +72,16 @@ pub struct ServeConfig {
     /// A request body that sends nothing for this long is cut off (408): a client trickling a
     /// body cannot hold a connection and its memory forever.
     pub body_idle_timeout: Duration,
+    /// What the in-process workers run jobs on.
+    pub engine: EngineChoice,
+}
+
+#[derive(Clone, Debug)]
+pub enum EngineChoice {
+    /// The deterministic CPU sandbox.
+    Preview,
+    /// LTX-2.3 through the engine process.
+    Ltx(crate::worker::engines::ltx::LtxConfig),
 }
 
 impl ServeConfig {
@@ -103,6 +113,7 @@ impl ServeConfig {
             external_image_urls: true,
             max_lora_bytes: 2 << 30,
             body_idle_timeout: Duration::from_secs(30),
+            engine: EngineChoice::Preview,
         }
     }
 }

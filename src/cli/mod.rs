@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 mod admin_command;
 mod config_check;
+mod engine_args;
 
 use admin_command::{admin, AdminArgs};
 
@@ -162,6 +163,8 @@ struct ServeArgs {
     /// Seconds a request body may send nothing before it is cut off with 408.
     #[arg(long, env = "LTX_SERVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
     body_idle_timeout_secs: u64,
+    #[command(flatten)]
+    engine: engine_args::EngineArgs,
     /// Log format.
     #[arg(long, env = "LTX_SERVE_LOG_FORMAT", value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -178,9 +181,8 @@ struct WorkerArgs {
     /// Worker token from `ltx-serve admin worker-token create`.
     #[arg(long, env = "LTX_SERVE_WORKER_TOKEN", hide_env_values = true)]
     token: String,
-    /// The engine jobs run on.
-    #[arg(long, env = "LTX_SERVE_ENGINE", value_parser = ["preview"], default_value = "preview")]
-    engine: String,
+    #[command(flatten)]
+    engine: engine_args::EngineArgs,
     /// Name shown in the worker registry (/readyz). Default: <hostname>-<pid>.
     #[arg(long, env = "LTX_SERVE_WORKER_NAME")]
     name: Option<String>,
@@ -272,6 +274,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = serve_config(args)?;
     let app = Application::build(config).await?;
     let base = app.base_url();
+    let engine = app.engine_name();
     if app.store().count_accounts().await? == 0 {
         let demo = NewAccount {
             name: "default".into(),
@@ -291,7 +294,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
         println!("Or open {base}/ in a browser (the playground) and paste the key.\n");
     }
-    println!("ltx-serve listening on {base} (engine: preview; Ctrl-C to stop)");
+    println!("ltx-serve listening on {base} (engine: {engine}; Ctrl-C to stop)");
     app.run_until_stopped(stop_signal()).await
 }
 
@@ -304,6 +307,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     if args.result_url_ttl_secs == 0 || args.result_url_ttl_secs > 7 * 24 * 60 * 60 {
         anyhow::bail!("--result-url-ttl-secs must be between 1 and 604800 (S3's limit for presigned links)");
     }
+    let engine = args.engine.choice(&args.data_dir.join("tmp"))?;
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -326,6 +330,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         external_image_urls: !args.no_external_image_urls,
         max_lora_bytes: args.max_lora_bytes,
         body_idle_timeout: Duration::from_secs(args.body_idle_timeout_secs.max(1)),
+        engine,
         ..ServeConfig::new(PathBuf::new())
     };
     Ok(config)
@@ -339,7 +344,16 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         format!("{}-{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
     });
     let scratch_dir = args.scratch_dir.unwrap_or_else(|| std::env::temp_dir().join("ltx-serve-worker"));
-    let engine = Arc::new(PreviewEngine { sampling_time: Duration::from_millis(args.preview_sampling_ms) });
+    let engine: Arc<dyn crate::worker::engine::Engine> = match args.engine.choice(&scratch_dir)? {
+        crate::config::EngineChoice::Ltx(config) => Arc::new(
+            crate::worker::engines::ltx::LtxEngine::start(config)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?,
+        ),
+        crate::config::EngineChoice::Preview => {
+            Arc::new(PreviewEngine { sampling_time: Duration::from_millis(args.preview_sampling_ms) })
+        }
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {

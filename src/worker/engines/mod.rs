@@ -1,1 +1,2 @@
+pub mod ltx;
 pub mod preview;

@@ -1,0 +1,49 @@
+"""The engine protocol, version 1: one JSON object per line.
+
+Worker → engine (stdin):
+  {"type": "generate", "id", "pipeline"?, "prompt", "seed", "width", "height", "num_frames", "fps",
+   "images": [{"path", "frame_idx", "strength"}], "loras": [{"path", "strength"}], "audio": bool,
+   "out_dir"}
+  {"type": "cancel", "id"}
+  {"type": "shutdown"}
+
+Engine → worker (stdout; everything else the process prints goes to stderr):
+  {"type": "hello", "protocol": 1, "engine", "versions": {...}, "device", "memory": {...}, "pipeline"}
+  {"type": "progress", "id", "stage", "step", "total"}
+  {"type": "result", "id", "frames": {"path", "width", "height", "count"},
+   "audio": {"path", "sample_rate", "channels"} | null, "timings": {...}}
+  {"type": "error", "id" | null, "code", "message"}   code: invalid_input | out_of_memory |
+                                                      engine_error | cancelled
+"""
+
+import json
+import sys
+import threading
+
+PROTOCOL_VERSION = 1
+
+# The protocol owns the real stdout; libraries that print (tqdm, warnings) are sent to stderr.
+_out = sys.stdout
+sys.stdout = sys.stderr
+_lock = threading.Lock()
+
+
+def send(message: dict) -> None:
+    line = json.dumps(message, separators=(",", ":"))
+    with _lock:
+        _out.write(line + "\n")
+        _out.flush()
+
+
+class EngineFailure(Exception):
+    """A failure with one of the protocol's error codes."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Cancelled(EngineFailure):
+    def __init__(self) -> None:
+        super().__init__("cancelled", "cancelled by the worker")

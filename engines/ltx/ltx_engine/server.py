@@ -1,0 +1,183 @@
+"""The engine process: loads the models once, says `hello`, then runs one `generate` at a time
+until `shutdown` or the end of stdin. A reader thread takes `cancel` while a job runs; the job
+stops at its next denoising step.
+
+    python -m ltx_engine.server --checkpoint F --gemma DIR --spatial-upsampler F
+                                [--distilled-lora F] [--pipeline distilled|dev] [--device auto]
+"""
+
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .protocol import PROTOCOL_VERSION, Cancelled, EngineFailure, send
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ltx_engine.server")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--gemma", required=True)
+    p.add_argument("--spatial-upsampler", required=True)
+    p.add_argument("--distilled-lora")
+    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--transformer-cache-bytes", type=int, default=48 << 30)
+    p.add_argument("--dev-steps", type=int, default=None, help="stage-1 steps of the dev pipeline (default 30)")
+    return p.parse_args(argv)
+
+
+class Jobs:
+    """What the reader thread hands the main thread, and the id of the running job to cancel."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self.running: str | None = None
+        self.cancelled: set[str] = set()
+        self.lock = threading.Lock()
+
+    def is_cancelled(self, job_id: str) -> bool:
+        with self.lock:
+            return job_id in self.cancelled
+
+
+def read_commands(jobs: Jobs) -> None:
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            message = json.loads(line)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            send({"type": "error", "id": None, "code": "engine_error", "message": f"unreadable command: {line[:200]}"})
+            continue
+        if kind == "cancel":
+            with jobs.lock:
+                jobs.cancelled.add(str(message.get("id")))
+        else:
+            jobs.queue.put(message)
+    jobs.queue.put({"type": "shutdown"})
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        engine = load(args)
+    except Exception as e:  # noqa: BLE001 - any failure to load is reported, then the process ends
+        traceback.print_exc()
+        send({"type": "error", "id": None, "code": "engine_error", "message": f"could not load the models: {e}"})
+        return 2
+    jobs = Jobs()
+    threading.Thread(target=read_commands, args=(jobs,), daemon=True).start()
+    while True:
+        message = jobs.queue.get()
+        if message.get("type") == "shutdown":
+            return 0
+        if message.get("type") != "generate":
+            send({"type": "error", "id": message.get("id"), "code": "engine_error",
+                  "message": f"unknown command {message.get('type')!r}"})
+            continue
+        run_one(engine, jobs, message)
+
+
+def load(args: argparse.Namespace):
+    import torch
+
+    from . import setup
+
+    device = setup.pick_device(args.device)
+    setup.prepare(device, args.gemma)
+    from .resident import ModelPaths, ResidentPipeline
+
+    paths = ModelPaths(checkpoint=args.checkpoint, gemma=args.gemma, spatial_upsampler=args.spatial_upsampler,
+                       distilled_lora=args.distilled_lora)
+    engine = ResidentPipeline(paths, args.pipeline, device, args.transformer_cache_bytes, dev_steps=args.dev_steps)
+    import ltx_core
+
+    send({
+        "type": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "engine": "ltx",
+        "pipeline": args.pipeline,
+        "device": str(device),
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                     "ltx_core": getattr(ltx_core, "__version__", setup.package_version("ltx-core")),
+                     "ltx_pipelines": setup.package_version("ltx-pipelines")},
+        "memory": setup.memory(device),
+        "load_seconds": round(engine.load_seconds, 3),
+    })
+    return engine
+
+
+def run_one(engine, jobs: Jobs, message: dict) -> None:
+    from . import outputs
+    from .resident import Request
+
+    job_id = str(message.get("id"))
+
+    def progress(stage: str, step: int, total: int) -> None:
+        if jobs.is_cancelled(job_id):
+            raise Cancelled()
+        send({"type": "progress", "id": job_id, "stage": stage, "step": step, "total": total})
+
+    started = time.monotonic()
+    try:
+        request = parse_request(message)
+        frames, audio, timings = engine.generate(request, progress)
+        if jobs.is_cancelled(job_id):
+            raise Cancelled()
+        result = outputs.write(Path(message["out_dir"]), frames, audio if message.get("audio", True) else None)
+        timings["total"] = time.monotonic() - started
+        send({"type": "result", "id": job_id, **result, "timings": {k: round(v, 3) for k, v in timings.items()}})
+    except EngineFailure as e:
+        send({"type": "error", "id": job_id, "code": e.code, "message": e.message})
+    except Exception as e:  # noqa: BLE001 - every failure becomes a typed error
+        code, text = classify(e)
+        if code == "engine_error":
+            traceback.print_exc()
+        send({"type": "error", "id": job_id, "code": code, "message": text})
+    finally:
+        with jobs.lock:
+            jobs.cancelled.discard(job_id)
+
+
+def parse_request(message: dict):
+    from ltx_pipelines.utils.args import ImageConditioningInput
+
+    from .resident import Request
+
+    try:
+        return Request(
+            prompt=str(message["prompt"]),
+            seed=int(message["seed"]),
+            width=int(message["width"]),
+            height=int(message["height"]),
+            num_frames=int(message["num_frames"]),
+            fps=int(message["fps"]),
+            images=[ImageConditioningInput(str(i["path"]), int(i["frame_idx"]), float(i.get("strength", 1.0)))
+                    for i in message.get("images", [])],
+            loras=[(str(lora["path"]), float(lora["strength"])) for lora in message.get("loras", [])],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise EngineFailure("invalid_input", f"malformed generate command: {e}") from e
+
+
+def classify(e: Exception) -> tuple[str, str]:
+    import torch
+
+    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower():
+        return "out_of_memory", "the GPU ran out of memory: " + str(e).splitlines()[0][:300]
+    if isinstance(e, (FileNotFoundError, PermissionError)):
+        return "invalid_input", f"an input file could not be read: {e}"
+    return "engine_error", f"{type(e).__name__}: {str(e)[:500]}"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main(sys.argv[1:]))

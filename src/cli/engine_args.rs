@@ -1,0 +1,80 @@
+//! The engine flags, the same for `serve` (in-process workers) and `worker`.
+use crate::config::EngineChoice;
+use crate::worker::engines::ltx::{config::default_python, LtxConfig, Pipeline};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// The engine jobs run on: `preview` (a deterministic synthetic clip on the CPU, free) or
+    /// `ltx` (LTX-2.3 on a GPU through the official Python pipelines).
+    #[arg(long, env = "LTX_SERVE_ENGINE", value_parser = ["preview", "ltx"], default_value = "preview")]
+    pub engine: String,
+    /// ltx: the LTX-2.3 checkpoint (ltx-2.3-22b-distilled.safetensors, or …-dev… for --ltx-pipeline dev).
+    #[arg(long, env = "LTX_SERVE_LTX_CHECKPOINT")]
+    pub ltx_checkpoint: Option<PathBuf>,
+    /// ltx: the Gemma-3 text encoder directory (weights, tokenizer.model, preprocessor_config.json).
+    #[arg(long, env = "LTX_SERVE_LTX_GEMMA_DIR")]
+    pub ltx_gemma_dir: Option<PathBuf>,
+    /// ltx: the spatial upsampler (ltx-2.3-spatial-upscaler-x2-1.1.safetensors).
+    #[arg(long, env = "LTX_SERVE_LTX_SPATIAL_UPSAMPLER")]
+    pub ltx_spatial_upsampler: Option<PathBuf>,
+    /// ltx: the distilled LoRA (ltx-2.3-22b-distilled-lora-384-1.1.safetensors); the dev pipeline needs it.
+    #[arg(long, env = "LTX_SERVE_LTX_DISTILLED_LORA")]
+    pub ltx_distilled_lora: Option<PathBuf>,
+    /// ltx: `distilled` (8+3 steps, fastest) or `dev` (30 guided steps + 3, best quality).
+    #[arg(long, env = "LTX_SERVE_LTX_PIPELINE", value_enum, default_value = "distilled")]
+    pub ltx_pipeline: Pipeline,
+    /// ltx: the engine environment's Python (made by engines/ltx/setup-venv). Default:
+    /// ./.venv-ltx/bin/python when it exists, else python3.
+    #[arg(long, env = "LTX_SERVE_LTX_PYTHON")]
+    pub ltx_python: Option<PathBuf>,
+    /// ltx: `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, env = "LTX_SERVE_LTX_DEVICE", default_value = "auto")]
+    pub ltx_device: String,
+    /// ltx: a job with no result after this many seconds fails `timeout`; the engine is restarted.
+    #[arg(long, env = "LTX_SERVE_LTX_JOB_TIMEOUT_SECS", default_value_t = 1800)]
+    pub ltx_job_timeout_secs: u64,
+    /// ltx: seconds the engine may take to load its models at start.
+    #[arg(long, env = "LTX_SERVE_LTX_START_TIMEOUT_SECS", default_value_t = 1800)]
+    pub ltx_start_timeout_secs: u64,
+    /// ltx: stage-1 steps of the dev pipeline (default: 30, the checkpoint's recipe).
+    #[arg(long, env = "LTX_SERVE_LTX_DEV_STEPS")]
+    pub ltx_dev_steps: Option<u32>,
+    /// ltx: bytes of LoRA-fused transformers kept on the GPU (one 22B transformer is about 38 GB).
+    #[arg(long, env = "LTX_SERVE_LTX_TRANSFORMER_CACHE_BYTES", default_value_t = 48 << 30)]
+    pub ltx_transformer_cache_bytes: u64,
+    /// ltx: run this Python script instead of the built-in engine (one that speaks the engine
+    /// protocol, such as a fake engine for tests).
+    #[arg(long, env = "LTX_SERVE_LTX_ENGINE_SCRIPT", hide = true)]
+    pub ltx_engine_script: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub fn choice(&self, scratch_dir: &Path) -> anyhow::Result<EngineChoice> {
+        if self.engine != "ltx" {
+            return Ok(EngineChoice::Preview);
+        }
+        let required = |path: &Option<PathBuf>, flag: &str, what: &str| {
+            path.clone().ok_or_else(|| anyhow::anyhow!("--engine ltx needs {flag} ({what})"))
+        };
+        let mut config = LtxConfig::new(
+            required(&self.ltx_checkpoint, "--ltx-checkpoint", "the LTX-2.3 .safetensors checkpoint")?,
+            required(&self.ltx_gemma_dir, "--ltx-gemma-dir", "the Gemma-3 text encoder directory")?,
+            required(&self.ltx_spatial_upsampler, "--ltx-spatial-upsampler", "the x2 spatial upsampler")?,
+            scratch_dir.join("ltx-engine"),
+        );
+        config.python = self.ltx_python.clone().unwrap_or_else(default_python);
+        config.distilled_lora.clone_from(&self.ltx_distilled_lora);
+        config.pipeline = self.ltx_pipeline;
+        config.device.clone_from(&self.ltx_device);
+        config.job_timeout = Duration::from_secs(self.ltx_job_timeout_secs.max(1));
+        config.start_timeout = Duration::from_secs(self.ltx_start_timeout_secs.max(1));
+        config.dev_steps = self.ltx_dev_steps;
+        config.transformer_cache_bytes = self.ltx_transformer_cache_bytes;
+        config.engine_script.clone_from(&self.ltx_engine_script);
+        config.check().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(EngineChoice::Ltx(config))
+    }
+}

@@ -1,0 +1,195 @@
+//! The `ltx` engine: LTX-2.3 through Lightricks' official `ltx-core`/`ltx-pipelines`, run in a
+//! long-lived Python process that keeps the models resident (engines/ltx/). This side starts it
+//! and checks its `hello`, sends one job at a time, forwards progress, enforces the job timeout,
+//! kills and restarts it after a crash or hang, maps its typed errors to job failures, and
+//! encodes the frames and audio it returns with the same encoder as every engine.
+mod canvas;
+pub mod config;
+mod encode;
+mod process;
+pub mod protocol;
+mod source;
+
+use super::super::engine::*;
+use crate::domain::job::FailureCode;
+use async_trait::async_trait;
+use canvas::{job_progress, Canvas};
+pub use config::{LtxConfig, Pipeline};
+use process::EngineProcess;
+use protocol::{Command, ErrorCode, Event, Generate, ImageInput, LoraInput};
+use std::path::Path;
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+pub struct LtxEngine {
+    config: LtxConfig,
+    /// `None` after a crash, hang or kill: the next job starts a fresh process.
+    process: Mutex<Option<EngineProcess>>,
+}
+
+impl LtxEngine {
+    /// Checks the configuration and starts the engine process (loading the models), so that a
+    /// bad path or a broken environment stops the worker at start-up.
+    pub async fn start(config: LtxConfig) -> Result<LtxEngine, String> {
+        config.check()?;
+        let process = start_process(&config).await?;
+        tracing::info!(hello = ?process.hello, "LTX engine ready");
+        Ok(LtxEngine { config, process: Mutex::new(Some(process)) })
+    }
+}
+
+async fn start_process(config: &LtxConfig) -> Result<EngineProcess, String> {
+    let launch = config.launch().map_err(|e| format!("could not write the engine's source: {e}"))?;
+    EngineProcess::start(&launch).await
+}
+
+fn failure(code: FailureCode, message: impl Into<String>) -> EngineError {
+    EngineError::new(code, message)
+}
+
+/// Tells the engine to stop a job whose future was dropped (cancelled, lease lost, shutdown)
+/// before its result arrived; the engine stops at its next step.
+struct CancelOnDrop {
+    id: String,
+    commands: mpsc::UnboundedSender<String>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.commands.send(Command::Cancel { id: self.id.clone() }.to_line());
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for LtxEngine {
+    fn name(&self) -> &'static str {
+        "ltx"
+    }
+    fn is_sandbox(&self) -> bool {
+        false
+    }
+
+    async fn render(
+        &self,
+        spec: RenderSpec,
+        out_dir: &Path,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<RenderedClip, EngineError> {
+        let mut slot = self.process.lock().await;
+        if slot.as_mut().is_some_and(|p| p.has_exited()) {
+            tracing::warn!("the LTX engine process had exited; starting a new one");
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(start_process(&self.config).await.map_err(|e| failure(FailureCode::EngineError, e))?);
+        }
+        let process = slot.as_mut().expect("started above");
+        let canvas = Canvas::covering(spec.width, spec.height);
+        let command = generate_command(&spec, canvas, out_dir)
+            .map_err(|e| failure(FailureCode::EngineError, format!("could not write the engine's inputs: {e}")))?;
+        let id = command.id.clone();
+        if !process.send(&Command::Generate(command)) {
+            let why = process.exit_description().await;
+            *slot = None;
+            return Err(failure(FailureCode::EngineError, why));
+        }
+        let mut guard = CancelOnDrop { id: id.clone(), commands: process.sender(), armed: true };
+        let deadline = tokio::time::sleep(self.config.job_timeout);
+        tokio::pin!(deadline);
+        let mut cancel_deadline: Option<tokio::time::Instant> = None;
+        let outcome = loop {
+            let cancel_wait = async {
+                match cancel_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = process.next_event() => match event {
+                    Some(Event::Progress { id: of, stage, step, total }) if of == id => {
+                        let (status, fraction) = job_progress(&stage, step, total);
+                        progress.report(status, fraction);
+                    }
+                    Some(Event::Result(result)) if result.id == id => break Ok(result),
+                    Some(Event::Error { id: Some(of), code, message }) if of == id => break Err((code, message)),
+                    Some(Event::Error { id: None, message, .. }) => tracing::warn!(%message, "LTX engine error"),
+                    // Events of an earlier job that was dropped before its end.
+                    Some(_) => {}
+                    None => {
+                        guard.armed = false;
+                        let why = process.exit_description().await;
+                        *slot = None;
+                        return Err(failure(FailureCode::EngineError, format!("{why}; it will be restarted for the next job")));
+                    }
+                },
+                _ = cancel.cancelled(), if cancel_deadline.is_none() => {
+                    process.send(&Command::Cancel { id: id.clone() });
+                    cancel_deadline = Some(tokio::time::Instant::now() + self.config.cancel_grace);
+                }
+                _ = cancel_wait => {
+                    guard.armed = false;
+                    process.kill().await;
+                    *slot = None;
+                    return Err(failure(FailureCode::EngineError, "cancelled; the engine did not stop in time and was restarted"));
+                }
+                _ = &mut deadline => {
+                    guard.armed = false;
+                    process.kill().await;
+                    *slot = None;
+                    return Err(failure(FailureCode::Timeout, format!(
+                        "no result from the LTX engine within {} s; it was restarted", self.config.job_timeout.as_secs()
+                    )));
+                }
+            }
+        };
+        guard.armed = false;
+        drop(slot);
+        let result = outcome.map_err(|(code, message)| {
+            let code = match code {
+                ErrorCode::InvalidInput => FailureCode::InvalidInput,
+                ErrorCode::OutOfMemory => FailureCode::OutOfMemory,
+                ErrorCode::Cancelled | ErrorCode::EngineError | ErrorCode::Unknown => FailureCode::EngineError,
+            };
+            failure(code, message)
+        })?;
+        progress.report(crate::domain::job::JobStatus::Sampling, 0.95);
+        let out_dir = out_dir.to_owned();
+        tokio::task::spawn_blocking(move || encode::clip(&spec, canvas, &result, &out_dir))
+            .await
+            .map_err(|e| failure(FailureCode::EngineError, format!("encoding panicked: {e}")))?
+    }
+}
+
+/// The job as the engine gets it: images extended to the canvas and written as PNG files.
+fn generate_command(spec: &RenderSpec, canvas: Canvas, out_dir: &Path) -> std::io::Result<Generate> {
+    let mut images = Vec::new();
+    let last = spec.num_frames.saturating_sub(1);
+    for (name, image, frame_idx) in [("start", &spec.start_image, 0), ("end", &spec.end_image, last)] {
+        if let Some(image) = image {
+            let path = out_dir.join(format!("{name}_image.png"));
+            canvas.extend(image).save(&path).map_err(std::io::Error::other)?;
+            images.push(ImageInput { path: path.to_string_lossy().into_owned(), frame_idx, strength: 1.0 });
+        }
+    }
+    Ok(Generate {
+        id: uuid::Uuid::new_v4().to_string(),
+        prompt: spec.prompt.clone(),
+        seed: spec.seed,
+        width: canvas.width,
+        height: canvas.height,
+        num_frames: spec.num_frames,
+        fps: spec.fps,
+        images,
+        loras: spec
+            .loras
+            .iter()
+            .map(|l| LoraInput { path: l.path.to_string_lossy().into_owned(), strength: l.strength })
+            .collect(),
+        audio: spec.generate_audio,
+        out_dir: out_dir.join("engine").to_string_lossy().into_owned(),
+    })
+}

@@ -1,0 +1,137 @@
+//! The JSON-lines protocol between the worker and the engine process, version 1 (the Python
+//! side is engines/ltx/ltx_engine/protocol.py). One object per line; commands on the engine's
+//! stdin, events on its stdout. Anything the engine prints elsewhere goes to stderr.
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    Generate(Generate),
+    Cancel { id: String },
+    Shutdown,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Generate {
+    pub id: String,
+    pub prompt: String,
+    pub seed: u32,
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: u32,
+    pub fps: u32,
+    pub images: Vec<ImageInput>,
+    pub loras: Vec<LoraInput>,
+    pub audio: bool,
+    /// Where the engine writes `frames.rgb` and `audio.f32`.
+    pub out_dir: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageInput {
+    pub path: String,
+    pub frame_idx: u32,
+    pub strength: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoraInput {
+    pub path: String,
+    pub strength: f64,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Hello(Hello),
+    Progress { id: String, stage: String, step: u32, total: u32 },
+    Result(Finished),
+    Error { id: Option<String>, code: ErrorCode, message: String },
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub struct Hello {
+    pub protocol: u32,
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub versions: serde_json::Value,
+    #[serde(default)]
+    pub memory: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct Finished {
+    pub id: String,
+    pub frames: Frames,
+    pub audio: Option<AudioFile>,
+    #[serde(default)]
+    pub timings: serde_json::Value,
+}
+
+/// Raw RGB24 frames, `count` × `height` × `width` × 3 bytes.
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct Frames {
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    pub count: u32,
+}
+
+/// Interleaved float32 little-endian samples.
+#[derive(Debug, Deserialize, PartialEq)]
+pub struct AudioFile {
+    pub path: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidInput,
+    OutOfMemory,
+    EngineError,
+    Cancelled,
+    #[serde(other)]
+    Unknown,
+}
+
+impl Command {
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("commands serialize");
+        line.push('\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_events_have_the_documented_shape() {
+        let line = Command::Cancel { id: "j1".into() }.to_line();
+        assert_eq!(line, "{\"type\":\"cancel\",\"id\":\"j1\"}\n");
+        assert_eq!(Command::Shutdown.to_line(), "{\"type\":\"shutdown\"}\n");
+
+        let progress: Event =
+            serde_json::from_str(r#"{"type":"progress","id":"j1","stage":"sampling","step":2,"total":8}"#).unwrap();
+        assert_eq!(progress, Event::Progress { id: "j1".into(), stage: "sampling".into(), step: 2, total: 8 });
+        let error: Event =
+            serde_json::from_str(r#"{"type":"error","id":null,"code":"out_of_memory","message":"CUDA"}"#).unwrap();
+        assert_eq!(error, Event::Error { id: None, code: ErrorCode::OutOfMemory, message: "CUDA".into() });
+        let strange: Event =
+            serde_json::from_str(r#"{"type":"error","id":"j","code":"disk_on_fire","message":"?"}"#).unwrap();
+        assert!(matches!(strange, Event::Error { code: ErrorCode::Unknown, .. }));
+        let result: Event = serde_json::from_str(
+            r#"{"type":"result","id":"j1","frames":{"path":"/t/f.rgb","width":64,"height":64,"count":9},"audio":null,"timings":{"total":1.5}}"#,
+        )
+        .unwrap();
+        assert!(matches!(result, Event::Result(Finished { audio: None, .. })));
+    }
+}

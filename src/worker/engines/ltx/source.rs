@@ -1,0 +1,21 @@
+//! The engine's Python source, carried in the binary so a worker host needs only the binary and
+//! the engine's Python environment. Written to a directory on `PYTHONPATH` before each start.
+use std::path::Path;
+
+const FILES: [(&str, &str); 6] = [
+    ("__init__.py", include_str!("../../../../engines/ltx/ltx_engine/__init__.py")),
+    ("protocol.py", include_str!("../../../../engines/ltx/ltx_engine/protocol.py")),
+    ("setup.py", include_str!("../../../../engines/ltx/ltx_engine/setup.py")),
+    ("resident.py", include_str!("../../../../engines/ltx/ltx_engine/resident.py")),
+    ("outputs.py", include_str!("../../../../engines/ltx/ltx_engine/outputs.py")),
+    ("server.py", include_str!("../../../../engines/ltx/ltx_engine/server.py")),
+];
+
+pub fn write_to(dir: &Path) -> std::io::Result<()> {
+    let package = dir.join("ltx_engine");
+    std::fs::create_dir_all(&package)?;
+    for (name, text) in FILES {
+        std::fs::write(package.join(name), text)?;
+    }
+    Ok(())
+}
