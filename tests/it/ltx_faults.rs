@@ -1,0 +1,163 @@
+//! The `ltx` engine's supervision, against a fake engine process that speaks the protocol
+//! (tests/ltx/fake_engine.py): crashes, hangs, out-of-memory, cancel, and start-up errors.
+use crate::helpers::*;
+use crate::probe::{ffprobe, stream};
+use ltx_serve::app::Application;
+use ltx_serve::config::{EngineChoice, ServeConfig};
+use ltx_serve::worker::engines::ltx::LtxConfig;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn safetensors_with_config(path: &Path) {
+    let header = r#"{"__metadata__":{"config":"{}"}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Model files that pass the start-up checks, and the fake engine in place of the real one.
+fn fake_engine(dir: &Path, checkpoint_name: &str) -> LtxConfig {
+    let checkpoint = dir.join(checkpoint_name);
+    let upsampler = dir.join("upsampler.safetensors");
+    safetensors_with_config(&checkpoint);
+    safetensors_with_config(&upsampler);
+    let gemma = dir.join("gemma");
+    std::fs::create_dir_all(&gemma).unwrap();
+    for file in ["tokenizer.model", "preprocessor_config.json", "model.safetensors"] {
+        std::fs::write(gemma.join(file), b"x").unwrap();
+    }
+    let mut config = LtxConfig::new(checkpoint, gemma, upsampler, dir.join("src"));
+    config.python = PathBuf::from("python3");
+    config.engine_script = Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ltx/fake_engine.py"));
+    config.start_timeout = Duration::from_secs(30);
+    config
+}
+
+fn engine_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default()
+}
+
+async fn app_with(config: LtxConfig) -> TestApp {
+    TestApp::start_with(|c| c.engine = EngineChoice::Ltx(config)).await
+}
+
+fn request(prompt: &str) -> serde_json::Value {
+    json!({"prompt": prompt, "num_frames": 9, "seed": 5})
+}
+
+#[tokio::test]
+async fn a_crash_mid_job_fails_it_uncharged_and_the_next_job_gets_a_new_engine() {
+    let models = tempfile::tempdir().unwrap();
+    let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
+    let acct = app.account("5").await;
+
+    let job = app.submit_ok(&acct.key, request("crash please")).await;
+    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "engine_error");
+    assert!(done["error"]["message"].as_str().unwrap().contains("exited"), "{done}");
+    assert_eq!(app.get(&acct.key, "/account").await.1["balance_usd"], "5.00", "a failed job costs nothing");
+
+    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
+    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["engine"], "ltx");
+    let log = engine_log(models.path());
+    assert_eq!(log.matches("started").count(), 2, "restarted once: {log}");
+
+    let video = app.download(done["result"]["urls"][0].as_str().unwrap(), "fake.mp4").await;
+    let probe = ffprobe(&video);
+    let picture = stream(&probe, "video").unwrap();
+    assert_eq!(picture["width"], 1280, "cropped from the 1280×768 canvas: {probe}");
+    assert_eq!(picture["height"], 720);
+    assert_eq!(picture["nb_read_frames"], "9");
+    assert!(stream(&probe, "audio").is_some());
+}
+
+#[tokio::test]
+async fn a_hung_engine_times_out_and_is_replaced() {
+    let models = tempfile::tempdir().unwrap();
+    let mut config = fake_engine(models.path(), "ltx.safetensors");
+    config.job_timeout = Duration::from_secs(2);
+    let app = app_with(config).await;
+    let acct = app.account("5").await;
+
+    let job = app.submit_ok(&acct.key, request("hang forever")).await;
+    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "timeout");
+
+    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
+    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(engine_log(models.path()).matches("started").count(), 2);
+}
+
+#[tokio::test]
+async fn out_of_memory_is_reported_as_out_of_memory_and_the_engine_keeps_serving() {
+    let models = tempfile::tempdir().unwrap();
+    let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
+    let acct = app.account("5").await;
+
+    let job = app.submit_ok(&acct.key, request("oom")).await;
+    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["error"]["code"], "out_of_memory", "{done}");
+    assert!(done["error"]["message"].as_str().unwrap().contains("CUDA out of memory"));
+
+    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
+    assert_eq!(app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await["status"], "completed");
+    assert_eq!(engine_log(models.path()).matches("started").count(), 1, "no restart needed");
+}
+
+#[tokio::test]
+async fn a_cancelled_job_stops_the_engine_at_its_next_step() {
+    let models = tempfile::tempdir().unwrap();
+    let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
+    let acct = app.account("5").await;
+
+    let job = app.submit_ok(&acct.key, request("slow")).await;
+    let id = job["job_id"].as_str().unwrap();
+    app.wait_until(&acct.key, id, |j| j["progress"].as_f64().unwrap_or(0.0) > 0.06).await;
+    let cancelled_at = Instant::now();
+    let (status, _) = app.delete(&acct.key, &format!("/jobs/{id}")).await;
+    assert_eq!(status, 200);
+    // The worker learns of the cancel at its next heartbeat, tells the engine, which stops at
+    // its next 0.1 s step, long before its 5 s of work are done.
+    let stopped = loop {
+        if let Some(line) = engine_log(models.path()).lines().find(|l| l.starts_with("cancelled")) {
+            break line.to_owned();
+        }
+        assert!(cancelled_at.elapsed() < Duration::from_secs(4), "the engine never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let step: u32 = stopped.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(step < 50, "{stopped}");
+
+    let next = app.submit_ok(&acct.key, request("a calm lake")).await;
+    let done = app.wait_terminal(&acct.key, next["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let log = engine_log(models.path());
+    assert_eq!(log.matches("finished").count(), 1, "only the second job ran to its end: {log}");
+}
+
+#[tokio::test]
+async fn start_up_refuses_bad_model_paths_and_an_engine_that_cannot_load() {
+    let models = tempfile::tempdir().unwrap();
+    let build = |config: LtxConfig| async move {
+        let mut serve = ServeConfig::new(tempfile::tempdir().unwrap().keep());
+        serve.listen = "127.0.0.1:0".parse().unwrap();
+        serve.engine = EngineChoice::Ltx(config);
+        match Application::build(serve).await {
+            Ok(_) => panic!("the app started"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    let mut missing = fake_engine(models.path(), "ltx.safetensors");
+    missing.gemma_dir = models.path().join("no-such-gemma");
+    assert!(build(missing).await.contains("--ltx-gemma-dir"));
+
+    let broken = fake_engine(models.path(), "broken.safetensors");
+    let error = build(broken).await;
+    assert!(error.contains("could not load the models: invalid header"), "{error}");
+}
