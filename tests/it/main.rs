@@ -12,6 +12,7 @@ mod fleet;
 mod helpers;
 mod idempotency;
 mod jobs;
+mod ltx_engine;
 mod ltx_faults;
 mod media;
 mod openapi;
