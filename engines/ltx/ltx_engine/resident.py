@@ -40,8 +40,9 @@ from ltx_pipelines.utils.constants import (
     STAGE_2_DISTILLED_SIGMA_VALUES,
     detect_params,
 )
+from ltx_pipelines.utils.types import PipelineComponents
 
-from .protocol import Cancelled, EngineFailure
+from .protocol import EngineFailure
 
 PIPELINES = ("distilled", "dev")
 
@@ -128,10 +129,11 @@ class ResidentPipeline:
         self.audio_decoder = self.ledger.audio_decoder()
         self.vocoder = self.ledger.vocoder()
         self.upsampler = self.ledger.spatial_upsampler()
+        self.components = PipelineComponents(dtype=self.dtype, device=device)
         self.transformers = TransformerCache(self._build_transformer, transformer_cache_bytes)
         # The transformer every request without styles uses, built now so the first job is not slow.
-        self.transformers.get(self._stage_keys([])[0])
-        self.num_layers = len(self.transformers.get(self._stage_keys([])[0]).velocity_model.transformer_blocks)
+        base = self.transformers.get(self._stage_keys([])[0])
+        self.num_layers = len(base.velocity_model.transformer_blocks)
         self.prompts: OrderedDict[str, tuple] = OrderedDict()
         self.prompt_cache_entries = prompt_cache_entries
         self.load_seconds = time.monotonic() - started
@@ -257,15 +259,8 @@ class ResidentPipeline:
                                         stepper=stepper, denoise_fn=step)
 
         result = denoise_audio_video(output_shape=shape, conditionings=conditionings, noiser=noiser, sigmas=sigmas,
-                                     stepper=stepper, denoising_loop_fn=loop, components=self.ledger_components(),
+                                     stepper=stepper, denoising_loop_fn=loop, components=self.components,
                                      dtype=self.dtype, device=self.device, **initial)
         progress(stage, total, total)
         return result
 
-    def ledger_components(self):
-        from ltx_pipelines.utils.types import PipelineComponents
-
-        return PipelineComponents(dtype=self.dtype, device=self.device)
-
-
-__all__ = ["Cancelled", "ModelPaths", "PIPELINES", "Request", "ResidentPipeline", "TransformerCache"]

@@ -117,7 +117,6 @@ def load(args: argparse.Namespace):
 
 def run_one(engine, jobs: Jobs, message: dict) -> None:
     from . import outputs
-    from .resident import Request
 
     job_id = str(message.get("id"))
 
@@ -127,6 +126,11 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
         send({"type": "progress", "id": job_id, "stage": stage, "step": step, "total": total})
 
     started = time.monotonic()
+    cuda = engine.device.type == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(engine.device)
     try:
         request = parse_request(message)
         frames, audio, timings = engine.generate(request, progress)
@@ -134,6 +138,8 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
             raise Cancelled()
         result = outputs.write(Path(message["out_dir"]), frames, audio if message.get("audio", True) else None)
         timings["total"] = time.monotonic() - started
+        if cuda:
+            result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(engine.device)
         send({"type": "result", "id": job_id, **result, "timings": {k: round(v, 3) for k, v in timings.items()}})
     except EngineFailure as e:
         send({"type": "error", "id": job_id, "code": e.code, "message": e.message})
