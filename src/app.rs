@@ -211,7 +211,7 @@ async fn start_engine(config: &ServeConfig) -> anyhow::Result<Arc<dyn Engine>> {
                 tracing::warn!("--engine ltx runs one job at a time per engine; extra workers wait their turn");
             }
             let engine =
-                LtxEngine::start(ltx.clone()).await.map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?;
+                LtxEngine::start((**ltx).clone()).await.map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?;
             Ok(Arc::new(engine))
         }
         _ => Ok(Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time })),

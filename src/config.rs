@@ -81,7 +81,7 @@ pub enum EngineChoice {
     /// The deterministic CPU sandbox.
     Preview,
     /// LTX-2.3 through the engine process.
-    Ltx(crate::worker::engines::ltx::LtxConfig),
+    Ltx(Box<crate::worker::engines::ltx::LtxConfig>),
 }
 
 impl ServeConfig {

@@ -77,7 +77,7 @@ pub fn example(cli: &Command) -> String {
     for role in ROLES {
         let Some(command) = cli.find_subcommand(role) else { continue };
         out.push_str(&format!("\n[{role}]\n"));
-        for arg in command.get_arguments().filter(|a| a.get_env().is_some()) {
+        for arg in command.get_arguments().filter(|a| a.get_env().is_some() && !a.is_hide_set()) {
             let Some(long) = arg.get_long().filter(|l| *l != "config") else { continue };
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
             out.push('\n');

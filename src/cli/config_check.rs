@@ -32,7 +32,7 @@ pub(super) fn run(file: &std::path::Path, role: &str) -> anyhow::Result<()> {
     if role == "serve" {
         let parsed = Cli::try_parse_from(&argv)?;
         if let Command::Serve(args) = parsed.command {
-            serve_config(args)?;
+            serve_config(*args)?;
         }
     }
     println!("# effective settings of `ltx-serve {role}` with {}", file.display());

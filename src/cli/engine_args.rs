@@ -75,6 +75,6 @@ impl EngineArgs {
         config.transformer_cache_bytes = self.ltx_transformer_cache_bytes;
         config.engine_script.clone_from(&self.ltx_engine_script);
         config.check().map_err(|e| anyhow::anyhow!(e))?;
-        Ok(EngineChoice::Ltx(config))
+        Ok(EngineChoice::Ltx(Box::new(config)))
     }
 }

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the scheduler and (unless --workers 0) in-process workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts, keys, credits and limits (prints JSON).
     Admin(AdminArgs),
     /// Run jobs for a server on this host (a GPU worker of a fleet), with a worker token.
@@ -232,7 +232,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Admin(args) => admin(args).await,
             Command::Worker(args) => worker(args).await,
             Command::Generate(args) => crate::client::generate(args).await,
@@ -346,7 +346,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let scratch_dir = args.scratch_dir.unwrap_or_else(|| std::env::temp_dir().join("ltx-serve-worker"));
     let engine: Arc<dyn crate::worker::engine::Engine> = match args.engine.choice(&scratch_dir)? {
         crate::config::EngineChoice::Ltx(config) => Arc::new(
-            crate::worker::engines::ltx::LtxEngine::start(config)
+            crate::worker::engines::ltx::LtxEngine::start(*config)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?,
         ),

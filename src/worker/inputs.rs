@@ -150,8 +150,12 @@ mod tests {
         assert_eq!(trim_cache(dir.path(), 250, &[]).unwrap(), 1);
         assert!(!oldest.exists() && old.exists() && recent.exists() && partial.exists());
         // 100 allowed, but the job uses `old`: only `recent` can go, and it does.
-        assert_eq!(trim_cache(dir.path(), 100, &[old.clone()]).unwrap(), 1);
+        assert_eq!(trim_cache(dir.path(), 100, std::slice::from_ref(&old)).unwrap(), 1);
         assert!(old.exists() && !recent.exists());
-        assert_eq!(trim_cache(dir.path(), 0, &[old.clone()]).unwrap(), 0, "what a job uses is never removed");
+        assert_eq!(
+            trim_cache(dir.path(), 0, std::slice::from_ref(&old)).unwrap(),
+            0,
+            "what a job uses is never removed"
+        );
     }
 }

@@ -34,7 +34,7 @@ fn tiny_ltx(pipeline: Pipeline, data_dir: &Path) -> LtxConfig {
 }
 
 async fn ltx_app(pipeline: Pipeline) -> TestApp {
-    TestApp::start_with(|c| c.engine = EngineChoice::Ltx(tiny_ltx(pipeline, &c.data_dir))).await
+    TestApp::start_with(|c| c.engine = EngineChoice::Ltx(Box::new(tiny_ltx(pipeline, &c.data_dir)))).await
 }
 
 async fn completed(app: &TestApp, key: &str, body: Value, name: &str) -> (Value, PathBuf) {

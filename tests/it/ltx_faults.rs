@@ -39,7 +39,7 @@ fn engine_log(dir: &Path) -> String {
 }
 
 async fn app_with(config: LtxConfig) -> TestApp {
-    TestApp::start_with(|c| c.engine = EngineChoice::Ltx(config)).await
+    TestApp::start_with(|c| c.engine = EngineChoice::Ltx(Box::new(config))).await
 }
 
 fn request(prompt: &str) -> serde_json::Value {
@@ -147,7 +147,7 @@ async fn start_up_refuses_bad_model_paths_and_an_engine_that_cannot_load() {
     let build = |config: LtxConfig| async move {
         let mut serve = ServeConfig::new(tempfile::tempdir().unwrap().keep());
         serve.listen = "127.0.0.1:0".parse().unwrap();
-        serve.engine = EngineChoice::Ltx(config);
+        serve.engine = EngineChoice::Ltx(Box::new(config));
         match Application::build(serve).await {
             Ok(_) => panic!("the app started"),
             Err(e) => format!("{e:#}"),

@@ -77,7 +77,7 @@ pub fn select_ranked() -> String {
 /// A row of `select_ranked()` with its place in line filled in.
 pub fn ranked_job_from_row(row: &PgRow) -> StoreResult<Job> {
     let mut job = job_from_row(row)?;
-    let ahead: Option<i64> = row.try_get("ahead").map_err(|e| bad_column(e))?;
+    let ahead: Option<i64> = row.try_get("ahead").map_err(bad_column)?;
     job.queue_position = ahead.map(|n| n as u64 + 1);
     Ok(job)
 }

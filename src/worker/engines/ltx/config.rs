@@ -79,7 +79,8 @@ impl LtxConfig {
         if !self.gemma_dir.is_dir() {
             return Err(format!("--ltx-gemma-dir {} is not a directory", self.gemma_dir.display()));
         }
-        let wanted_files: [(&str, fn(&str) -> bool); 3] = [
+        type FileNamed = fn(&str) -> bool;
+        let wanted_files: [(&str, FileNamed); 3] = [
             ("tokenizer.model", |n: &str| n == "tokenizer.model"),
             ("preprocessor_config.json", |n: &str| n == "preprocessor_config.json"),
             ("model*.safetensors", |n: &str| n.starts_with("model") && n.ends_with(".safetensors")),
