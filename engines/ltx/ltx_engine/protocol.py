@@ -1,7 +1,7 @@
 """The engine protocol, version 1: one JSON object per line.
 
 Worker → engine (stdin):
-  {"type": "generate", "id", "pipeline"?, "prompt", "seed", "width", "height", "num_frames", "fps",
+  {"type": "generate", "id", "pipeline" (distilled | dev; must be the one loaded), "prompt", "seed", "width", "height", "num_frames", "fps",
    "images": [{"path", "frame_idx", "strength"}], "loras": [{"path", "strength"}], "audio": bool,
    "out_dir"}
   {"type": "cancel", "id"}

@@ -65,6 +65,7 @@ class Request:
     fps: int
     images: list[ImageConditioningInput] = field(default_factory=list)
     loras: list[tuple[str, float]] = field(default_factory=list)
+    pipeline: str | None = None
 
 
 # progress(stage, step, total); raises Cancelled when the job was cancelled.
@@ -168,6 +169,8 @@ class ResidentPipeline:
 
     def check(self, req: Request) -> None:
         """Refuses what the model cannot do, before any work (the API validates too)."""
+        if req.pipeline not in (None, self.pipeline):
+            raise EngineFailure("engine_error", f"this engine runs the {self.pipeline} pipeline, not {req.pipeline}")
         try:
             assert_resolution(height=req.height, width=req.width, is_two_stage=True)
         except AssertionError as e:

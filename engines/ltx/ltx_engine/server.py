@@ -169,6 +169,7 @@ def parse_request(message: dict):
             images=[ImageConditioningInput(str(i["path"]), int(i["frame_idx"]), float(i.get("strength", 1.0)))
                     for i in message.get("images", [])],
             loras=[(str(lora["path"]), float(lora["strength"])) for lora in message.get("loras", [])],
+            pipeline=message.get("pipeline"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise EngineFailure("invalid_input", f"malformed generate command: {e}") from e

@@ -89,7 +89,7 @@ impl Engine for LtxEngine {
         }
         let process = slot.as_mut().expect("started above");
         let canvas = Canvas::covering(spec.width, spec.height);
-        let command = generate_command(&spec, canvas, out_dir)
+        let command = generate_command(&spec, self.config.pipeline, canvas, out_dir)
             .map_err(|e| failure(FailureCode::EngineError, format!("could not write the engine's inputs: {e}")))?;
         let id = command.id.clone();
         if !process.send(&Command::Generate(command)) {
@@ -165,7 +165,12 @@ impl Engine for LtxEngine {
 }
 
 /// The job as the engine gets it: images extended to the canvas and written as PNG files.
-fn generate_command(spec: &RenderSpec, canvas: Canvas, out_dir: &Path) -> std::io::Result<Generate> {
+fn generate_command(
+    spec: &RenderSpec,
+    pipeline: Pipeline,
+    canvas: Canvas,
+    out_dir: &Path,
+) -> std::io::Result<Generate> {
     let mut images = Vec::new();
     let last = spec.num_frames.saturating_sub(1);
     for (name, image, frame_idx) in [("start", &spec.start_image, 0), ("end", &spec.end_image, last)] {
@@ -177,6 +182,7 @@ fn generate_command(spec: &RenderSpec, canvas: Canvas, out_dir: &Path) -> std::i
     }
     Ok(Generate {
         id: uuid::Uuid::new_v4().to_string(),
+        pipeline: pipeline.as_str(),
         prompt: spec.prompt.clone(),
         seed: spec.seed,
         width: canvas.width,

@@ -16,6 +16,8 @@ pub enum Command {
 #[derive(Debug, Serialize)]
 pub struct Generate {
     pub id: String,
+    /// The pipeline the worker was configured for; the engine refuses a job for another one.
+    pub pipeline: &'static str,
     pub prompt: String,
     pub seed: u32,
     pub width: u32,
