@@ -18,6 +18,7 @@ mod media;
 mod openapi;
 mod operations;
 mod pg;
+mod pg_outage;
 mod playground;
 mod probe;
 mod security;
