@@ -219,6 +219,9 @@ pub async fn upload(
         }
         file.write_all(&chunk).await.map_err(io)?;
     }
+    // A failed background write (ENOSPC) surfaces at flush, not at sync_all: without it a full
+    // disk would keep a truncated result.
+    file.flush().await.map_err(io)?;
     file.sync_all().await.map_err(io)?;
     Ok(StatusCode::NO_CONTENT)
 }

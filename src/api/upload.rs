@@ -129,6 +129,7 @@ async fn stage(
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "staging an upload");
         ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_unavailable", "The upload could not be stored.")
+            .retry_after(30)
     };
     tokio::fs::create_dir_all(staging_dir).await.map_err(io)?;
     let staged = tempfile::Builder::new().prefix("upload-").tempfile_in(staging_dir).map_err(io)?;
@@ -147,6 +148,9 @@ async fn stage(
         }
         file.write_all(&chunk).await.map_err(io)?;
     }
+    // tokio's File writes in the background: a failed write (ENOSPC) surfaces at flush, and
+    // sync_all alone would not report it, leaving a short file that looks like a bad upload.
+    file.flush().await.map_err(io)?;
     file.sync_all().await.map_err(io)?;
     Ok(StagedFile { path, size, head })
 }

@@ -180,8 +180,13 @@ pub async fn assert_error(response: Response, status: u16, needle: &str) -> Valu
 
 pub fn png_data_uri(width: u32, height: u32, rgb: [u8; 3]) -> String {
     use base64::Engine as _;
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png_bytes(width, height, rgb)))
+}
+
+/// A one-colour PNG.
+pub fn png_bytes(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out))
+    out
 }

@@ -9,6 +9,7 @@ mod contract;
 mod crash;
 mod events;
 mod fleet;
+mod full_disk;
 mod helpers;
 mod idempotency;
 mod jobs;

@@ -101,12 +101,14 @@ async fn a_database_outage_answers_503_with_retry_after_and_loses_nothing() {
                         .await
                         .expect("the app itself stays up");
                     let status = sent.status().as_u16();
-                    let retry_after =
-                        sent.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                    let retry_after = sent.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
                     answers.lock().unwrap().push((Instant::now(), status, retry_after));
                     if status == 200 {
                         let job: Value = sent.json().await.unwrap();
-                        acknowledged.lock().unwrap().insert(idempotency_key.clone(), job["job_id"].as_str().unwrap().into());
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .insert(idempotency_key.clone(), job["job_id"].as_str().unwrap().into());
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         break;
                     }
