@@ -263,3 +263,38 @@ async fn a_slow_receiver_does_not_hold_up_the_others() {
     fast.wait_for_calls(1).await;
     assert!(started.elapsed() < Duration::from_secs(8), "the fast receiver waited {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flapping_receiver_gets_every_job_exactly_once_with_a_2xx() {
+    // The receiver fails every other call (500, 503, 502, 429): each job is retried until one
+    // call is answered 2xx, then never posted again.
+    let flaps: Vec<u16> = (0..200).map(|i| [500, 200, 503, 200, 502, 200, 429, 200][i % 8]).collect();
+    let (receiver, hook) = Receiver::start(&flaps).await;
+    let app = TestApp::start_with(with_private_hooks).await;
+    let acct = app.account("20").await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let response = submit_with_hook(&app, &acct.key, &hook, quick(&format!("flap {n}"))).await;
+        ids.push(job_id(&response.json::<Value>().await.unwrap()));
+    }
+    let mut attempts = 0;
+    for id in &ids {
+        let done = app.wait_until(&acct.key, id, |j| j["webhook"]["status"] == "delivered").await;
+        attempts += done["webhook"]["attempts"].as_u64().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // nothing more should arrive
+    let calls = receiver.calls.lock().unwrap().clone();
+    assert_eq!(calls.len() as u64, attempts, "every attempt the jobs count reached the receiver");
+    assert!(attempts > 8, "the flaps made the dispatcher retry ({attempts} attempts)");
+    let answers: Vec<u16> = flaps.iter().take(calls.len()).copied().collect();
+    for id in &ids {
+        let answered: Vec<u16> = calls
+            .iter()
+            .zip(&answers)
+            .filter(|(call, _)| serde_json::from_slice::<Value>(&call.body).unwrap()["job_id"] == id.as_str())
+            .map(|(_, status)| *status)
+            .collect();
+        assert_eq!(answered.iter().filter(|s| **s == 200).count(), 1, "job {id}: {answered:?}");
+        assert_eq!(answered.last(), Some(&200), "job {id}: nothing after the 2xx: {answered:?}");
+    }
+}
