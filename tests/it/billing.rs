@@ -60,23 +60,62 @@ async fn balance_and_ledger_agree_after_completed_failed_and_cancelled_jobs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_submits_never_overdraw_the_balance_or_the_limits() {
+async fn a_thousand_concurrent_submits_never_overdraw_the_balance_or_the_limits() {
     let app = TestApp::start_with(|c| c.workers = 0).await;
+    thousand_concurrent_submits(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_concurrent_submits_never_overdraw_on_postgresql() {
+    let db = crate::pg::TestDatabase::create().await;
+    let app = TestApp::start_with(|c| {
+        c.workers = 0;
+        c.database_url = Some(db.url.clone());
+    })
+    .await;
+    thousand_concurrent_submits(&app).await;
+}
+
+async fn thousand_concurrent_submits(app: &TestApp) {
     // Money for exactly 10 clips; slots and backlog for 12.
     let acct = app.account_with_limits("1.798", 4, 8).await;
-    let submits = (0..100).map(|i| {
-        let (client, url, key) = (app.client.clone(), app.url(GENERATE), acct.key.clone());
-        tokio::spawn(async move {
-            client.post(url).bearer_auth(key).json(&quick(&format!("race {i}"))).send().await.unwrap().status().as_u16()
+    let statuses = submit_at_once(app, &acct.key, 1000).await;
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(200), count(402), count(429)), (10, 990, 0), "{statuses:?}");
+    let account = app.account_view(&acct.key).await;
+    assert_eq!((account["available_usd"].as_str(), account["held_usd"].as_str()), (Some("0.00"), Some("1.798")));
+    assert_eq!((account["active_jobs"].as_u64(), account["backlogged_jobs"].as_u64()), (Some(4), Some(6)));
+
+    // With money for all of them, the limits decide: 4 running, 8 backlogged, the rest 429.
+    let rich = app.account_with_limits("1000", 4, 8).await;
+    let statuses = submit_at_once(app, &rich.key, 1000).await;
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(200), count(429)), (12, 988), "{statuses:?}");
+    let account = app.account_view(&rich.key).await;
+    assert_eq!((account["active_jobs"].as_u64(), account["backlogged_jobs"].as_u64()), (Some(4), Some(8)));
+}
+
+/// `n` submits for one key, all in flight at once; their statuses.
+async fn submit_at_once(app: &TestApp, key: &str, n: usize) -> Vec<u16> {
+    let submits: Vec<_> = (0..n)
+        .map(|i| {
+            let (client, url, key) = (app.client.clone(), app.url(GENERATE), key.to_owned());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&quick(&format!("race {i}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
         })
-    });
+        .collect();
     let mut statuses = Vec::new();
     for submit in submits {
         statuses.push(submit.await.unwrap());
     }
-    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
-    assert_eq!((count(200), count(402), count(429)), (10, 90, 0), "{statuses:?}");
-    let account = app.account_view(&acct.key).await;
-    assert_eq!((account["available_usd"].as_str(), account["held_usd"].as_str()), (Some("0.00"), Some("1.798")));
-    assert_eq!((account["active_jobs"].as_u64(), account["backlogged_jobs"].as_u64()), (Some(4), Some(6)));
+    statuses
 }
