@@ -38,6 +38,15 @@ fn engine_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default()
 }
 
+/// Waits until the engine has been started `n` times, without any job asking for it.
+async fn started_times(dir: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine_log(dir).matches("started").count() < n {
+        assert!(Instant::now() < deadline, "the engine was not restarted: {}", engine_log(dir));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn app_with(config: LtxConfig) -> TestApp {
     TestApp::start_with(|c| c.engine = EngineChoice::Ltx(Box::new(config))).await
 }
@@ -47,7 +56,7 @@ fn request(prompt: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn a_crash_mid_job_fails_it_uncharged_and_the_next_job_gets_a_new_engine() {
+async fn a_crash_mid_job_fails_it_uncharged_and_a_new_engine_is_started_at_once() {
     let models = tempfile::tempdir().unwrap();
     let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
     let acct = app.account("5").await;
@@ -58,6 +67,7 @@ async fn a_crash_mid_job_fails_it_uncharged_and_the_next_job_gets_a_new_engine()
     assert_eq!(done["error"]["code"], "engine_error");
     assert!(done["error"]["message"].as_str().unwrap().contains("exited"), "{done}");
     assert_eq!(app.get(&acct.key, "/account").await.1["balance_usd"], "5.00", "a failed job costs nothing");
+    started_times(models.path(), 2).await;
 
     let job = app.submit_ok(&acct.key, request("a calm lake")).await;
     let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
@@ -87,6 +97,7 @@ async fn a_hung_engine_times_out_and_is_replaced() {
     let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "timeout");
+    started_times(models.path(), 2).await;
 
     let job = app.submit_ok(&acct.key, request("a calm lake")).await;
     let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;

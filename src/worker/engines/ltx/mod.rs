@@ -18,13 +18,15 @@ pub use config::{LtxConfig, Pipeline};
 use process::EngineProcess;
 use protocol::{Command, ErrorCode, Event, Generate, ImageInput, LoraInput};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 pub struct LtxEngine {
     config: LtxConfig,
-    /// `None` after a crash, hang or kill: the next job starts a fresh process.
-    process: Mutex<Option<EngineProcess>>,
+    /// `None` after a crash, hang or kill while a new process is being started (or if that
+    /// failed: the next job tries again).
+    process: Arc<Mutex<Option<EngineProcess>>>,
 }
 
 impl LtxEngine {
@@ -34,7 +36,24 @@ impl LtxEngine {
         config.check()?;
         let process = start_process(&config).await?;
         tracing::info!(hello = ?process.hello, "LTX engine ready");
-        Ok(LtxEngine { config, process: Mutex::new(Some(process)) })
+        Ok(LtxEngine { config, process: Arc::new(Mutex::new(Some(process))) })
+    }
+
+    /// Starts a new engine process right away after one was lost, so its model load overlaps
+    /// the time until the next job instead of delaying that job.
+    fn restart_soon(&self) {
+        let (slot, config) = (self.process.clone(), self.config.clone());
+        tokio::spawn(async move {
+            let mut slot = slot.lock().await;
+            if slot.is_none() {
+                match start_process(&config).await {
+                    Ok(process) => *slot = Some(process),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not restart the LTX engine; the next job will try again")
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -95,6 +114,7 @@ impl Engine for LtxEngine {
         if !process.send(&Command::Generate(command)) {
             let why = process.exit_description().await;
             *slot = None;
+            self.restart_soon();
             return Err(failure(FailureCode::EngineError, why));
         }
         let mut guard = CancelOnDrop { id: id.clone(), commands: process.sender(), armed: true };
@@ -123,6 +143,7 @@ impl Engine for LtxEngine {
                         guard.armed = false;
                         let why = process.exit_description().await;
                         *slot = None;
+                        self.restart_soon();
                         return Err(failure(FailureCode::EngineError, format!("{why}; it will be restarted for the next job")));
                     }
                 },
@@ -134,12 +155,14 @@ impl Engine for LtxEngine {
                     guard.armed = false;
                     process.kill().await;
                     *slot = None;
+                    self.restart_soon();
                     return Err(failure(FailureCode::EngineError, "cancelled; the engine did not stop in time and was restarted"));
                 }
                 _ = &mut deadline => {
                     guard.armed = false;
                     process.kill().await;
                     *slot = None;
+                    self.restart_soon();
                     return Err(failure(FailureCode::Timeout, format!(
                         "no result from the LTX engine within {} s; it was restarted", self.config.job_timeout.as_secs()
                     )));
