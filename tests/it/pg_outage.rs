@@ -80,7 +80,9 @@ async fn a_database_outage_answers_503_with_retry_after_and_loses_nothing() {
 
     let stop = tokio_util::sync::CancellationToken::new();
     let acknowledged: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let answers: Arc<Mutex<Vec<(Instant, u16, Option<String>)>>> = Arc::default();
+    // (when, status, Retry-After) of every answer.
+    type Answers = Vec<(Instant, u16, Option<String>)>;
+    let answers: Arc<Mutex<Answers>> = Arc::default();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let mut clients = Vec::new();
     for c in 0..6 {
