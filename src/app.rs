@@ -7,8 +7,6 @@ use crate::storage::ResultStorage;
 use crate::store::Store;
 use crate::store::WorkerLease;
 use crate::worker::engine::Engine;
-use crate::worker::engines::ltx::LtxEngine;
-use crate::worker::engines::preview::PreviewEngine;
 use crate::worker::queue::{StoreQueue, WorkQueue};
 use crate::worker::{spawn_workers, WorkerConfig};
 use anyhow::Context;
@@ -202,18 +200,14 @@ pub async fn stop_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// The engine of the in-process workers. The LTX engine is started here, loading its models, so
-/// a bad model path or environment stops `serve` at start-up rather than failing the first job.
+/// The engine of the in-process workers (none is started with `--workers 0`: the preview
+/// engine stands in, doing nothing).
 async fn start_engine(config: &ServeConfig) -> anyhow::Result<Arc<dyn Engine>> {
-    match &config.engine {
-        EngineChoice::Ltx(ltx) if config.workers > 0 => {
-            if config.workers > 1 {
-                tracing::warn!("--engine ltx runs one job at a time per engine; extra workers wait their turn");
-            }
-            let engine =
-                LtxEngine::start((**ltx).clone()).await.map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?;
-            Ok(Arc::new(engine))
-        }
-        _ => Ok(Arc::new(PreviewEngine { sampling_time: config.preview_sampling_time })),
+    if config.workers == 0 {
+        return crate::worker::engines::start(&EngineChoice::Preview, config.preview_sampling_time).await;
     }
+    if config.workers > 1 && matches!(config.engine, EngineChoice::Ltx(_)) {
+        tracing::warn!("--engine ltx runs one job at a time per engine; extra workers wait their turn");
+    }
+    crate::worker::engines::start(&config.engine, config.preview_sampling_time).await
 }

@@ -1,6 +1,6 @@
 //! The engine flags, the same for `serve` (in-process workers) and `worker`.
 use crate::config::EngineChoice;
-use crate::worker::engines::ltx::{config::default_python, LtxConfig, Pipeline};
+use crate::worker::engines::ltx::{LtxConfig, Pipeline};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +65,9 @@ impl EngineArgs {
             required(&self.ltx_spatial_upsampler, "--ltx-spatial-upsampler", "the x2 spatial upsampler")?,
             scratch_dir.join("ltx-engine"),
         );
-        config.python = self.ltx_python.clone().unwrap_or_else(default_python);
+        if let Some(python) = &self.ltx_python {
+            config.python.clone_from(python);
+        }
         config.distilled_lora.clone_from(&self.ltx_distilled_lora);
         config.pipeline = self.ltx_pipeline;
         config.device.clone_from(&self.ltx_device);

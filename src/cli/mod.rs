@@ -5,12 +5,10 @@ use crate::app::{stop_signal, Application};
 use crate::config::{Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
 use crate::store::{NewAccount, Store};
-use crate::worker::engines::preview::PreviewEngine;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -344,16 +342,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         format!("{}-{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
     });
     let scratch_dir = args.scratch_dir.unwrap_or_else(|| std::env::temp_dir().join("ltx-serve-worker"));
-    let engine: Arc<dyn crate::worker::engine::Engine> = match args.engine.choice(&scratch_dir)? {
-        crate::config::EngineChoice::Ltx(config) => Arc::new(
-            crate::worker::engines::ltx::LtxEngine::start(*config)
-                .await
-                .map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?,
-        ),
-        crate::config::EngineChoice::Preview => {
-            Arc::new(PreviewEngine { sampling_time: Duration::from_millis(args.preview_sampling_ms) })
-        }
-    };
+    let engine_choice = args.engine.choice(&scratch_dir)?;
+    let engine = crate::worker::engines::start(&engine_choice, Duration::from_millis(args.preview_sampling_ms)).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {

@@ -55,22 +55,27 @@ fn request(prompt: &str) -> serde_json::Value {
     json!({"prompt": prompt, "num_frames": 9, "seed": 5})
 }
 
+/// Submits a 9-frame job with `prompt` (which tells the fake engine what to do) and returns it
+/// once it has ended.
+async fn run(app: &TestApp, key: &str, prompt: &str) -> serde_json::Value {
+    let job = app.submit_ok(key, request(prompt)).await;
+    app.wait_terminal(key, job["job_id"].as_str().unwrap()).await
+}
+
 #[tokio::test]
 async fn a_crash_mid_job_fails_it_uncharged_and_a_new_engine_is_started_at_once() {
     let models = tempfile::tempdir().unwrap();
     let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
     let acct = app.account("5").await;
 
-    let job = app.submit_ok(&acct.key, request("crash please")).await;
-    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "crash please").await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "engine_error");
     assert!(done["error"]["message"].as_str().unwrap().contains("exited"), "{done}");
     assert_eq!(app.get(&acct.key, "/account").await.1["balance_usd"], "5.00", "a failed job costs nothing");
     started_times(models.path(), 2).await;
 
-    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
-    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "a calm lake").await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["engine"], "ltx");
     let log = engine_log(models.path());
@@ -93,14 +98,12 @@ async fn a_hung_engine_times_out_and_is_replaced() {
     let app = app_with(config).await;
     let acct = app.account("5").await;
 
-    let job = app.submit_ok(&acct.key, request("hang forever")).await;
-    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "hang forever").await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "timeout");
     started_times(models.path(), 2).await;
 
-    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
-    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "a calm lake").await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(engine_log(models.path()).matches("started").count(), 2);
 }
@@ -111,13 +114,11 @@ async fn out_of_memory_is_reported_as_out_of_memory_and_the_engine_keeps_serving
     let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
     let acct = app.account("5").await;
 
-    let job = app.submit_ok(&acct.key, request("oom")).await;
-    let done = app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "oom").await;
     assert_eq!(done["error"]["code"], "out_of_memory", "{done}");
     assert!(done["error"]["message"].as_str().unwrap().contains("CUDA out of memory"));
 
-    let job = app.submit_ok(&acct.key, request("a calm lake")).await;
-    assert_eq!(app.wait_terminal(&acct.key, job["job_id"].as_str().unwrap()).await["status"], "completed");
+    assert_eq!(run(&app, &acct.key, "a calm lake").await["status"], "completed");
     assert_eq!(engine_log(models.path()).matches("started").count(), 1, "no restart needed");
 }
 
@@ -145,8 +146,7 @@ async fn a_cancelled_job_stops_the_engine_at_its_next_step() {
     let step: u32 = stopped.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(step < 50, "{stopped}");
 
-    let next = app.submit_ok(&acct.key, request("a calm lake")).await;
-    let done = app.wait_terminal(&acct.key, next["job_id"].as_str().unwrap()).await;
+    let done = run(&app, &acct.key, "a calm lake").await;
     assert_eq!(done["status"], "completed", "{done}");
     let log = engine_log(models.path());
     assert_eq!(log.matches("finished").count(), 1, "only the second job ran to its end: {log}");

@@ -23,16 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from .flags import add_engine_args, engine_argv
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ltx_engine.bench")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--gemma", required=True)
-    p.add_argument("--spatial-upsampler", required=True)
-    p.add_argument("--distilled-lora")
-    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dev-steps", type=int)
+    add_engine_args(p)
     p.add_argument("--cases", default="768x512x121,1280x704x121,1920x1088x121",
                    help="WIDTHxHEIGHTxFRAMES, comma-separated (sizes in multiples of 64, frames 8k+1)")
     p.add_argument("--runs", type=int, default=3)
@@ -43,13 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 class Engine:
     def __init__(self, args: argparse.Namespace):
-        command = [sys.executable, "-m", "ltx_engine.server", "--checkpoint", args.checkpoint, "--gemma", args.gemma,
-                   "--spatial-upsampler", args.spatial_upsampler, "--pipeline", args.pipeline,
-                   "--device", args.device]
-        if args.distilled_lora:
-            command += ["--distilled-lora", args.distilled_lora]
-        if args.dev_steps:
-            command += ["--dev-steps", str(args.dev_steps)]
+        command = [sys.executable, "-m", "ltx_engine.server", *engine_argv(args)]
         started = time.monotonic()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         cwd=Path(__file__).resolve().parent.parent,

@@ -16,19 +16,13 @@ import time
 import traceback
 from pathlib import Path
 
+from .flags import add_engine_args
 from .protocol import PROTOCOL_VERSION, Cancelled, EngineFailure, send
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ltx_engine.server")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--gemma", required=True)
-    p.add_argument("--spatial-upsampler", required=True)
-    p.add_argument("--distilled-lora")
-    p.add_argument("--pipeline", default="distilled", choices=["distilled", "dev"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--transformer-cache-bytes", type=int, default=48 << 30)
-    p.add_argument("--dev-steps", type=int, default=None, help="stage-1 steps of the dev pipeline (default 30)")
+    add_engine_args(p)
     return p.parse_args(argv)
 
 
@@ -98,8 +92,6 @@ def load(args: argparse.Namespace):
     paths = ModelPaths(checkpoint=args.checkpoint, gemma=args.gemma, spatial_upsampler=args.spatial_upsampler,
                        distilled_lora=args.distilled_lora)
     engine = ResidentPipeline(paths, args.pipeline, device, args.transformer_cache_bytes, dev_steps=args.dev_steps)
-    import ltx_core
-
     send({
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -107,7 +99,7 @@ def load(args: argparse.Namespace):
         "pipeline": args.pipeline,
         "device": str(device),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                     "ltx_core": getattr(ltx_core, "__version__", setup.package_version("ltx-core")),
+                     "ltx_core": setup.package_version("ltx-core"),
                      "ltx_pipelines": setup.package_version("ltx-pipelines")},
         "memory": setup.memory(device),
         "load_seconds": round(engine.load_seconds, 3),

@@ -2,9 +2,9 @@
 //! parameter (size, frames, fps, seed, prompt, start/end image, audio, styles). It is the free
 //! sandbox of the API: same request, same bytes of video, every time.
 use super::super::engine::*;
+use super::clip::ClipWriter;
 use crate::domain::job::{FailureCode, JobStatus};
-use crate::media::encode::{audio_samples_for, poster_path, video_path, Mp4Encoder, VideoSpec};
-use crate::media::poster::write_poster;
+use crate::media::encode::audio_samples_for;
 use crate::media::AUDIO_RATE;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -153,37 +153,22 @@ fn render_blocking(
     cancel: &CancellationToken,
     frame_delay: Duration,
 ) -> Result<RenderedClip, EngineError> {
-    let engine_err = |e: &dyn std::fmt::Display| EngineError::new(FailureCode::EngineError, e.to_string());
     let look = look(spec);
-    let video = video_path(out_dir);
     let audio = spec.generate_audio.then(|| render_audio(spec, &look));
-    let mut encoder = Mp4Encoder::start(VideoSpec {
-        path: &video,
-        width: spec.width,
-        height: spec.height,
-        fps: spec.fps,
-        num_frames: spec.num_frames,
-        audio,
-    })
-    .map_err(|e| engine_err(&e))?;
+    let mut clip = ClipWriter::start(spec, out_dir, audio)?;
     let mut frame = vec![0u8; (spec.width * spec.height * 3) as usize];
-    let poster_frame = spec.num_frames / 2;
     for i in 0..spec.num_frames {
         if cancel.is_cancelled() {
             return Err(EngineError::new(FailureCode::EngineError, "cancelled"));
         }
         render_frame(spec, &look, i, &mut frame);
-        encoder.push_frame(&frame).map_err(|e| engine_err(&e))?;
-        if i == poster_frame {
-            write_poster(&frame, spec.width, spec.height, &poster_path(out_dir)).map_err(|e| engine_err(&e))?;
-        }
+        clip.push(&frame)?;
         progress.report(JobStatus::Sampling, f64::from(i + 1) / f64::from(spec.num_frames));
         if !frame_delay.is_zero() {
             std::thread::sleep(frame_delay);
         }
     }
-    encoder.finish().map_err(|e| engine_err(&e))?;
-    Ok(RenderedClip { video, poster: poster_path(out_dir), has_audio: spec.generate_audio })
+    clip.finish()
 }
 
 #[cfg(test)]

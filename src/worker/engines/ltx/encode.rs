@@ -1,18 +1,12 @@
 //! Turns the engine's raw output into the job's MP4 and poster: frames cropped from the canvas
-//! to the output size, audio checked and muxed, the middle frame as the poster.
+//! to the output size, audio checked, both written by the common `ClipWriter`.
 use super::canvas::Canvas;
 use super::protocol::Finished;
-use crate::domain::job::FailureCode;
-use crate::media::encode::{poster_path, video_path, Mp4Encoder, VideoSpec};
-use crate::media::poster::write_poster;
 use crate::media::{AUDIO_CHANNELS, AUDIO_RATE};
 use crate::worker::engine::{EngineError, RenderSpec, RenderedClip};
+use crate::worker::engines::clip::{engine_error, ClipWriter};
 use std::io::Read;
 use std::path::Path;
-
-fn engine_error(message: impl Into<String>) -> EngineError {
-    EngineError::new(FailureCode::EngineError, message)
-}
 
 pub fn clip(spec: &RenderSpec, canvas: Canvas, result: &Finished, out_dir: &Path) -> Result<RenderedClip, EngineError> {
     let frames = &result.frames;
@@ -27,30 +21,15 @@ pub fn clip(spec: &RenderSpec, canvas: Canvas, result: &Finished, out_dir: &Path
         (None, true) => return Err(engine_error("the engine returned no audio")),
         (_, false) => None,
     };
-    let video = video_path(out_dir);
-    let mut encoder = Mp4Encoder::start(VideoSpec {
-        path: &video,
-        width: spec.width,
-        height: spec.height,
-        fps: spec.fps,
-        num_frames: spec.num_frames,
-        audio,
-    })
-    .map_err(|e| engine_error(e.to_string()))?;
+    let mut clip = ClipWriter::start(spec, out_dir, audio)?;
     let mut file = std::fs::File::open(&frames.path)
         .map_err(|e| engine_error(format!("the engine's frames are unreadable: {e}")))?;
     let mut frame = vec![0u8; (canvas.width * canvas.height * 3) as usize];
-    for i in 0..spec.num_frames {
+    for _ in 0..spec.num_frames {
         file.read_exact(&mut frame).map_err(|e| engine_error(format!("the engine's frames end early: {e}")))?;
-        let cropped = canvas.crop(&frame, spec.width, spec.height);
-        encoder.push_frame(&cropped).map_err(|e| engine_error(e.to_string()))?;
-        if i == spec.num_frames / 2 {
-            write_poster(&cropped, spec.width, spec.height, &poster_path(out_dir))
-                .map_err(|e| engine_error(e.to_string()))?;
-        }
+        clip.push(&canvas.crop(&frame, spec.width, spec.height))?;
     }
-    encoder.finish().map_err(|e| engine_error(e.to_string()))?;
-    Ok(RenderedClip { video, poster: poster_path(out_dir), has_audio: spec.generate_audio })
+    clip.finish()
 }
 
 fn read_audio(file: &super::protocol::AudioFile) -> Result<Vec<f32>, EngineError> {

@@ -2,9 +2,10 @@
 //! the engine's Python environment. Written to a directory on `PYTHONPATH` before each start.
 use std::path::Path;
 
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     ("__init__.py", include_str!("../../../../engines/ltx/ltx_engine/__init__.py")),
     ("protocol.py", include_str!("../../../../engines/ltx/ltx_engine/protocol.py")),
+    ("flags.py", include_str!("../../../../engines/ltx/ltx_engine/flags.py")),
     ("setup.py", include_str!("../../../../engines/ltx/ltx_engine/setup.py")),
     ("resident.py", include_str!("../../../../engines/ltx/ltx_engine/resident.py")),
     ("outputs.py", include_str!("../../../../engines/ltx/ltx_engine/outputs.py")),
