@@ -11,6 +11,7 @@ use ltx_serve::worker::queue::lease_within;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn job(account: Uuid) -> NewJob {
@@ -88,8 +89,15 @@ async fn main() {
     let dispatcher = tokio::spawn(async move {
         let me = WorkerLease::named("bench");
         loop {
-            if let Some(lease) =
-                lease_within(&*worker_store, &me, Duration::from_secs(60), Duration::from_secs(10)).await.unwrap()
+            if let Some(lease) = lease_within(
+                &*worker_store,
+                &me,
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap()
             {
                 let at = Instant::now();
                 worker_store.complete(lease.lease, result()).await.unwrap();

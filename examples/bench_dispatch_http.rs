@@ -10,6 +10,7 @@ use ltx_serve::store::{NewAccount, WorkerInfo};
 use ltx_serve::worker::queue::WorkQueue;
 use ltx_serve::worker::remote::HttpQueue;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 async fn start(
     dir: &std::path::Path,
@@ -51,7 +52,7 @@ async fn main() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let Some(item) = worker.next(Duration::from_secs(20)).await.unwrap() {
+            if let Some(item) = worker.next(Duration::from_secs(20), &CancellationToken::new()).await.unwrap() {
                 let at = Instant::now();
                 // Nothing renders it: end it uncharged so the account's slot frees.
                 let _ = worker.fail(item.lease, ltx_serve::domain::job::FailureCode::EngineError, "bench".into()).await;

@@ -94,6 +94,7 @@ impl Application {
                 Duration::from_secs(20),
             ),
             lora_cache_bytes: crate::worker::inputs::LORA_CACHE_BYTES,
+            prefetch: config.prefetch_jobs,
         };
         let store = self.state.store.clone();
         let (lease_ttl, results) = (config.lease_ttl, self.state.results.clone());

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     /// Base of the URLs we hand out (result files). Defaults to `http://<bound address>`.
     pub public_url: Option<String>,
     pub workers: usize,
+    /// Jobs the in-process workers lease ahead while the engine is busy (worker::WorkerConfig).
+    pub prefetch_jobs: usize,
     pub resolution: Resolution,
     pub aliases_accepted_until: Date,
     pub max_body_bytes: usize,
@@ -93,6 +95,7 @@ impl ServeConfig {
             database_url: None,
             public_url: None,
             workers: 1,
+            prefetch_jobs: 1,
             resolution: Resolution::P720,
             aliases_accepted_until: time::macros::date!(2026 - 06 - 19),
             max_body_bytes: 8 * 1024 * 1024,

@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The longest a lease request waits for work.
@@ -107,7 +108,7 @@ pub async fn lease(
     let who =
         WorkerLease { name: ask.worker.name.clone(), resident_style_sets: ask.worker.resident_style_sets.clone() };
     let wait = Duration::from_millis(ask.wait_ms).min(MAX_WAIT);
-    match lease_within(&*state.store, &who, state.config.lease_ttl, wait).await? {
+    match lease_within(&*state.store, &who, state.config.lease_ttl, wait, &CancellationToken::new()).await? {
         Some(lease) => Ok(Json(WorkItem::of_lease(&*state.store, lease).await?).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -112,6 +112,10 @@ struct ServeArgs {
     /// In-process workers (0: jobs stay queued until a worker appears).
     #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = 1)]
     workers: usize,
+    /// Jobs leased ahead while the engine is busy, with their inputs fetched, so the GPU goes
+    /// from one job to the next without waiting (0: leave queued jobs to idle workers).
+    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = 1)]
+    prefetch_jobs: usize,
     /// Base URL clients reach this server at (used in result URLs). Default: http://<listen>.
     #[arg(long, env = "LTX_SERVE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -187,6 +191,10 @@ struct WorkerArgs {
     /// Jobs run at once (one per GPU).
     #[arg(long, env = "LTX_SERVE_WORKER_CONCURRENCY", default_value_t = 1)]
     concurrency: usize,
+    /// Jobs leased ahead while the engine is busy, with their inputs fetched, so the GPU goes
+    /// from one job to the next without waiting (0: leave queued jobs to idle workers).
+    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = 1)]
+    prefetch_jobs: usize,
     /// Where clips are rendered before upload.
     #[arg(long, env = "LTX_SERVE_SCRATCH_DIR")]
     scratch_dir: Option<PathBuf>,
@@ -314,6 +322,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         result_url_ttl: Duration::from_secs(args.result_url_ttl_secs),
         public_url: args.public_url,
         workers: args.workers,
+        prefetch_jobs: args.prefetch_jobs,
         resolution: args.resolution,
         aliases_accepted_until: args.aliases_accepted_until,
         max_body_bytes: args.max_body_bytes,
@@ -356,6 +365,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         token: args.token,
         name,
         concurrency: args.concurrency.max(1),
+        prefetch_jobs: args.prefetch_jobs,
         scratch_dir,
         engine,
         allow_private_urls: args.allow_private_urls,

@@ -51,17 +51,30 @@ impl EngineError {
     }
 }
 
-/// Where an engine reports its stage and progress (0..1); the worker forwards the latest value.
+/// Where an engine reports its stage and progress (0..1) — the worker forwards the latest value
+/// — and the moment its model (the GPU) is done with the job, so the worker can start the next
+/// job on it while this one's clip is still being encoded and uploaded.
 #[derive(Clone)]
-pub struct ProgressSink(watch::Sender<(JobStatus, f64)>);
+pub struct ProgressSink {
+    progress: watch::Sender<(JobStatus, f64)>,
+    model_finished: watch::Sender<bool>,
+}
 
 impl ProgressSink {
     pub fn new() -> (ProgressSink, watch::Receiver<(JobStatus, f64)>) {
-        let (tx, rx) = watch::channel((JobStatus::Processing, 0.0));
-        (ProgressSink(tx), rx)
+        let (progress, rx) = watch::channel((JobStatus::Processing, 0.0));
+        (ProgressSink { progress, model_finished: watch::Sender::new(false) }, rx)
     }
     pub fn report(&self, status: JobStatus, progress: f64) {
-        self.0.send_replace((status, progress.clamp(0.0, 1.0)));
+        self.progress.send_replace((status, progress.clamp(0.0, 1.0)));
+    }
+    /// The engine no longer needs the model for this job (what remains is CPU work: encoding).
+    /// Engines that do not call it hold their model slot until `render` returns.
+    pub fn model_finished(&self) {
+        self.model_finished.send_replace(true);
+    }
+    pub(crate) fn model_finished_signal(&self) -> watch::Receiver<bool> {
+        self.model_finished.subscribe()
     }
 }
 

@@ -7,4 +7,4 @@ pub mod queue;
 pub mod remote;
 mod run;
 
-pub use run::{spawn_workers, worker_loop, WorkerConfig};
+pub use run::{spawn_workers, WorkerConfig};

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 /// A leased job and what a worker needs to render it (the wire shape of the worker API).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,8 +71,10 @@ pub struct FinishedClip {
 
 #[async_trait]
 pub trait WorkQueue: Send + Sync + 'static {
-    /// The next job, waiting up to `wait` for one.
-    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError>;
+    /// The next job, waiting up to `wait` for one; `None` at once when `stop` fires. A lease
+    /// already asked for when it fires is still returned (then handed back), never dropped in
+    /// flight — a dropped one would sit leased to nobody until its lease expired.
+    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError>;
     /// `LeaseLost` when the job was cancelled or the lease expired: stop working on it.
     async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError>;
     /// Stores the clip's files and completes the job (charging it).
@@ -104,10 +107,14 @@ pub async fn lease_within(
     worker: &WorkerLease,
     ttl: Duration,
     wait: Duration,
+    stop: &CancellationToken,
 ) -> Result<Option<crate::store::Lease>, StoreError> {
     let deadline = tokio::time::Instant::now() + wait;
     let signal = store.queue_signal();
     loop {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
         // Register for the wake-up before looking, so a job queued in between is not missed.
         let notified = signal.notified();
         tokio::pin!(notified);
@@ -123,14 +130,15 @@ pub async fn lease_within(
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(nap) => {}
+            _ = stop.cancelled() => return Ok(None),
         }
     }
 }
 
 #[async_trait]
 impl WorkQueue for StoreQueue {
-    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError> {
-        match lease_within(&*self.store, &self.worker, self.lease_ttl, wait).await? {
+    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError> {
+        match lease_within(&*self.store, &self.worker, self.lease_ttl, wait, stop).await? {
             Some(lease) => Ok(Some(WorkItem::of_lease(&*self.store, lease).await?)),
             None => Ok(None),
         }

@@ -11,6 +11,7 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What `GET /internal/v1/hello` answers: the server's lease timing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,16 +118,20 @@ impl HttpQueue {
 
 #[async_trait]
 impl WorkQueue for HttpQueue {
-    async fn next(&self, wait: Duration) -> Result<Option<WorkItem>, StoreError> {
-        let response = self
+    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError> {
+        let request = self
             .client
             .post(format!("{}/internal/v1/lease", self.base))
             .bearer_auth(&self.token)
             .json(&json!({ "worker": self.info, "wait_ms": wait.as_millis() as u64 }))
             .timeout(wait + Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .send();
+        // The long poll is abandoned on stop: a lease the server grants in that instant is
+        // never seen, and expires (uncounted) after the lease TTL.
+        let response = tokio::select! {
+            response = request => response.map_err(unavailable)?,
+            _ = stop.cancelled() => return Ok(None),
+        };
         match response.status() {
             StatusCode::OK => Ok(Some(response.json().await.map_err(unavailable)?)),
             StatusCode::NO_CONTENT => Ok(None),
@@ -179,6 +184,8 @@ pub struct RemoteWorker {
     pub token: String,
     pub name: String,
     pub concurrency: usize,
+    /// Jobs leased ahead while every slot is busy (WorkerConfig::prefetch).
+    pub prefetch_jobs: usize,
     pub scratch_dir: std::path::PathBuf,
     pub engine: Arc<dyn Engine>,
     /// Input image URLs may point to private networks.
@@ -202,6 +209,7 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
             Duration::from_secs(20),
         ),
         lora_cache_bytes: worker.lora_cache_bytes,
+        prefetch: worker.prefetch_jobs,
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());
     let queue = move |i: usize| -> Arc<dyn WorkQueue> {

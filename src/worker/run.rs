@@ -11,6 +11,7 @@ use crate::store::{JobResult, Progress, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,12 +25,28 @@ pub struct WorkerConfig {
     pub image_client: reqwest::Client,
     /// Bytes of LoRA files kept in `<scratch>/loras` (least recently used removed beyond it).
     pub lora_cache_bytes: u64,
+    /// Jobs leased ahead while every model slot is busy, their inputs and LoRAs fetched, so a
+    /// slot goes from one job to the next without waiting for a lease or a download. They wait
+    /// for the slot inside their lease (heartbeats continue), so another, idle worker cannot
+    /// take them meanwhile: 0 suits fleets that run below capacity.
+    pub prefetch: usize,
 }
 
 /// How long one wait for work lasts before the loop looks at shutdown again (a long poll for
 /// remote workers).
 const WAIT_FOR_WORK: Duration = Duration::from_secs(20);
 
+/// What the loops of one worker share. `model`: jobs on the engine's model at once (the
+/// worker's concurrency, one per GPU). `lease`: jobs leased and not yet done with the model
+/// (concurrency + prefetch). A job gives both back as soon as its engine is done with the
+/// model, so encoding and uploading its clip overlap the next job's model time.
+struct Slots {
+    model: Arc<Semaphore>,
+    lease: Arc<Semaphore>,
+}
+
+/// Starts the loops of one worker with `count` model slots. One loop more than the slots and
+/// prefetched jobs, so that a finished clip's encode and upload never hold up the next lease.
 pub fn spawn_workers(
     count: usize,
     queue: impl Fn(usize) -> Arc<dyn WorkQueue>,
@@ -37,27 +54,38 @@ pub fn spawn_workers(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    (0..count)
+    if count == 0 {
+        return Vec::new();
+    }
+    let slots = Arc::new(Slots {
+        model: Arc::new(Semaphore::new(count)),
+        lease: Arc::new(Semaphore::new(count + config.prefetch)),
+    });
+    (0..count + config.prefetch + 1)
         .map(|i| {
             let config = WorkerConfig { name: format!("{}-{i}", config.name), ..config.clone() };
-            tokio::spawn(worker_loop(queue(i), engine.clone(), config, shutdown.clone()))
+            tokio::spawn(worker_loop(queue(i), engine.clone(), config, slots.clone(), shutdown.clone()))
         })
         .collect()
 }
 
-pub async fn worker_loop(
+async fn worker_loop(
     queue: Arc<dyn WorkQueue>,
     engine: Arc<dyn Engine>,
     config: WorkerConfig,
+    slots: Arc<Slots>,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        let next = tokio::select! {
-            next = queue.next(WAIT_FOR_WORK) => next,
+        let lease_slot = tokio::select! {
+            permit = slots.lease.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = shutdown.cancelled() => break,
         };
-        match next {
-            Ok(Some(item)) => run_job(&*queue, &*engine, &config, item, &shutdown).await,
+        match queue.next(WAIT_FOR_WORK, &shutdown).await {
+            Ok(Some(item)) if shutdown.is_cancelled() => {
+                let _ = queue.hand_back(item.lease).await;
+            }
+            Ok(Some(item)) => run_job(&*queue, &*engine, &config, item, (&slots, lease_slot), &shutdown).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "leasing failed; retrying");
@@ -83,6 +111,7 @@ async fn run_job(
     engine: &dyn Engine,
     config: &WorkerConfig,
     item: WorkItem,
+    (slots, lease_slot): (&Slots, OwnedSemaphorePermit),
     shutdown: &CancellationToken,
 ) {
     let lease = item.lease;
@@ -102,7 +131,9 @@ async fn run_job(
             return;
         }
     };
-    let work = prepare_and_render(queue, engine, config, item, scratch.path().to_owned(), progress, cancel.clone());
+    let held = (slots.model.clone(), lease_slot);
+    let work =
+        prepare_and_render(queue, engine, config, item, scratch.path().to_owned(), progress, held, cancel.clone());
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(config.heartbeat_every);
     let outcome = loop {
@@ -184,6 +215,7 @@ async fn prepare_and_render(
     item: WorkItem,
     scratch: PathBuf,
     progress: ProgressSink,
+    (model, lease_slot): (Arc<Semaphore>, OwnedSemaphorePermit),
     cancel: CancellationToken,
 ) -> Result<FinishedClip, EngineError> {
     let (w, h) = (item.width, item.height);
@@ -209,8 +241,19 @@ async fn prepare_and_render(
         end_image,
         loras,
     };
+    // Inputs are ready: wait for the model (the job stays `processing` meanwhile).
+    let model_slot = model.acquire_owned().await.expect("the semaphore is never closed");
     progress.report(JobStatus::Sampling, 0.0);
-    let clip = engine.render(spec, &scratch, progress, cancel).await?;
+    let mut model_finished = progress.model_finished_signal();
+    let render = engine.render(spec, &scratch, progress, cancel);
+    tokio::pin!(render);
+    let mut slots = Some((model_slot, lease_slot));
+    let clip = loop {
+        tokio::select! {
+            clip = &mut render => break clip?,
+            _ = model_finished.wait_for(|done| *done), if slots.is_some() => slots = None,
+        }
+    };
     Ok(FinishedClip {
         video: clip.video,
         poster: clip.poster,

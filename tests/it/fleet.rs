@@ -28,6 +28,7 @@ pub fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) ->
         token: token.into(),
         name: name.into(),
         concurrency: 1,
+        prefetch_jobs: 1,
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
         engine: Arc::new(PreviewEngine { sampling_time: Duration::from_millis(sampling_ms) }),
         allow_private_urls: true,
@@ -85,7 +86,7 @@ async fn a_cancelled_or_stale_lease_is_refused_over_http() {
     .unwrap();
     let acct = app.account("5").await;
     let id = job_id(&app.submit_ok(&acct.key, quick("to cancel")).await);
-    let item = queue.next(Duration::from_secs(5)).await.unwrap().expect("a job");
+    let item = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().expect("a job");
     assert_eq!(item.lease.job_id.to_string(), id);
     let running =
         ltx_serve::store::Progress { status: ltx_serve::domain::job::JobStatus::Sampling, progress: 0.5, engine: None };
@@ -115,9 +116,9 @@ async fn a_cancelled_or_stale_lease_is_refused_over_http() {
 
     // A lease that expired and was taken over: the old holder's fail is refused.
     let id2 = job_id(&app.submit_ok(&acct.key, quick("expires")).await);
-    let first = queue.next(Duration::from_secs(5)).await.unwrap().unwrap();
+    let first = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // expires; the scheduler requeues it
-    let second = queue.next(Duration::from_secs(5)).await.unwrap().unwrap();
+    let second = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(
         (first.lease.job_id, second.lease.job_id, second.attempt),
         (second.lease.job_id, id2.parse().unwrap(), 2)

@@ -153,6 +153,42 @@ async fn a_cancelled_job_stops_the_engine_at_its_next_step() {
 }
 
 #[tokio::test]
+async fn a_prefetched_job_waits_for_the_engine_and_every_job_runs_once() {
+    let models = tempfile::tempdir().unwrap();
+    let app = app_with(fake_engine(models.path(), "ltx.safetensors")).await;
+    let acct = app.account_with_limits("10", 10, 10).await;
+
+    // One worker with one job prefetched (the default): while a job holds the engine, the next
+    // is leased and prepared, but it reaches the engine only once the first is done with it.
+    let mut ids = Vec::new();
+    for hold in [1500, 300, 300, 300] {
+        ids.push(
+            app.submit_ok(&acct.key, request(&format!("hold {hold}"))).await["job_id"].as_str().unwrap().to_owned(),
+        );
+    }
+    let second = app.wait_until(&acct.key, &ids[1], |j| j["status"] != "queued").await;
+    assert!(!engine_log(models.path()).contains("held "), "the second job was leased while the first held the engine");
+    assert_ne!(second["status"], "sampling", "it waits for the engine without claiming to sample: {second}");
+    for id in &ids {
+        assert_eq!(app.wait_terminal(&acct.key, id).await["status"], "completed");
+    }
+    let log = engine_log(models.path());
+    let mut held: Vec<(f64, f64)> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("held "))
+        .map(|l| {
+            let (start, end) = l.split_once(' ').unwrap();
+            (start.parse().unwrap(), end.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(held.len(), 4, "each job ran on the engine exactly once: {log}");
+    held.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in held.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "two jobs held the engine at once: {pair:?}");
+    }
+}
+
+#[tokio::test]
 async fn start_up_refuses_bad_model_paths_and_an_engine_that_cannot_load() {
     let models = tempfile::tempdir().unwrap();
     let build = |config: LtxConfig| async move {

@@ -70,6 +70,7 @@ async fn results_go_to_s3_and_links_are_presigned() {
         token,
         name: "s3-worker".into(),
         concurrency: 1,
+        prefetch_jobs: 1,
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
         engine: std::sync::Arc::new(ltx_serve::worker::engines::preview::PreviewEngine {
             sampling_time: Duration::ZERO,

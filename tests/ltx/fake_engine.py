@@ -6,6 +6,8 @@ chosen by the prompt:
   "hang"   it stops answering (and ignores cancel)
   "oom"    it reports out_of_memory
   "slow"   50 steps of 0.1 s; a cancel stops it at its next step
+  "hold N" holds the "GPU" for N ms, then the clip; logs "held <job read> <result sent>" in
+           wall-clock seconds, from which the benchmark takes the engine's idle gap between jobs
   other    a solid-colour clip with a tone, at once
 
 A checkpoint whose file name contains "broken" makes it fail while "loading". Every start and
@@ -70,6 +72,7 @@ def reader() -> None:
 
 
 def run(job: dict) -> None:
+    began = time.time()
     job_id, prompt = job["id"], job["prompt"]
     send({"type": "progress", "id": job_id, "stage": "sampling", "step": 0, "total": 8})
     if "crash" in prompt:
@@ -90,6 +93,8 @@ def run(job: dict) -> None:
                 return
             send({"type": "progress", "id": job_id, "stage": "sampling", "step": step, "total": 50})
             time.sleep(0.1)
+    if prompt.startswith("hold "):
+        time.sleep(int(prompt.split()[1]) / 1000)
     out = Path(job["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     w, h, n = job["width"], job["height"], job["num_frames"]
@@ -102,6 +107,8 @@ def run(job: dict) -> None:
         tone = b"".join(struct.pack("<ff", v, v) for v in (0.3 * math.sin(i * 0.05) for i in range(samples)))
         (out / "audio.f32").write_bytes(tone)
         result["audio"] = {"path": str(out / "audio.f32"), "sample_rate": 48000, "channels": 2}
+    if prompt.startswith("hold "):
+        log(f"held {began:.6f} {time.time():.6f}")
     log(f"finished {job_id}")
     send(result)
 

@@ -171,6 +171,7 @@ impl Engine for LtxEngine {
         };
         guard.armed = false;
         drop(slot);
+        progress.model_finished();
         let result = outcome.map_err(|(code, message)| {
             let code = match code {
                 ErrorCode::InvalidInput => FailureCode::InvalidInput,
