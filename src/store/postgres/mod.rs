@@ -7,6 +7,7 @@ mod accounts;
 mod jobs;
 mod library;
 mod rows;
+mod submit_batch;
 mod webhooks;
 mod work;
 mod workers;
@@ -37,12 +38,16 @@ pub struct PgStore {
     pool: PgPool,
     queue_signal: Arc<Notify>,
     webhook_signal: Arc<Notify>,
-    listener: tokio::task::JoinHandle<()>,
+    /// Submits go through the batchers (group commit, submit_batch.rs).
+    submits: flume::Sender<submit_batch::Pending>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -86,37 +91,46 @@ impl PgStore {
         migrate(&pool).await?;
         let queue_signal = Arc::new(Notify::new());
         let webhook_signal = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(pool.clone(), queue_signal.clone(), webhook_signal.clone()));
-        Ok(PgStore { pool, queue_signal, webhook_signal, listener })
+        let mut tasks = vec![tokio::spawn(listen(pool.clone(), queue_signal.clone(), webhook_signal.clone()))];
+        let (submits, batchers) = submit_batch::spawn(pool.clone());
+        tasks.extend(batchers);
+        Ok(PgStore { pool, queue_signal, webhook_signal, submits, tasks })
     }
 
-    /// Runs `op` in a transaction, again from the start when it lost a race to another one.
     async fn tx<T: Send>(
         &self,
         op: impl for<'c> Fn(&'c mut PgConnection) -> Tx<'c, T> + Send + Sync,
     ) -> StoreResult<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut tx = self.pool.begin().await.map_err(pg_err)?;
-            let outcome = match op(&mut tx).await {
-                Ok(value) => tx.commit().await.map_err(pg_err).map(|()| value),
-                Err(e) => Err(e), // dropping `tx` rolls it back
-            };
-            match outcome {
-                Err(StoreError::Conflict(why)) if attempt < RETRIES => {
-                    tracing::debug!(attempt, why, "transaction conflicted; running it again");
-                    tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % (2 << attempt))).await;
-                }
-                other => return other,
-            }
-        }
+        transaction(&self.pool, op).await
     }
 
     /// Runs read-only `op` on a pooled connection.
     async fn read<T: Send>(&self, op: impl for<'c> FnOnce(&'c mut PgConnection) -> Tx<'c, T> + Send) -> StoreResult<T> {
         let mut conn = self.pool.acquire().await.map_err(pg_err)?;
         op(&mut conn).await
+    }
+}
+
+/// Runs `op` in a transaction, again from the start when it lost a race to another one.
+async fn transaction<T: Send>(
+    pool: &PgPool,
+    op: impl for<'c> Fn(&'c mut PgConnection) -> Tx<'c, T> + Send + Sync,
+) -> StoreResult<T> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = pool.begin().await.map_err(pg_err)?;
+        let outcome = match op(&mut tx).await {
+            Ok(value) => tx.commit().await.map_err(pg_err).map(|()| value),
+            Err(e) => Err(e), // dropping `tx` rolls it back
+        };
+        match outcome {
+            Err(StoreError::Conflict(why)) if attempt < RETRIES => {
+                tracing::debug!(attempt, why, "transaction conflicted; running it again");
+                tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % (2 << attempt))).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -281,7 +295,11 @@ impl Store for PgStore {
     }
 
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>> {
-        self.tx(|c| Box::pin(jobs::submit(c, new.clone()))).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submits
+            .send(submit_batch::Pending { new, reply })
+            .map_err(|_| StoreError::Internal("the submit batchers have stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Internal("a submit batcher stopped".into()))?
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
         let job = self.read(|c| Box::pin(rows::load_job(c, id))).await?;
