@@ -2,13 +2,13 @@
 //! inputs, run the engine while forwarding progress as heartbeats, then store the result and
 //! complete the job. A refused heartbeat means the job was cancelled (or the lease expired):
 //! the engine is stopped and the job left alone. On shutdown a running job is handed back.
-use super::engine::{Engine, EngineError, ProgressSink, RenderSpec};
+use super::engine::{Engine, EngineError, ProgressSink, RenderSpec, RenderedClip};
 use super::inputs;
 use super::queue::{FinishedClip, WorkItem, WorkQueue};
 use crate::domain::job::JobStatus;
 use crate::domain::pricing::FPS;
 use crate::store::{JobResult, Progress, StoreError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -132,8 +132,12 @@ async fn run_job(
         }
     };
     let held = (slots.model.clone(), lease_slot);
-    let work =
-        prepare_and_render(queue, engine, config, item, scratch.path().to_owned(), progress, held, cancel.clone());
+    let scratch_path = scratch.path().to_owned();
+    let work = async {
+        let spec = prepare(queue, config, &item, &scratch_path).await?;
+        let clip = render_on_model(engine, spec, &scratch_path, progress, held, cancel.clone()).await?;
+        Ok::<_, EngineError>(finished_clip(engine, &item, clip))
+    };
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(config.heartbeat_every);
     let outcome = loop {
@@ -208,28 +212,25 @@ where
     }
 }
 
-async fn prepare_and_render(
+/// The job's render spec, with its input images fetched and fitted and its LoRAs in the cache.
+async fn prepare(
     queue: &dyn WorkQueue,
-    engine: &dyn Engine,
     config: &WorkerConfig,
-    item: WorkItem,
-    scratch: PathBuf,
-    progress: ProgressSink,
-    (model, lease_slot): (Arc<Semaphore>, OwnedSemaphorePermit),
-    cancel: CancellationToken,
-) -> Result<FinishedClip, EngineError> {
+    item: &WorkItem,
+    scratch: &Path,
+) -> Result<RenderSpec, EngineError> {
     let (w, h) = (item.width, item.height);
     let client = &config.image_client;
     let start_image = match &item.request.start_image {
-        Some(uri) => Some(inputs::image(queue, client, &scratch, "start_image", uri, (w, h)).await?),
+        Some(uri) => Some(inputs::image(queue, client, scratch, "start_image", uri, (w, h)).await?),
         None => None,
     };
     let end_image = match &item.request.end_image {
-        Some(uri) => Some(inputs::image(queue, client, &scratch, "end_image", uri, (w, h)).await?),
+        Some(uri) => Some(inputs::image(queue, client, scratch, "end_image", uri, (w, h)).await?),
         None => None,
     };
-    let loras = inputs::loras(queue, &item, &config.scratch_dir.join("loras"), config.lora_cache_bytes).await?;
-    let spec = RenderSpec {
+    let loras = inputs::loras(queue, item, &config.scratch_dir.join("loras"), config.lora_cache_bytes).await?;
+    Ok(RenderSpec {
         prompt: item.request.prompt.clone(),
         seed: item.seed,
         width: w,
@@ -240,34 +241,48 @@ async fn prepare_and_render(
         start_image,
         end_image,
         loras,
-    };
-    // Inputs are ready: wait for the model (the job stays `processing` meanwhile).
+    })
+}
+
+/// Waits for a model slot (the job stays `processing` meanwhile), then renders; the slot and
+/// the lease slot are given back as soon as the engine is done with the model.
+async fn render_on_model(
+    engine: &dyn Engine,
+    spec: RenderSpec,
+    scratch: &Path,
+    progress: ProgressSink,
+    (model, lease_slot): (Arc<Semaphore>, OwnedSemaphorePermit),
+    cancel: CancellationToken,
+) -> Result<RenderedClip, EngineError> {
     let model_slot = model.acquire_owned().await.expect("the semaphore is never closed");
     progress.report(JobStatus::Sampling, 0.0);
     let mut model_finished = progress.model_finished_signal();
-    let render = engine.render(spec, &scratch, progress, cancel);
+    let render = engine.render(spec, scratch, progress, cancel);
     tokio::pin!(render);
     let mut slots = Some((model_slot, lease_slot));
-    let clip = loop {
+    loop {
         tokio::select! {
-            clip = &mut render => break clip?,
+            clip = &mut render => return clip,
             _ = model_finished.wait_for(|done| *done), if slots.is_some() => slots = None,
         }
-    };
-    Ok(FinishedClip {
+    }
+}
+
+fn finished_clip(engine: &dyn Engine, item: &WorkItem, clip: RenderedClip) -> FinishedClip {
+    FinishedClip {
         video: clip.video,
         poster: clip.poster,
         result: JobResult {
             video_key: String::new(),
             poster_key: String::new(),
-            width: w,
-            height: h,
+            width: item.width,
+            height: item.height,
             num_frames: item.request.num_frames,
             fps: FPS,
             has_audio: clip.has_audio,
             engine: engine.name().to_owned(),
         },
-    })
+    }
 }
 
 #[cfg(test)]
