@@ -27,7 +27,18 @@ pub async fn count_transition(c: &mut PgConnection, account: Uuid, active: i32, 
 pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>> {
     // The account lock serialises this account's submits across replicas: limits, balance and
     // idempotency keys are checked against what every earlier submit left.
-    let account = accounts::get(c, new.account_id, true).await?;
+    let mut account = accounts::get(c, new.account_id, true).await?;
+    submit_locked(c, &mut account, new).await
+}
+
+/// A submit for an account this transaction has already locked, whose row `account` holds; it
+/// is kept equal to the row (hold and counters), so a batch of one account's submits reads
+/// the row once.
+pub async fn submit_locked(
+    c: &mut PgConnection,
+    account: &mut Account,
+    new: NewJob,
+) -> StoreResult<Result<Job, SubmitRefusal>> {
     if let Some(idem) = &new.idempotency {
         let seen: Option<(String, Uuid, i64)> = sqlx::query_as(
             "SELECT fingerprint, job_id, ltx_now_us() - created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2",
@@ -98,6 +109,12 @@ pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job
     .fetch_one(&mut *c)
     .await
     .map_err(pg_err)?;
+    account.held = MicroUsd(account.held.0 + new.price.0);
+    if queued {
+        account.active_jobs += 1;
+    } else {
+        account.backlogged_jobs += 1;
+    }
     if let Some(idem) = &new.idempotency {
         // Only an accepted submit claims its key: a refused one may be retried with it.
         sqlx::query(

@@ -2,13 +2,14 @@
 //! commit's fsync, so one account's submits ran one fsync after another (≈ 900/s here whatever
 //! the concurrency). Instead, submits waiting at this replica are taken together — up to
 //! `MAX_BATCH` — and run one after another in one transaction with one commit: the same checks
-//! against what each earlier submit left (limits, balance, idempotency keys), one fsync for all.
+//! against what each earlier submit left (limits, balance, idempotency keys), each account's row
+//! locked and read once, one fsync for all.
 //! Each caller is answered only after that commit. Refusals write nothing, so they need no
 //! savepoint; any database error rolls the batch back and its submits are run again one by one
 //! (nothing of it was acknowledged). Batches lock accounts in id order, so concurrent batches,
 //! here or on other replicas, queue up instead of deadlocking.
-use super::{jobs, pg_err, transaction};
-use crate::store::{Job, NewJob, StoreError, StoreResult, SubmitRefusal};
+use super::{accounts, jobs, pg_err, transaction};
+use crate::store::{Account, Job, NewJob, StoreError, StoreResult, SubmitRefusal};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
@@ -70,8 +71,14 @@ async fn batcher(pool: PgPool, rx: flume::Receiver<Pending>) {
 async fn run_batch(pool: &PgPool, batch: &[Pending]) -> StoreResult<Vec<Result<Job, SubmitRefusal>>> {
     let mut tx = pool.begin().await.map_err(pg_err)?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    // The batch is sorted by account: each account is locked and read once.
+    let mut locked: Option<Account> = None;
     for pending in batch {
-        outcomes.push(jobs::submit(&mut tx, pending.new.clone()).await?);
+        let account = match &mut locked {
+            Some(account) if account.id == pending.new.account_id => account,
+            _ => locked.insert(accounts::get(&mut tx, pending.new.account_id, true).await?),
+        };
+        outcomes.push(jobs::submit_locked(&mut tx, account, pending.new.clone()).await?);
     }
     tx.commit().await.map_err(pg_err)?;
     Ok(outcomes)
