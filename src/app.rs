@@ -45,6 +45,7 @@ impl Application {
             .context("opening result storage (--storage)")?;
         let state = AppState {
             results: Arc::new(results),
+            job_watch: crate::api::job_watch::JobWatch::start(store.clone()),
             store,
             key_cache: Arc::new(crate::api::key_cache::KeyCache::new(config.key_cache_ttl)),
             config: Arc::new(config),

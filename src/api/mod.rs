@@ -8,6 +8,7 @@ mod generate;
 mod health;
 pub(crate) mod internal;
 pub mod job_view;
+pub mod job_watch;
 mod jobs;
 pub mod key_cache;
 pub mod metrics;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub key_cache: Arc<key_cache::KeyCache>,
     pub results: Arc<crate::storage::ResultStorage>,
+    /// What the event streams of this process follow (one reader of the store for all).
+    pub job_watch: Arc<job_watch::JobWatch>,
 }
 
 impl AppState {

@@ -99,6 +99,15 @@ pub trait Store: Library + Send + Sync + 'static {
     // Jobs, as their owner sees them.
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>>;
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>>;
+    /// The jobs of these (account, job id) pairs that exist, as `job` reads them, in any order
+    /// (what the event streams follow). A store that can should read them in one query.
+    async fn watched_jobs(&self, keys: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<Job>> {
+        let mut jobs = Vec::with_capacity(keys.len());
+        for (account_id, id) in keys {
+            jobs.extend(self.job(account_id, id).await?);
+        }
+        Ok(jobs)
+    }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>>;
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>>;
     /// Which of `ids` name styles this account may use (its own or public).

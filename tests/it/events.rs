@@ -67,3 +67,31 @@ async fn another_accounts_stream_is_404() {
     let (status, body) = app.get(&other.key, &format!("/jobs/{id}/events")).await;
     assert_eq!(status, 404, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_streams_of_several_jobs_each_follow_their_job_to_the_end_on_postgresql() {
+    let db = crate::pg::TestDatabase::create().await;
+    let app = TestApp::start_with(|c| {
+        c.database_url = Some(db.url.clone());
+        c.preview_sampling_time = std::time::Duration::from_millis(800);
+    })
+    .await;
+    let acct = app.account("5").await;
+    let jobs = [app.submit_ok(&acct.key, quick("one")).await, app.submit_ok(&acct.key, quick("two")).await];
+    // Ten streams per job, all read through the process's one watcher of the store.
+    let mut streams = Vec::new();
+    for job in &jobs {
+        for _ in 0..10 {
+            let request = app.client.get(app.url(&format!("/jobs/{}/events", job_id(job)))).bearer_auth(&acct.key);
+            streams.push((job_id(job), tokio::spawn(async move { read_events(request.send().await.unwrap()).await })));
+        }
+    }
+    for (id, stream) in streams {
+        let events = tokio::time::timeout(std::time::Duration::from_secs(60), stream).await.expect("it ends").unwrap();
+        assert!(events.iter().all(|e| job_id(e) == id), "only its own job");
+        let last = events.last().unwrap();
+        assert_eq!(last["status"], "completed", "{events:?}");
+        assert!(last["result"]["urls"][0].is_string());
+        assert!(events.iter().any(|e| e["status"] == "sampling"), "it saw the job run: {events:?}");
+    }
+}

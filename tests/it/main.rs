@@ -25,7 +25,9 @@ mod probe;
 mod security;
 mod slow_clients;
 mod storage;
+#[macro_use]
 mod store;
+mod store_library;
 mod styles;
 mod validation;
 mod webhooks;

@@ -305,6 +305,9 @@ impl Store for PgStore {
         let job = self.read(|c| Box::pin(rows::load_job(c, id))).await?;
         Ok(job.filter(|j| j.account_id == account_id))
     }
+    async fn watched_jobs(&self, keys: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<Job>> {
+        self.read(|c| Box::pin(async move { rows::load_watched(c, &keys).await })).await
+    }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
         self.read(|c| Box::pin(jobs::list(c, account_id, query))).await
     }

@@ -97,6 +97,29 @@ pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>
     Ok(Some(job))
 }
 
+/// Loads the jobs of these (account, id) pairs in one query, each as `load_job` would.
+pub async fn load_watched(c: &mut PgConnection, keys: &[(Uuid, Uuid)]) -> StoreResult<Vec<Job>> {
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    let wanted: std::collections::HashSet<&(Uuid, Uuid)> = keys.iter().collect();
+    let rows = sqlx::query(&format!("{} WHERE j.id = ANY($1)", select_ranked()))
+        .bind(&ids)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut job = ranked_job_from_row(&row)?;
+        if !wanted.contains(&(job.account_id, job.id)) {
+            continue;
+        }
+        if job.webhook_url.is_some() && job.status.is_terminal() {
+            job.webhook = super::webhooks::state_of(c, job.id).await?;
+        }
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
 pub async fn must_load(c: &mut PgConnection, id: Uuid) -> StoreResult<Job> {
     load_job(c, id).await?.ok_or(StoreError::NotFound)
 }
