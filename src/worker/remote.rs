@@ -212,9 +212,10 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
         prefetch: worker.prefetch_jobs,
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());
-    let queue = move |i: usize| -> Arc<dyn WorkQueue> {
-        let info = WorkerInfo { name: format!("{}-{i}", info.name), ..info.clone() };
-        let queue = HttpQueue::new(&server, &token, info).expect("the client was built once already");
+    // Every loop speaks for the same worker: one GPU host is one name in the registry, however
+    // many loops it runs (jobs on the engine, prefetched, finishing).
+    let queue = move |_loop: usize| -> Arc<dyn WorkQueue> {
+        let queue = HttpQueue::new(&server, &token, info.clone()).expect("the client was built once already");
         Arc::new(queue.with_kept_files_url(hello.kept_files_url.clone()))
     };
     let loops = super::spawn_workers(worker.concurrency, queue, worker.engine, config, shutdown);
