@@ -40,14 +40,7 @@ impl JobWatch {
     /// Follows `job` (already read by the caller, who checked the account may see it).
     pub fn subscribe(&self, account: Uuid, job: Job) -> watch::Receiver<Latest> {
         let mut watched = self.watched.lock().expect("not poisoned");
-        match watched.get(&(account, job.id)) {
-            Some(sender) => sender.subscribe(),
-            None => {
-                let (sender, receiver) = watch::channel(Some(Arc::new(job.clone())));
-                watched.insert((account, job.id), sender);
-                receiver
-            }
-        }
+        watched.entry((account, job.id)).or_insert_with(|| watch::Sender::new(Some(Arc::new(job)))).subscribe()
     }
 
     /// The jobs someone still follows; forgets the others.
@@ -61,8 +54,7 @@ impl JobWatch {
         let watched = self.watched.lock().expect("not poisoned");
         if let Some(sender) = watched.get(&key) {
             sender.send_if_modified(|current| {
-                let changed = current.as_deref().map(fingerprint) != latest.as_deref().map(fingerprint)
-                    || current.is_some() != latest.is_some();
+                let changed = current.as_deref().map(fingerprint) != latest.as_deref().map(fingerprint);
                 if changed {
                     *current = latest;
                 }
