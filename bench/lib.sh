@@ -1,0 +1,28 @@
+# Helpers the bench scripts share (sourced, not run).
+BIN=target/release/ltx-serve
+LOAD=target/release/examples/bench_load
+HELLO=target/release/examples/bench_hello
+OUT=$(mktemp -d)
+# Extra cleanup (a database to drop) goes in CLEANUP; background processes and OUT always go.
+CLEANUP=":"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"; eval "$CLEANUP"' EXIT
+
+# Waits until URL answers 2xx (a server starting), or stops the script.
+wait_url() { for _ in $(seq 300); do curl -sf -o /dev/null -m 1 "$1" && return 0; sleep 0.1; done; echo "$1 never answered" >&2; exit 1; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# User + system CPU seconds of a process so far.
+cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+# FIELD of the JSON object on stdin.
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# Creates an account with high limits in a store (ADMIN_ARGS: --data-dir …, --database-url …)
+# and prints its API key.
+bench_account() { "$BIN" admin "$@" account create --name bench --credits-usd 1000000 \
+  --max-concurrent 1000000000 --max-backlog 1000000000 | json_field api_key; }
+# A fresh PostgreSQL database for this script in PG_URL, dropped at exit.
+bench_database() {
+  local admin db="ltx_bench_$1_$$"
+  admin="$(scripts/ensure-postgres)"
+  psql "$admin" -qc "CREATE DATABASE $db"
+  CLEANUP="psql '$admin' -qc 'DROP DATABASE IF EXISTS $db WITH (FORCE)' >/dev/null 2>&1 || true"
+  PG_URL="${admin%/*}/$db"
+}
