@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// The widths a LoRA must match (`../shared/research/ltx-model.md` §1; `ltx_core`'s
+/// The widths a LoRA must match (the LTX-2.3 checkpoint's transformer config; `ltx_core`'s
 /// `BasicAVTransformerBlock`, `Attention`, `FeedForward`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transformer {

@@ -2,7 +2,7 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 
-const ENDPOINT_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/krea-ltx-2.3-22b-endpoint.md");
+const ENDPOINT_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/krea/krea-ltx-2.3-22b-endpoint.md");
 
 async fn document(app: &TestApp) -> Value {
     let response = app.client.get(app.url("/openapi.json")).send().await.unwrap();
@@ -48,7 +48,7 @@ async fn the_generate_description_carries_the_pages_prices() {
     let doc = document(&app).await;
     let description =
         doc["paths"]["/generate/video/lightricks/ltx-video-2.3-22b"]["post"]["description"].as_str().unwrap();
-    let page = std::fs::read_to_string(ENDPOINT_PAGE).expect("shared/reference is beside the repository");
+    let page = std::fs::read_to_string(ENDPOINT_PAGE).expect("tests/fixtures/krea holds Krea's endpoint page");
     let rows: Vec<(String, String, String)> = page
         .lines()
         .filter(|l| l.starts_with("| No ") || l.starts_with("| Yes "))
@@ -98,7 +98,7 @@ async fn every_route_is_documented() {
     assert_eq!(job["properties"]["status"]["enum"].as_array().unwrap().len(), 9);
 }
 
-const KREA_OPENAPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/krea-openapi-2026-05.json");
+const KREA_OPENAPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/krea/krea-openapi-2026-05.json");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn assets_and_styles_have_kreas_shapes() {
