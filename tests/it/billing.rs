@@ -66,6 +66,7 @@ async fn a_thousand_concurrent_submits_never_overdraw_the_balance_or_the_limits(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn a_thousand_concurrent_submits_never_overdraw_on_postgresql() {
     let db = crate::pg::TestDatabase::create().await;
     let app = TestApp::start_with(|c| {

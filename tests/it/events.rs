@@ -69,6 +69,7 @@ async fn another_accounts_stream_is_404() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn many_streams_of_several_jobs_each_follow_their_job_to_the_end_on_postgresql() {
     let db = crate::pg::TestDatabase::create().await;
     let app = TestApp::start_with(|c| {

@@ -90,6 +90,7 @@ fn with_private_hooks(c: &mut ltx_serve::config::ServeConfig) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test tools venv: LTX_TEST_PYTHON (scripts/test makes it)"]
 async fn a_completed_job_is_posted_signed_and_retried_with_the_same_id() {
     let app = TestApp::start_with(with_private_hooks).await;
     let acct = app.account("5").await;
@@ -116,6 +117,7 @@ async fn a_completed_job_is_posted_signed_and_retried_with_the_same_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test tools venv: LTX_TEST_PYTHON (scripts/test makes it)"]
 async fn failed_and_cancelled_jobs_are_posted_too_and_a_rotated_secret_signs_new_deliveries() {
     use base64::Engine as _;
     let app = TestApp::start_with(|c| {
