@@ -6,6 +6,7 @@ use crate::config::{Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
 use crate::store::{NewAccount, Store};
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -267,10 +268,17 @@ fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().init();
+        // Each line inside a request carries its span, so `span.request_id` is on every one.
+        builder.json().with_current_span(true).with_span_list(false).init();
     } else {
-        builder.init();
+        builder.with_ansi(log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"))).init();
     }
+}
+
+/// Colour codes only on a terminal, and never when `NO_COLOR` is set to anything non-empty
+/// (no-color.org): a log file or a journal gets plain text.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -397,4 +405,17 @@ async fn jobs(connection: crate::client::Connection, command: JobsCommand) -> an
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colours;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colours(true, None));
+        assert!(!log_colours(false, None), "a file or a pipe gets plain text");
+        assert!(!log_colours(true, Some("1".into())), "NO_COLOR turns colour off");
+        assert!(log_colours(true, Some("".into())), "an empty NO_COLOR is unset (no-color.org)");
+    }
 }

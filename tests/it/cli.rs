@@ -220,3 +220,62 @@ async fn a_configuration_file_sets_what_flags_and_environment_do_not() {
     assert_eq!(ready.status(), 503, "no in-process worker (workers = 0 from the file)");
     assert!(sigterm(&mut server).success());
 }
+
+/// Starts `serve` with its log (stderr) going to a file, as under a service manager.
+fn start_server_logging_to(data_dir: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "debug,hyper=info,sqlx=info,h2=info,reqwest=info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("ltx-serve listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    Server { child, base, printed }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_file_gets_plain_text_and_json_lines_carry_the_request_id() {
+    let client = reqwest::Client::new();
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.txt");
+        let mut server = start_server_logging_to(&dir.path().join("data"), &log, &["--log-format", format]);
+        let key = server.printed_key();
+        let response = client
+            .get(format!("{}/account", server.base))
+            .bearer_auth(&key)
+            .header("x-request-id", format!("log-test-{format}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(sigterm(&mut server).success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("/account"), "the access log has the request ({format}):\n{text}");
+        assert!(!text.contains('\u{1b}'), "no escape codes in a log file ({format}):\n{text}");
+        if format == "json" {
+            let request_lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .filter(|l| l["fields"]["path"] == "/account")
+                .collect();
+            assert!(!request_lines.is_empty(), "{text}");
+            for line in request_lines {
+                assert_eq!(line["span"]["request_id"], "log-test-json", "{line}");
+            }
+        }
+    }
+}
