@@ -128,3 +128,61 @@ async fn an_image_that_is_not_an_image_fails_the_job_without_charge() {
     assert_eq!(account["balance_usd"], "1.00");
     assert_eq!(account["held_usd"], "0.00");
 }
+
+/// Pixels of an RGB frame `width` wide inside the box at (`x`, `y`) of `w`×`h`: whether each is
+/// drawn text (white; the dark box behind text and the picture under it never get that bright).
+fn text_mask(rgb: &[u8], width: u32, (x, y, w, h): (u32, u32, u32, u32)) -> Vec<bool> {
+    let mut mask = Vec::with_capacity((w * h) as usize);
+    for row in y..y + h {
+        for col in x..x + w {
+            let at = ((row * width + col) * 3) as usize;
+            mask.push(rgb[at..at + 3].iter().all(|&v| v >= 200));
+        }
+    }
+    mask
+}
+
+fn differing(a: &[bool], b: &[bool]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_preview_clip_shows_its_request_and_the_same_request_gives_the_same_bytes() {
+    let app = TestApp::start().await;
+    let acct = app.account("5").await;
+    let clip = |prompt: &str| json!({"prompt": prompt, "num_frames": 9, "seed": 7});
+    let run = |body: serde_json::Value, file: &'static str| {
+        let (app, key) = (&app, acct.key.clone());
+        async move {
+            let done = app.wait_terminal(&key, &job_id(&app.submit_ok(&key, body).await)).await;
+            assert_eq!(done["status"], "completed", "{done}");
+            app.download(done["result"]["urls"][0].as_str().unwrap(), file).await
+        }
+    };
+    // One long word each, so the text fills the first line of the prompt box at the top left.
+    let word = "Lighthousekeeperswatchtowerlanternroom".repeat(2);
+    let a = run(clip(&word), "a.mp4").await;
+    let again = run(clip(&word), "again.mp4").await;
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(again).unwrap(), "the same request gave other bytes");
+    let b = run(clip(&"Mountainclimbersbasecampfirewoodpile".repeat(2)), "b.mp4").await;
+
+    let (first_line, bottom_line) = ((18, 18, 1000, 58), (18, 644, 580, 58));
+    let (a4, b4) = (frame(&a, 4, 1280, 720), frame(&b, 4, 1280, 720));
+    let (text_a, text_b) = (text_mask(&a4, 1280, first_line), text_mask(&b4, 1280, first_line));
+    let drawn = text_a.iter().filter(|&&t| t).count();
+    assert!(drawn * 25 > text_a.len(), "white text strokes: {drawn} of {} pixels", text_a.len());
+    let dark = (18..76u32)
+        .flat_map(|y| (18..1018u32).map(move |x| (x, y)))
+        .filter(|&(x, y)| a4[((y * 1280 + x) * 3) as usize..][..3].iter().all(|&v| v < 100))
+        .count();
+    assert!(dark * 2 > text_a.len(), "a dark box behind the text: {dark} of {} pixels", text_a.len());
+    let other = differing(&text_a, &text_b);
+    assert!(other * 20 > text_a.len(), "another prompt, other text: {other} of {} pixels", text_a.len());
+
+    // Frame by frame the counter and timecode change; the prompt stays where it is.
+    let a0 = frame(&a, 0, 1280, 720);
+    let counter_changed = differing(&text_mask(&a0, 1280, bottom_line), &text_mask(&a4, 1280, bottom_line));
+    assert!(counter_changed > 100, "the timecode changed in {counter_changed} pixels");
+    let prompt_moved = differing(&text_mask(&a0, 1280, first_line), &text_a);
+    assert!(prompt_moved * 50 < text_a.len(), "the prompt stays put: {prompt_moved} pixels changed");
+}

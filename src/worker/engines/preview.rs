@@ -1,6 +1,10 @@
 //! The `preview` engine: a deterministic synthetic clip rendered on the CPU that honours every
 //! parameter (size, frames, fps, seed, prompt, start/end image, audio, styles). It is the free
-//! sandbox of the API: same request, same bytes of video, every time.
+//! sandbox of the API: same request, same bytes of video, every time. The request itself (prompt,
+//! seed, size, frame counter and timecode) is drawn into the frames (`overlay`).
+mod caption;
+mod overlay;
+
 use super::super::engine::*;
 use super::clip::ClipWriter;
 use crate::domain::job::{FailureCode, JobStatus};
@@ -156,6 +160,7 @@ fn render_blocking(
     let look = look(spec);
     let audio = spec.generate_audio.then(|| render_audio(spec, &look));
     let mut clip = ClipWriter::start(spec, out_dir, audio)?;
+    let text = overlay::Overlay::new(spec);
     let mut frame = vec![0u8; (spec.width * spec.height * 3) as usize];
     for i in 0..spec.num_frames {
         if cancel.is_cancelled() {
