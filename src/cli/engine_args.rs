@@ -42,9 +42,18 @@ pub struct EngineArgs {
     /// ltx: stage-1 steps of the dev pipeline (default: 30, the checkpoint's recipe).
     #[arg(long, env = "LTX_SERVE_LTX_DEV_STEPS")]
     pub ltx_dev_steps: Option<u32>,
-    /// ltx: bytes of LoRA-fused transformers kept on the GPU (one 22B transformer is about 38 GB).
+    /// ltx: bytes of LoRA files the engine keeps in CPU memory (the name is historical: LoRA sets
+    /// are now swapped into the one resident transformer in place, never a second transformer).
     #[arg(long, env = "LTX_SERVE_LTX_TRANSFORMER_CACHE_BYTES", default_value_t = 48 << 30)]
     pub ltx_transformer_cache_bytes: u64,
+    /// ltx: cast the transformer to fp8 (ltx-core's fp8 cast: ~45% less memory for it). Without it
+    /// the engine still casts when that is the only way its memory plan fits (`ltx-serve engine plan`).
+    #[arg(long, env = "LTX_SERVE_LTX_FP8")]
+    pub ltx_fp8: bool,
+    /// ltx: plan for this many GiB of GPU memory instead of the device's total (the engine refuses
+    /// to start, naming the component and the shortfall, when its plan does not fit).
+    #[arg(long, env = "LTX_SERVE_LTX_GPU_MEMORY_GIB")]
+    pub ltx_gpu_memory_gib: Option<f64>,
     /// ltx: run this Python script instead of the built-in engine (one that speaks the engine
     /// protocol, such as a fake engine for tests).
     #[arg(long, env = "LTX_SERVE_LTX_ENGINE_SCRIPT", hide = true)]
@@ -76,6 +85,8 @@ impl EngineArgs {
         config.dev_steps = self.ltx_dev_steps;
         config.transformer_cache_bytes = self.ltx_transformer_cache_bytes;
         config.engine_script.clone_from(&self.ltx_engine_script);
+        config.fp8 = self.ltx_fp8;
+        config.gpu_memory_gib = self.ltx_gpu_memory_gib;
         config.check().map_err(|e| anyhow::anyhow!(e))?;
         Ok(EngineChoice::Ltx(Box::new(config)))
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 mod admin_command;
 mod config_check;
 mod engine_args;
+mod engine_command;
 
 use admin_command::{admin, AdminArgs};
 
@@ -33,7 +34,7 @@ enum Command {
     /// Manage accounts, keys, credits and limits (prints JSON).
     Admin(AdminArgs),
     /// Run jobs for a server on this host (a GPU worker of a fleet), with a worker token.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Generate a clip: submit, follow its progress, download the MP4.
     Generate(crate::client::GenerateArgs),
     /// List, show or cancel your jobs (prints JSON).
@@ -47,6 +48,11 @@ enum Command {
     Account {
         #[command(flatten)]
         connection: crate::client::Connection,
+    },
+    /// The LTX engine's GPU memory plan (`engine plan`), printed without a GPU or the weights.
+    Engine {
+        #[command(subcommand)]
+        command: engine_command::EngineCommand,
     },
     /// Check a configuration file, or print the documented example.
     Config {
@@ -230,6 +236,13 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse_from(args);
+    if let Command::Engine { command } = cli.command {
+        // Runs the engine's Python planner and passes its exit status through (3: does not fit).
+        return engine_command::run(command).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        });
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -241,7 +254,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Admin(args) => admin(args).await,
-            Command::Worker(args) => worker(args).await,
+            Command::Worker(args) => worker(*args).await,
             Command::Generate(args) => crate::client::generate(args).await,
             Command::Jobs { connection, command } => jobs(connection, command).await,
             Command::Account { connection } => {
@@ -253,6 +266,7 @@ pub fn main() -> ExitCode {
                 print!("{}", crate::config_file::example(&Cli::command()));
                 Ok(())
             }
+            Command::Engine { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match outcome {

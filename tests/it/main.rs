@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod contract;
 mod crash;
+mod engine_plan;
 mod events;
 mod fleet;
 mod full_disk;

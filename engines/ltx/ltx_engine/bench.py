@@ -11,6 +11,11 @@ engine's own stage timings, and the peak memory torch allocated.
         [--cases 768x512x121,1280x704x121,1920x1088x121] [--runs 3] [--out results.json]
 
 Run from engines/ltx with the engine's environment (docs/gpu.md has the full procedure).
+
+    python -m ltx_engine.bench --random-weights [--config full|tiny] [--cases ...] [--out F]
+
+times the full-size model built with random weights from the vendored config instead: no
+checkpoint, no Gemma, no download (ltx_engine/random_bench.py).
 """
 
 import argparse
@@ -73,6 +78,10 @@ class Engine:
 
 
 def main(argv: list[str]) -> int:
+    if "--random-weights" in argv:  # the full-size model with random weights: no files, no engine process
+        from . import random_bench
+
+        return random_bench.main([a for a in argv if a != "--random-weights"])
     args = parse_args(argv)
     engine = Engine(args)
     print(f"engine: {args.pipeline} on {engine.hello.get('device')}, versions {engine.hello.get('versions')}")

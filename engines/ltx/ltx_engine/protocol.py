@@ -2,16 +2,21 @@
 
 Worker → engine (stdin):
   {"type": "generate", "id", "pipeline" (distilled | dev; must be the one loaded), "prompt", "seed", "width", "height", "num_frames", "fps",
-   "images": [{"path", "frame_idx", "strength"}], "loras": [{"path", "strength"}], "audio": bool,
-   "out_dir"}
+   "images": [{"path", "frame_idx", "strength"}], "loras": [{"path", "strength", "style_id"?}],
+   "audio": bool, "out_dir"}
+   (a LoRA's `style_id` names it in the LoRA-set key; without one its path does)
   {"type": "cancel", "id"}
   {"type": "shutdown"}
 
 Engine → worker (stdout; everything else the process prints goes to stderr):
-  {"type": "hello", "protocol": 1, "engine", "versions": {...}, "device", "memory": {...}, "pipeline"}
+  {"type": "hello", "protocol": 1, "engine", "versions": {...}, "device", "memory": {...}, "pipeline",
+   "resident_style_set": ""}
   {"type": "progress", "id", "stage", "step", "total"}
   {"type": "result", "id", "frames": {"path", "width", "height", "count"},
-   "audio": {"path", "sample_rate", "channels"} | null, "timings": {...}}
+   "audio": {"path", "sample_rate", "channels"} | null, "timings": {...}, "resident_style_set"}
+  `resident_style_set` is the LoRA set the transformer holds now, keyed as the scheduler keys a
+  job's styles (`style_set_key` in src/store/codec.rs and ltx_engine/loras.py): "id@strength"
+  sorted, joined by ","; "" for none.
   {"type": "error", "id" | null, "code", "message"}   code: invalid_input | out_of_memory |
                                                       engine_error | cancelled
 """

@@ -3,8 +3,13 @@
 The official 1.0.0 pipelines (`ltx_pipelines.distilled`, `ltx_pipelines.ti2vid_two_stages`)
 rebuild every model from disk on each call. This module runs the same steps — the same
 `ltx_core` models, schedules, conditioning, denoising loops and decoders — but builds each model
-once, caches prompt embeddings by prompt hash (the 12B text encoder is the expensive part) and
-keeps LoRA-fused transformers in a cache with a byte budget, so repeated styles do not rebuild.
+once, from one opening of the checkpoint at start-up, and caches prompt embeddings by prompt hash
+(the 12B text encoder is the expensive part).
+
+There is one transformer, ever. A job's LoRA set (its styles; on the dev pipeline's second stage
+also the distilled LoRA) is applied to it as in-place deltas and undone from saved base weights
+(`loras.ResidentLoras`), so a style switch or a dev job's second stage reads nothing from disk
+and never holds a second ~38 GB transformer.
 """
 
 import hashlib
@@ -12,18 +17,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep
 from ltx_core.components.guiders import create_multimodal_guider_factory
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.components.schedulers import LTX2Scheduler
-from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
-from ltx_core.model.audio_vae import decode_audio as vae_decode_audio
 from ltx_core.model.upsampler import upsample_video
-from ltx_core.model.video_vae import TilingConfig
+from ltx_core.model.video_vae import TilingConfig, get_video_chunks_number
 from ltx_core.model.video_vae import decode_video as vae_decode_video
-from ltx_core.types import VideoPixelShape
+from ltx_core.types import Audio, VideoPixelShape
 from ltx_pipelines.utils import (
     ModelLedger,
     assert_resolution,
@@ -38,10 +42,12 @@ from ltx_pipelines.utils.constants import (
     DEFAULT_NEGATIVE_PROMPT,
     DISTILLED_SIGMA_VALUES,
     STAGE_2_DISTILLED_SIGMA_VALUES,
-    detect_params,
 )
 from ltx_pipelines.utils.types import PipelineComponents
 
+from . import checkpoint
+from .loras import LoraFiles, LoraRef, ResidentLoras, normalise, style_set_key
+from .placement import GemmaOffload, Placement, tie_gemma_head
 from .protocol import EngineFailure
 
 PIPELINES = ("distilled", "dev")
@@ -55,6 +61,15 @@ class ModelPaths:
     distilled_lora: str | None = None
 
 
+class LoraInput(NamedTuple):
+    """A LoRA of a request. `style_id` (sent by the worker) names it in the LoRA-set key; without
+    one the path does."""
+
+    path: str
+    strength: float
+    style_id: str | None = None
+
+
 @dataclass
 class Request:
     prompt: str
@@ -64,52 +79,32 @@ class Request:
     num_frames: int
     fps: int
     images: list[ImageConditioningInput] = field(default_factory=list)
-    loras: list[tuple[str, float]] = field(default_factory=list)
+    loras: list[LoraInput] = field(default_factory=list)
     pipeline: str | None = None
 
 
 # progress(stage, step, total); raises Cancelled when the job was cancelled.
 Progress = Callable[[str, int, int], None]
+# check(); raises Cancelled when the job was cancelled. Called where a progress event would be
+# too many (between the tensors of a LoRA swap).
+Check = Callable[[], None]
 
 
-class TransformerCache:
-    """LoRA-fused transformers keyed by their LoRA set, least recently used dropped beyond a byte
-    budget. The one just asked for is always kept, even when it alone exceeds the budget."""
-
-    def __init__(self, build: Callable[[tuple], torch.nn.Module], budget_bytes: int):
-        self.build = build
-        self.budget_bytes = budget_bytes
-        self.entries: OrderedDict[tuple, tuple[torch.nn.Module, int]] = OrderedDict()
-        self.builds = 0
-
-    def get(self, key: tuple) -> torch.nn.Module:
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key][0]
-        # Make room first: two 22B transformers do not fit on one GPU at once.
-        self._trim(keep_room_for_one_more=True)
-        model = self.build(key)
-        self.builds += 1
-        size = sum(p.numel() * p.element_size() for p in model.parameters())
-        self.entries[key] = (model, size)
-        self._trim(keep_room_for_one_more=False)
-        return model
-
-    def _trim(self, keep_room_for_one_more: bool) -> None:
-        def used() -> int:
-            return sum(size for _, size in self.entries.values())
-
-        largest = max((size for _, size in self.entries.values()), default=0)
-        limit = self.budget_bytes - (largest if keep_room_for_one_more else 0)
-        while len(self.entries) > (0 if keep_room_for_one_more else 1) and used() > limit:
-            self.entries.popitem(last=False)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+def style_refs(loras: list) -> tuple[LoraRef, ...]:
+    """A request's LoRAs as the normalised set (merged, zero strengths dropped, ordered by key)."""
+    refs = []
+    for lora in loras:
+        lora = LoraInput(*lora)
+        refs.append(LoraRef(lora.style_id or lora.path, lora.path, float(lora.strength)))
+    return normalise(refs)
 
 
 class ResidentPipeline:
     def __init__(self, paths: ModelPaths, pipeline: str, device: torch.device, transformer_cache_bytes: int,
-                 dev_steps: int | None = None, prompt_cache_entries: int = 256):
+                 dev_steps: int | None = None, prompt_cache_entries: int = 256, quantization=None,
+                 placement: "Placement | None" = None):
+        """`transformer_cache_bytes` is now the budget for LoRA files cached in CPU memory (the
+        flag kept its name for the worker that passes it); there is no transformer cache."""
         if pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r}; one of {', '.join(PIPELINES)}")
         if pipeline == "dev" and not paths.distilled_lora:
@@ -118,52 +113,73 @@ class ResidentPipeline:
         self.device = device
         self.dtype = torch.bfloat16
         self.paths = paths
-        self.params = detect_params(paths.checkpoint)
-        self.dev_steps = dev_steps or self.params.num_inference_steps
-        self.ledger = ModelLedger(dtype=self.dtype, device=device, checkpoint_path=paths.checkpoint,
-                                  gemma_root_path=paths.gemma, spatial_upsampler_path=paths.spatial_upsampler)
+        # What the memory plan decided (plan.py): fp8 transformer, what waits on the CPU.
+        self.placement = placement or Placement()
+        quantization = quantization or self.placement.quantization()
         started = time.monotonic()
-        self.text_encoder = self.ledger.text_encoder()
-        self.embeddings_processor = self.ledger.gemma_embeddings_processor()
-        self.video_encoder = self.ledger.video_encoder()
-        self.video_decoder = self.ledger.video_decoder()
-        self.audio_decoder = self.ledger.audio_decoder()
-        self.vocoder = self.ledger.vocoder()
-        self.upsampler = self.ledger.spatial_upsampler()
+        source = checkpoint.OneOpenCheckpoint(paths.checkpoint)
+        try:
+            self.params = source.pipeline_params()
+            self.dev_steps = dev_steps or self.params.num_inference_steps
+            self.ledger = ModelLedger(dtype=self.dtype, device=device, checkpoint_path=paths.checkpoint,
+                                      gemma_root_path=paths.gemma, spatial_upsampler_path=paths.spatial_upsampler,
+                                      quantization=quantization)
+            checkpoint.share(self.ledger, source)
+            self.text_encoder = self.ledger.text_encoder()
+            tie_gemma_head(self.text_encoder)  # ltx-core's untied lm_head copy: 2 GB the engine never uses
+            self.gemma = GemmaOffload(self.text_encoder, device, self.placement)  # to the CPU now if planned
+            self.embeddings_processor = self.ledger.gemma_embeddings_processor()
+            self.video_encoder = self.ledger.video_encoder()
+            self.video_decoder = self.ledger.video_decoder()
+            self.audio_decoder = self.ledger.audio_decoder()
+            # fp32 vocoder: it is small (tens of MB) and its output is the waveform the user hears.
+            # In bf16 (8 mantissa bits) that waveform carries rounding noise only ~37 dB below the
+            # signal (tiny model, same input, bf16 vs fp32: SNR 37.5 dB, max |diff| 0.05 on a peak
+            # of 1.0), audible as hiss in quiet passages; fp32 costs little next to the transformer.
+            # Its bf16 input is cast in `_decode_audio`.
+            self.vocoder = self.ledger.vocoder().float()
+            self.upsampler = self.ledger.spatial_upsampler()
+            self.transformer = self.ledger.transformer()
+        finally:
+            source.close()
         self.components = PipelineComponents(dtype=self.dtype, device=device)
-        self.transformers = TransformerCache(self._build_transformer, transformer_cache_bytes)
-        # The transformer every request without styles uses, built now so the first job is not slow.
-        base = self.transformers.get(self._stage_keys([])[0])
-        self.num_layers = len(base.velocity_model.transformer_blocks)
+        self.num_layers = len(self.transformer.velocity_model.transformer_blocks)
+        self.lora_files = LoraFiles(transformer_cache_bytes)
+        self.loras = ResidentLoras(self.transformer.velocity_model, self.lora_files)
+        self.distilled: LoraRef | None = None
+        if pipeline == "dev":
+            self.lora_files.get(paths.distilled_lora, keep=True)
+            self.distilled = LoraRef("distilled", paths.distilled_lora, 1.0, style=False)
+            # The base of every tensor stage 2 changes is saved now, so that memory is taken at
+            # start-up and the first dev job does not pay for it.
+            self.loras.save(self.loras.keys_of(paths.distilled_lora))
+        # Prompt embeddings, on the CPU: 256 full-size entries are ~3 GiB the GPU need not hold.
         self.prompts: OrderedDict[str, tuple] = OrderedDict()
         self.prompt_cache_entries = prompt_cache_entries
         self.load_seconds = time.monotonic() - started
 
+    @property
+    def resident_style_set(self) -> str:
+        """The key of the style set applied to the transformer now ("" for none), as the
+        scheduler writes it; empty while the dev pipeline's second-stage set is applied."""
+        applied = self.loras.applied
+        return style_set_key(applied) if all(r.style for r in applied) else ""
+
     # -- models -----------------------------------------------------------------------------
 
-    def _build_transformer(self, key: tuple) -> torch.nn.Module:
-        loras = tuple(LoraPathStrengthAndSDOps(path, strength, LTXV_LORA_COMFY_RENAMING_MAP) for path, strength in key)
-        return self.ledger.with_loras(loras).transformer()
-
-    def _stage_keys(self, loras: list[tuple[str, float]]) -> tuple[tuple, tuple]:
-        """The LoRA sets of stage 1 and stage 2. The distilled checkpoint uses one transformer for
-        both; dev refines stage 2 with the distilled LoRA fused in."""
-        styles = tuple((path, float(strength)) for path, strength in loras)
-        if self.pipeline == "distilled":
-            return styles, styles
-        return styles, (*styles, (self.paths.distilled_lora, 1.0))
-
-    def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         key = hashlib.sha256(prompt.encode()).hexdigest()
         if key in self.prompts:
             self.prompts.move_to_end(key)
-            return self.prompts[key]
-        hidden_states, mask = self.text_encoder.encode(prompt)
-        out = self.embeddings_processor.process_hidden_states(hidden_states, mask)
-        self.prompts[key] = (out.video_encoding, out.audio_encoding)
-        while len(self.prompts) > self.prompt_cache_entries:
-            self.prompts.popitem(last=False)
-        return self.prompts[key]
+        else:
+            with self.gemma:  # on the GPU for the encoding only, when the plan keeps Gemma on the CPU
+                hidden_states, mask = self.text_encoder.encode(prompt)
+            out = self.embeddings_processor.process_hidden_states(hidden_states, mask)
+            self.prompts[key] = tuple(None if t is None else t.to("cpu") for t in (out.video_encoding,
+                                                                                  out.audio_encoding))
+            while len(self.prompts) > self.prompt_cache_entries:
+                self.prompts.popitem(last=False)
+        return tuple(None if t is None else t.to(self.device) for t in self.prompts[key])
 
     # -- generation -------------------------------------------------------------------------
 
@@ -173,7 +189,7 @@ class ResidentPipeline:
             raise EngineFailure("engine_error", f"this engine runs the {self.pipeline} pipeline, not {req.pipeline}")
         try:
             assert_resolution(height=req.height, width=req.width, is_two_stage=True)
-        except AssertionError as e:
+        except (ValueError, AssertionError) as e:  # 1.0.0 raises ValueError
             raise EngineFailure("invalid_input", str(e) or "width and height must be multiples of 64") from e
         if req.num_frames < 1 or (req.num_frames - 1) % 8:
             raise EngineFailure("invalid_input", f"num_frames must be 8k+1, got {req.num_frames}")
@@ -182,27 +198,62 @@ class ResidentPipeline:
                 raise EngineFailure("invalid_input", f"image frame {image.frame_idx} is outside the clip")
 
     @torch.inference_mode()
-    def generate(self, req: Request, progress: Progress):
+    def generate(self, req: Request, progress: Progress, check: Check = lambda: None):
         """Returns (frames uint8 [f, h, w, 3] on the CPU, Audio) and the timings in seconds."""
         self.check(req)
+        styles = style_refs(req.loras)
         timings = {}
         mark = time.monotonic()
         generator = torch.Generator(device=self.device).manual_seed(req.seed)
         noiser = GaussianNoiser(generator=generator)
-        stepper = EulerDiffusionStep()
         progress("encoding_prompt", 0, 1)
-        v_context, a_context = self.encode_prompt(req.prompt)
-        stage_1_key, stage_2_key = self._stage_keys(req.loras)
-        transformer = self.transformers.get(stage_1_key)
+        contexts = self.encode_prompt(req.prompt)
+        self._swap(styles, check, timings)
         timings["prepare"] = time.monotonic() - mark
         mark = time.monotonic()
 
+        video_latent, audio_latent = self._stage_1(req, contexts, noiser, progress)
+        timings["stage_1"] = time.monotonic() - mark
+        mark = time.monotonic()
+
+        progress("upsampling", 0, 1)
+        upscaled = upsample_video(latent=video_latent[:1], video_encoder=self.video_encoder,
+                                  upsampler=self.upsampler)
+        del video_latent
+        if self.distilled is not None:
+            # Stage 2 is the same base transformer with the distilled LoRA added to the styles.
+            self._swap(styles + (self.distilled,), check, timings)
+        timings["upsample"] = time.monotonic() - mark
+        mark = time.monotonic()
+        video_latent, audio_latent = self._stage_2(req, contexts, noiser, upscaled, audio_latent, progress)
+        del upscaled
+        if self.distilled is not None:
+            self._swap(styles, check, timings)
+        timings["stage_2"] = time.monotonic() - mark
+        mark = time.monotonic()
+
+        frames = self._decode_video(video_latent, req.num_frames, generator, progress)
+        audio = self._decode_audio(audio_latent)
+        timings["decode"] = time.monotonic() - mark
+        return frames, audio, timings
+
+    def _swap(self, refs: tuple[LoraRef, ...], check: Check, timings: dict) -> None:
+        """Applies a LoRA set; its seconds are also reported apart as `lora_swap` (they are part of
+        the phase that swaps)."""
+        mark = time.monotonic()
+        self.loras.apply(refs, check)
+        timings["lora_swap"] = timings.get("lora_swap", 0.0) + time.monotonic() - mark
+
+    def _stage_1(self, req: Request, contexts, noiser, progress: Progress):
+        """Half-resolution denoising; returns only the latents, so whatever else the stage made
+        (its denoising function and guiders, the negative prompt's embeddings) is freed here."""
+        v_context, a_context = contexts
         half = VideoPixelShape(batch=1, frames=req.num_frames, width=req.width // 2, height=req.height // 2,
                                fps=req.fps)
-        conditionings = self._conditionings(req, half)
         if self.pipeline == "distilled":
             sigmas = torch.tensor(DISTILLED_SIGMA_VALUES, device=self.device)
-            denoise = simple_denoising_func(video_context=v_context, audio_context=a_context, transformer=transformer)
+            denoise = simple_denoising_func(video_context=v_context, audio_context=a_context,
+                                            transformer=self.transformer)
         else:
             sigmas = LTX2Scheduler().execute(steps=self.dev_steps).to(dtype=torch.float32, device=self.device)
             v_context_n, a_context_n = self.encode_prompt(DEFAULT_NEGATIVE_PROMPT)
@@ -211,33 +262,39 @@ class ResidentPipeline:
                     params=self._guider(self.params.video_guider_params), negative_context=v_context_n),
                 audio_guider_factory=create_multimodal_guider_factory(
                     params=self._guider(self.params.audio_guider_params), negative_context=a_context_n),
-                v_context=v_context, a_context=a_context, transformer=transformer,
+                v_context=v_context, a_context=a_context, transformer=self.transformer,
             )
-        video_state, audio_state = self._denoise(half, conditionings, noiser, sigmas, stepper, denoise,
+        video_state, audio_state = self._denoise(half, self._conditionings(req, half), noiser, sigmas, denoise,
                                                  "sampling", progress)
-        timings["stage_1"] = time.monotonic() - mark
-        mark = time.monotonic()
+        return video_state.latent, audio_state.latent
 
-        progress("upsampling", 0, 1)
-        upscaled = upsample_video(latent=video_state.latent[:1], video_encoder=self.video_encoder,
-                                  upsampler=self.upsampler)
+    def _stage_2(self, req: Request, contexts, noiser, upscaled, audio_latent, progress: Progress):
+        v_context, a_context = contexts
         full = VideoPixelShape(batch=1, frames=req.num_frames, width=req.width, height=req.height, fps=req.fps)
-        transformer = self.transformers.get(stage_2_key)
         sigmas = torch.tensor(STAGE_2_DISTILLED_SIGMA_VALUES, device=self.device)
-        denoise = simple_denoising_func(video_context=v_context, audio_context=a_context, transformer=transformer)
-        video_state, audio_state = self._denoise(full, self._conditionings(req, full), noiser, sigmas, stepper,
-                                                 denoise, "refining", progress, noise_scale=sigmas[0],
-                                                 initial_video_latent=upscaled,
-                                                 initial_audio_latent=audio_state.latent)
-        timings["stage_2"] = time.monotonic() - mark
-        mark = time.monotonic()
+        denoise = simple_denoising_func(video_context=v_context, audio_context=a_context, transformer=self.transformer)
+        video_state, audio_state = self._denoise(full, self._conditionings(req, full), noiser, sigmas, denoise,
+                                                 "refining", progress, noise_scale=sigmas[0],
+                                                 initial_video_latent=upscaled, initial_audio_latent=audio_latent)
+        return video_state.latent, audio_state.latent
 
-        progress("decoding", 0, 1)
-        chunks = vae_decode_video(video_state.latent, self.video_decoder, TilingConfig.default(), generator)
-        frames = torch.cat([chunk.to("cpu") for chunk in chunks], dim=0)
-        audio = vae_decode_audio(audio_state.latent, self.audio_decoder, self.vocoder)
-        timings["decode"] = time.monotonic() - mark
-        return frames, audio, timings
+    def _decode_video(self, latent, num_frames: int, generator, progress: Progress) -> torch.Tensor:
+        """Decodes chunk by chunk, checking for a cancel between chunks (a long clip's decode is
+        many seconds)."""
+        tiling = TilingConfig.default()
+        total = max(1, get_video_chunks_number(num_frames, tiling))
+        chunks = []
+        progress("decoding", 0, total)
+        for chunk in vae_decode_video(latent, self.video_decoder, tiling, generator):
+            chunks.append(chunk.to("cpu"))
+            progress("decoding", min(len(chunks), total), total)
+        return torch.cat(chunks, dim=0)
+
+    def _decode_audio(self, latent) -> Audio:
+        """ltx-core's `decode_audio` with the vocoder's input cast to the vocoder's fp32."""
+        mel = self.audio_decoder(latent)
+        waveform = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype)).squeeze(0).float()
+        return Audio(waveform=waveform, sampling_rate=self.vocoder.output_sampling_rate)
 
     def _guider(self, params):
         # STG skips self-attention in fixed blocks (28 on the 48-block model); a smaller model of
@@ -249,8 +306,7 @@ class ResidentPipeline:
         return combined_image_conditionings(images=req.images, height=shape.height, width=shape.width,
                                             video_encoder=self.video_encoder, dtype=self.dtype, device=self.device)
 
-    def _denoise(self, shape, conditionings, noiser, sigmas, stepper, denoise, stage: str, progress: Progress,
-                 **initial):
+    def _denoise(self, shape, conditionings, noiser, sigmas, denoise, stage: str, progress: Progress, **initial):
         total = len(sigmas) - 1
 
         def step(video_state, audio_state, sigmas, step_index):
@@ -262,8 +318,7 @@ class ResidentPipeline:
                                         stepper=stepper, denoise_fn=step)
 
         result = denoise_audio_video(output_shape=shape, conditionings=conditionings, noiser=noiser, sigmas=sigmas,
-                                     stepper=stepper, denoising_loop_fn=loop, components=self.components,
+                                     stepper=EulerDiffusionStep(), denoising_loop_fn=loop, components=self.components,
                                      dtype=self.dtype, device=self.device, **initial)
         progress(stage, total, total)
         return result
-

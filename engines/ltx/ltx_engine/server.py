@@ -1,6 +1,7 @@
 """The engine process: loads the models once, says `hello`, then runs one `generate` at a time
 until `shutdown` or the end of stdin. A reader thread takes `cancel` while a job runs; the job
-stops at its next denoising step.
+stops at its next denoising step, VAE decode chunk or LoRA-swap tensor (a swap cut short puts the
+transformer back to its base weights, so the engine stays usable).
 
     python -m ltx_engine.server --checkpoint F --gemma DIR --spatial-upsampler F
                                 [--distilled-lora F] [--pipeline distilled|dev] [--device auto]
@@ -60,6 +61,7 @@ def read_commands(jobs: Jobs) -> None:
 
 
 def main(argv: list[str]) -> int:
+    use_expandable_segments()
     args = parse_args(argv)
     try:
         engine = load(args)
@@ -80,18 +82,46 @@ def main(argv: list[str]) -> int:
         run_one(engine, jobs, message)
 
 
+def use_expandable_segments() -> None:
+    """Before torch is imported: a 22B model's weights, LoRA swaps and per-size activations
+    fragment the CUDA caching allocator; expandable segments let freed blocks be reused. An
+    operator's own setting wins. torch 2.9 renamed PYTORCH_CUDA_ALLOC_CONF (the name the worker
+    sets, which older torch on a GPU host needs) to PYTORCH_ALLOC_CONF and warns about the old
+    one, so the value goes under the name this torch reads."""
+    from importlib import metadata
+
+    old, new = "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"
+    value = os.environ.get(new) or os.environ.get(old) or "expandable_segments:True"
+    try:
+        major, minor = (int(part) for part in metadata.version("torch").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        major, minor = 0, 0
+    os.environ.pop(old, None)
+    os.environ.pop(new, None)
+    os.environ[new if (major, minor) >= (2, 9) else old] = value
+
+
 def load(args: argparse.Namespace):
     import torch
 
     from . import setup
 
     device = setup.pick_device(args.device)
+    # The memory plan, from the files' headers, before anything is loaded: a configuration that
+    # cannot fit is refused here (component and shortfall in GiB), never at the first job.
+    from .placement import Placement, plan_at_start
+
+    plan = plan_at_start(args.pipeline, device, args.fp8, args.gpu_memory_gib, args.plan_size,
+                         {"checkpoint": args.checkpoint, "gemma": args.gemma,
+                          "spatial_upsampler": args.spatial_upsampler, "distilled_lora": args.distilled_lora})
+    placement = Placement.from_plan(plan) if plan else Placement(fp8=args.fp8)
     setup.prepare(device, args.gemma)
     from .resident import ModelPaths, ResidentPipeline
 
     paths = ModelPaths(checkpoint=args.checkpoint, gemma=args.gemma, spatial_upsampler=args.spatial_upsampler,
                        distilled_lora=args.distilled_lora)
-    engine = ResidentPipeline(paths, args.pipeline, device, args.transformer_cache_bytes, dev_steps=args.dev_steps)
+    engine = ResidentPipeline(paths, args.pipeline, device, args.transformer_cache_bytes, dev_steps=args.dev_steps,
+                              placement=placement)
     send({
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
@@ -103,6 +133,8 @@ def load(args: argparse.Namespace):
                      "ltx_pipelines": setup.package_version("ltx-pipelines")},
         "memory": setup.memory(device),
         "load_seconds": round(engine.load_seconds, 3),
+        "plan": plan.to_json() if plan else None,
+        "resident_style_set": engine.resident_style_set,
     })
     return engine
 
@@ -112,9 +144,12 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
 
     job_id = str(message.get("id"))
 
-    def progress(stage: str, step: int, total: int) -> None:
+    def check() -> None:
         if jobs.is_cancelled(job_id):
             raise Cancelled()
+
+    def progress(stage: str, step: int, total: int) -> None:
+        check()
         send({"type": "progress", "id": job_id, "stage": stage, "step": step, "total": total})
 
     started = time.monotonic()
@@ -125,14 +160,15 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
         torch.cuda.reset_peak_memory_stats(engine.device)
     try:
         request = parse_request(message)
-        frames, audio, timings = engine.generate(request, progress)
+        frames, audio, timings = engine.generate(request, progress, check)
         if jobs.is_cancelled(job_id):
             raise Cancelled()
         result = outputs.write(Path(message["out_dir"]), frames, audio if message.get("audio", True) else None)
         timings["total"] = time.monotonic() - started
         if cuda:
             result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(engine.device)
-        send({"type": "result", "id": job_id, **result, "timings": {k: round(v, 3) for k, v in timings.items()}})
+        send({"type": "result", "id": job_id, **result, "timings": {k: round(v, 3) for k, v in timings.items()},
+              "resident_style_set": engine.resident_style_set})
     except EngineFailure as e:
         send({"type": "error", "id": job_id, "code": e.code, "message": e.message})
     except Exception as e:  # noqa: BLE001 - every failure becomes a typed error
@@ -148,7 +184,7 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
 def parse_request(message: dict):
     from ltx_pipelines.utils.args import ImageConditioningInput
 
-    from .resident import Request
+    from .resident import LoraInput, Request
 
     try:
         return Request(
@@ -160,7 +196,9 @@ def parse_request(message: dict):
             fps=int(message["fps"]),
             images=[ImageConditioningInput(str(i["path"]), int(i["frame_idx"]), float(i.get("strength", 1.0)))
                     for i in message.get("images", [])],
-            loras=[(str(lora["path"]), float(lora["strength"])) for lora in message.get("loras", [])],
+            loras=[LoraInput(str(lora["path"]), float(lora["strength"]),
+                             None if lora.get("style_id") is None else str(lora["style_id"]))
+                   for lora in message.get("loras", [])],
             pipeline=message.get("pipeline"),
         )
     except (KeyError, TypeError, ValueError) as e:

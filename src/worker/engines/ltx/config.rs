@@ -40,12 +40,20 @@ pub struct LtxConfig {
     /// A job with no result after this long is stopped: the engine is killed and restarted.
     pub job_timeout: Duration,
     pub start_timeout: Duration,
-    /// How long a cancelled job may take to stop before the engine is killed.
+    /// How long a cancelled job may take to stop before the engine is killed. The engine checks
+    /// for a cancel between denoising steps, LoRA-swap tensors and VAE decode chunks; the longest
+    /// of those is one denoising step, which at 1080p × 20 s on the full model can take tens of
+    /// seconds. Killing a healthy engine costs a model reload (minutes), so the grace is generous.
     pub cancel_grace: Duration,
     /// Stage-1 steps of the dev pipeline (default: the checkpoint's, 30 for LTX-2.3).
     pub dev_steps: Option<u32>,
-    /// Bytes of LoRA-fused transformers the engine keeps (one 22B transformer is ~38 GB).
+    /// Bytes of LoRA files the engine keeps in CPU memory (historical name: LoRA sets are swapped
+    /// into the one resident transformer in place; there is no transformer cache any more).
     pub transformer_cache_bytes: u64,
+    /// Cast the transformer to fp8 (the engine's memory plan may also choose it to fit).
+    pub fp8: bool,
+    /// Plan for this much GPU memory instead of the device's total.
+    pub gpu_memory_gib: Option<f64>,
     /// Runs this script instead of the engine built into the binary (a fake engine in tests).
     pub engine_script: Option<PathBuf>,
     /// Where the built-in engine's Python source is written before it starts.
@@ -64,9 +72,11 @@ impl LtxConfig {
             device: "auto".into(),
             job_timeout: Duration::from_secs(30 * 60),
             start_timeout: Duration::from_secs(30 * 60),
-            cancel_grace: Duration::from_secs(20),
+            cancel_grace: Duration::from_secs(60),
             dev_steps: None,
             transformer_cache_bytes: 48 << 30,
+            fp8: false,
+            gpu_memory_gib: None,
             engine_script: None,
             work_dir,
         }
@@ -138,6 +148,12 @@ impl LtxConfig {
         if let Some(steps) = self.dev_steps {
             flag("--dev-steps", steps.to_string().into());
         }
+        if let Some(gib) = self.gpu_memory_gib {
+            flag("--gpu-memory-gib", gib.to_string().into());
+        }
+        if self.fp8 {
+            args.push("--fp8".into());
+        }
         Ok(Launch {
             program: self.python.clone(),
             args,
@@ -146,6 +162,12 @@ impl LtxConfig {
                 ("PYTHONUNBUFFERED".into(), "1".into()),
                 ("TQDM_DISABLE".into(), "1".into()),
                 ("TOKENIZERS_PARALLELISM".into(), "false".into()),
+                // Weights, LoRA swaps and per-size activations fragment torch's CUDA allocator;
+                // expandable segments let freed blocks be reused. An operator's own value wins.
+                (
+                    "PYTORCH_CUDA_ALLOC_CONF".into(),
+                    std::env::var_os("PYTORCH_CUDA_ALLOC_CONF").unwrap_or_else(|| "expandable_segments:True".into()),
+                ),
             ],
             start_timeout: self.start_timeout,
         })
@@ -235,5 +257,20 @@ mod tests {
 
         std::fs::remove_file(gemma.join("tok/tokenizer.model")).unwrap();
         assert!(config.check().unwrap_err().contains("no tokenizer.model"));
+    }
+
+    #[test]
+    fn the_memory_plan_flags_reach_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LtxConfig::new("c".into(), "g".into(), "u".into(), dir.path().join("src"));
+        let line = |config: &LtxConfig| -> Vec<String> {
+            config.launch().unwrap().args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        };
+        assert!(!line(&config).iter().any(|a| a == "--fp8" || a == "--gpu-memory-gib"));
+        config.fp8 = true;
+        config.gpu_memory_gib = Some(79.2);
+        let args = line(&config);
+        assert!(args.contains(&"--fp8".to_owned()));
+        assert!(args.windows(2).any(|w| w[0] == "--gpu-memory-gib" && w[1] == "79.2"), "{args:?}");
     }
 }

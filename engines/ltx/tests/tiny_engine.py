@@ -1,0 +1,71 @@
+"""Helpers for the tests that run the engine on the tiny model set (scripts/test makes it and sets
+LTX_TEST_LTX_MODELS): building an engine, a second style LoRA, and counting what opens which file."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import safetensors
+import torch
+from safetensors.torch import save_file
+
+from ltx_engine import setup
+
+
+def tiny_models() -> Path:
+    models = os.environ.get("LTX_TEST_LTX_MODELS")
+    if not models:
+        raise RuntimeError("LTX_TEST_LTX_MODELS is not set: run the suite with scripts/test")
+    return Path(models)
+
+
+def paths():
+    from ltx_engine.resident import ModelPaths
+
+    models = tiny_models()
+    return ModelPaths(checkpoint=str(models / "ltx-2.3-tiny-distilled.safetensors"), gemma=str(models / "gemma"),
+                      spatial_upsampler=str(models / "ltx-2.3-tiny-spatial-upscaler-x2.safetensors"),
+                      distilled_lora=str(models / "ltx-2.3-tiny-distilled-lora.safetensors"))
+
+
+def engine(pipeline: str = "distilled", **kwargs):
+    from ltx_engine.resident import ResidentPipeline
+
+    device = torch.device("cpu")
+    setup.prepare(device, str(tiny_models() / "gemma"))
+    return ResidentPipeline(paths(), pipeline, device, transformer_cache_bytes=1 << 30, dev_steps=2, **kwargs)
+
+
+def style_a() -> str:
+    return str(tiny_models() / "tiny-style-lora.safetensors")
+
+
+def another_style(directory: str) -> str:
+    """A second style LoRA for the tiny model: the first one's tensor names, other random values."""
+    generator = torch.Generator().manual_seed(7)
+    with safetensors.safe_open(style_a(), framework="pt") as f:
+        tensors = {k: (torch.randn(f.get_slice(k).get_shape(), generator=generator) * 0.2).bfloat16() for k in f.keys()}
+    path = str(Path(directory) / "style-b.safetensors")
+    save_file(tensors, path)
+    return path
+
+
+@contextlib.contextmanager
+def counting_opens():
+    """Every safetensors file opened inside (by ltx-core, ltx-pipelines or the engine), in order."""
+    opened: list[str] = []
+    real = safetensors.safe_open
+
+    def counting(path, *args, **kwargs):
+        opened.append(str(Path(path).resolve()))
+        return real(path, *args, **kwargs)
+
+    with mock.patch.object(safetensors, "safe_open", counting), \
+            mock.patch("ltx_pipelines.utils.constants.safe_open", counting):
+        yield opened
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory()
