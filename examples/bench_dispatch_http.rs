@@ -52,7 +52,9 @@ async fn main() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            if let Some(item) = worker.next(Duration::from_secs(20), &CancellationToken::new()).await.unwrap() {
+            if let Some(item) =
+                worker.next(Vec::new(), Duration::from_secs(20), &CancellationToken::new()).await.unwrap()
+            {
                 let at = Instant::now();
                 // Nothing renders it: end it uncharged so the account's slot frees.
                 let _ = worker.fail(item.lease, ltx_serve::domain::job::FailureCode::EngineError, "bench".into()).await;

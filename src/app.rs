@@ -98,13 +98,15 @@ impl Application {
             prefetch: config.prefetch_jobs,
         };
         let store = self.state.store.clone();
-        let (lease_ttl, results) = (config.lease_ttl, self.state.results.clone());
+        let (lease_ttl, affinity_max_wait, results) =
+            (config.lease_ttl, config.affinity_max_wait, self.state.results.clone());
         let kept_files_url = format!("{}/files/", self.state.public_url);
         let name = worker_config.name.clone();
         let queue = move |i: usize| -> Arc<dyn WorkQueue> {
             Arc::new(StoreQueue {
                 store: store.clone(),
                 worker: WorkerLease::named(format!("{name}-{i}")),
+                affinity_max_wait,
                 lease_ttl,
                 results: results.clone(),
                 kept_files_url: kept_files_url.clone(),

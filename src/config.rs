@@ -39,6 +39,10 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Jobs the in-process workers lease ahead while the engine is busy (worker::WorkerConfig).
     pub prefetch_jobs: usize,
+    /// LoRA affinity: a worker is given a queued job whose LoRA set it has resident ahead of
+    /// older jobs only while the oldest queued job has waited less than this (zero: strictly
+    /// oldest first).
+    pub affinity_max_wait: Duration,
     pub resolution: Resolution,
     pub aliases_accepted_until: Date,
     pub max_body_bytes: usize,
@@ -96,6 +100,7 @@ impl ServeConfig {
             public_url: None,
             workers: 1,
             prefetch_jobs: 1,
+            affinity_max_wait: Duration::from_secs(30),
             resolution: Resolution::P720,
             aliases_accepted_until: time::macros::date!(2026 - 06 - 19),
             max_body_bytes: 8 * 1024 * 1024,

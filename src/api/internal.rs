@@ -105,8 +105,8 @@ pub async fn lease(
         return Err(ApiError::bad_request("`worker.name` must be 1 to 200 characters."));
     }
     state.store.record_worker(ask.worker.clone()).await?;
-    let who =
-        WorkerLease { name: ask.worker.name.clone(), resident_style_sets: ask.worker.resident_style_sets.clone() };
+    let who = WorkerLease::named(ask.worker.name.clone())
+        .preferring(ask.worker.resident_style_sets.clone(), state.config.affinity_max_wait);
     let wait = Duration::from_millis(ask.wait_ms).min(MAX_WAIT);
     match lease_within(&*state.store, &who, state.config.lease_ttl, wait, &CancellationToken::new()).await? {
         Some(lease) => Ok(Json(WorkItem::of_lease(&*state.store, lease).await?).into_response()),

@@ -3,6 +3,8 @@
 //! - `ltx_jobs{status}` (gauge, read from the store at scrape time)
 //! - `ltx_job_queue_wait_seconds{engine}`, `ltx_job_run_seconds{engine,outcome}`
 //! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live{kind}`
+//! - `ltx_affinity_hits_total`, `ltx_style_switches_total` (counted where leases are granted:
+//!   `worker::queue::lease_within`)
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};

@@ -123,6 +123,10 @@ struct ServeArgs {
     /// from one job to the next without waiting (0: leave queued jobs to idle workers).
     #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = 1)]
     prefetch_jobs: usize,
+    /// LoRA affinity: a worker gets a queued job whose styles it has resident ahead of older
+    /// jobs while the oldest has waited less than this many seconds (0: strictly oldest first).
+    #[arg(long, env = "LTX_SERVE_AFFINITY_MAX_WAIT_SECS", default_value_t = 30)]
+    affinity_max_wait_secs: u64,
     /// Base URL clients reach this server at (used in result URLs). Default: http://<listen>.
     #[arg(long, env = "LTX_SERVE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -345,6 +349,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         public_url: args.public_url,
         workers: args.workers,
         prefetch_jobs: args.prefetch_jobs,
+        affinity_max_wait: Duration::from_secs(args.affinity_max_wait_secs),
         resolution: args.resolution,
         aliases_accepted_until: args.aliases_accepted_until,
         max_body_bytes: args.max_body_bytes,

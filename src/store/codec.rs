@@ -20,13 +20,29 @@ pub fn now() -> OffsetDateTime {
 /// queue is; a job further back reports `QUEUE_POSITION_CAP + 1` ("more than 1,000 ahead").
 pub const QUEUE_POSITION_CAP: i64 = 1000;
 
-/// The LoRA set a job needs fused into the transformer, as one comparable string (style ids
-/// with strengths, sorted): a worker that has this set resident starts the job without a
-/// rebuild. Empty for a job without styles.
+/// The LoRA set a job needs applied to the transformer, as one comparable string: a worker
+/// that has this set resident starts the job without a switch. Empty for a job without styles.
 pub fn style_set_key(styles: &[StyleRef]) -> String {
-    let mut parts: Vec<String> = styles.iter().map(|s| format!("{}@{}", s.id, s.strength)).collect();
-    parts.sort();
-    parts.join(",")
+    style_set_key_of(styles.iter().map(|s| (s.id.as_str(), s.strength)))
+}
+
+/// The key of a LoRA set given as (style id, strength) pairs, normalised so that every request
+/// that produces the same weights has the same key: entries of one id are merged (strengths
+/// added, in ascending order so the sum does not depend on request order), zero strengths
+/// dropped, ids sorted; then `id@strength` joined by `,` (strength as Rust's `f64` Display:
+/// `1`, `0.5`, never an exponent). The engine (engines/ltx) computes the same key for its
+/// resident set, so the scheduler can match the two.
+pub fn style_set_key_of<'a>(styles: impl IntoIterator<Item = (&'a str, f64)>) -> String {
+    let mut entries: Vec<(&str, f64)> = styles.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
+    let mut merged: Vec<(&str, f64)> = Vec::with_capacity(entries.len());
+    for (id, strength) in entries {
+        match merged.last_mut() {
+            Some((last, sum)) if *last == id => *sum += strength,
+            _ => merged.push((id, strength)),
+        }
+    }
+    merged.iter().filter(|(_, s)| *s != 0.0).map(|(id, s)| format!("{id}@{s}")).collect::<Vec<_>>().join(",")
 }
 
 /// A `LIKE` pattern matching the `style_key` of jobs that use style `id` (ids are UUIDs, so no
@@ -56,6 +72,27 @@ mod tests {
             style_set_key(&[style("b", 1.0), style("a", 0.5)])
         );
         assert_ne!(style_set_key(&[style("a", 0.5)]), style_set_key(&[style("a", 0.6)]));
+    }
+
+    #[test]
+    fn a_style_set_key_drops_zero_strengths_and_merges_duplicates() {
+        let a = style_set_key(&[style("a", 0.5)]);
+        assert_eq!(style_set_key(&[style("a", 0.5), style("b", 0.0)]), a, "a zero-strength style changes nothing");
+        assert_eq!(style_set_key(&[style("a", 0.0)]), "", "only zero strengths: the plain model");
+        assert_eq!(style_set_key(&[style("a", 0.25), style("a", 0.25)]), a, "one id twice: strengths added");
+        assert_eq!(style_set_key(&[style("a", 0.5), style("b", 1.0), style("b", -1.0)]), a, "a sum of 0 is dropped");
+        assert_eq!(style_set_key(&[style("b", -0.5), style("a", 2.0), style("b", 1.5)]), "a@2,b@1");
+        assert_eq!(style_set_key_of([("b", 0.3), ("a", 0.5)]), "a@0.5,b@0.3");
+    }
+
+    #[test]
+    fn a_merged_sum_does_not_depend_on_request_order() {
+        let parts = [0.1, 0.2, 0.7];
+        let forward: Vec<StyleRef> = parts.iter().map(|&s| style("a", s)).collect();
+        let backward: Vec<StyleRef> = parts.iter().rev().map(|&s| style("a", s)).collect();
+        assert_eq!(style_set_key(&forward), style_set_key(&backward));
+        // An id that is a prefix of another still sorts by id, not by the joined text.
+        assert_eq!(style_set_key_of([("a-", 1.0), ("a", 1.0)]), "a@1,a-@1");
     }
 
     #[test]

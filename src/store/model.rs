@@ -270,16 +270,24 @@ pub struct SweepReport {
     pub failed: Vec<Uuid>,
 }
 
-/// Who asks for work: a worker's name and the LoRA sets (`codec::style_set_key`) it has resident.
+/// Who asks for work: a worker's name and the LoRA sets (`codec::style_set_key`) it has
+/// resident, and how long the oldest queued job may wait while the worker is given a job of
+/// one of those sets instead (the server's `--affinity-max-wait-secs`; zero: oldest first).
 #[derive(Clone, Debug, Default)]
 pub struct WorkerLease {
     pub name: String,
     pub resident_style_sets: Vec<String>,
+    pub affinity_max_wait: std::time::Duration,
 }
 
 impl WorkerLease {
     pub fn named(name: impl Into<String>) -> WorkerLease {
-        WorkerLease { name: name.into(), resident_style_sets: Vec::new() }
+        WorkerLease { name: name.into(), resident_style_sets: Vec::new(), affinity_max_wait: std::time::Duration::ZERO }
+    }
+
+    /// The same worker, preferring jobs of `sets` for at most `max_wait` of the oldest job's time.
+    pub fn preferring(self, sets: Vec<String>, max_wait: std::time::Duration) -> WorkerLease {
+        WorkerLease { resident_style_sets: sets, affinity_max_wait: max_wait, ..self }
     }
 }
 

@@ -92,4 +92,71 @@ pub trait Engine: Send + Sync + 'static {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> Result<RenderedClip, EngineError>;
+    /// The LoRA sets (`store::codec::style_set_key`; `""`: the plain model) a job can start on
+    /// without a switch, which the worker announces when it asks for work. Empty: not known.
+    fn resident_style_sets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The LoRA set an engine has applied to its model, as the scheduler's key, and how many
+/// times it changed. Engines keep it; the worker reads it at every lease request.
+#[derive(Debug, Default)]
+pub struct ResidentStyleSet {
+    key: std::sync::Mutex<Option<String>>,
+    switches: std::sync::atomic::AtomicU64,
+}
+
+impl ResidentStyleSet {
+    /// Resident from the start (the plain model of a freshly loaded engine: `""`).
+    pub fn starting_with(key: impl Into<String>) -> ResidentStyleSet {
+        ResidentStyleSet { key: std::sync::Mutex::new(Some(key.into())), ..Default::default() }
+    }
+
+    /// As the worker announces it: one set, or none when unknown.
+    pub fn sets(&self) -> Vec<String> {
+        self.key.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// The engine now has `key` resident; true (and counted) when that was a switch from a
+    /// known other set.
+    pub fn replace(&self, key: String) -> bool {
+        let mut resident = self.key.lock().unwrap_or_else(|e| e.into_inner());
+        let switched = resident.as_ref().is_some_and(|old| *old != key);
+        if switched {
+            self.switches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        *resident = Some(key);
+        switched
+    }
+
+    /// Nothing is known to be resident (the engine process was lost or restarted).
+    pub fn forget(&self) {
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Switches counted by `replace` since the engine started.
+    pub fn switches(&self) -> u64 {
+        self.switches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resident_set_counts_changes_from_a_known_set_only() {
+        let resident = ResidentStyleSet::starting_with("");
+        assert_eq!(resident.sets(), vec![String::new()]);
+        assert!(!resident.replace(String::new()), "the same set again: no switch");
+        assert!(resident.replace("a@1".into()));
+        assert!(!resident.replace("a@1".into()));
+        assert_eq!((resident.sets(), resident.switches()), (vec!["a@1".to_owned()], 1));
+        resident.forget();
+        assert!(resident.sets().is_empty(), "unknown after a restart: nothing announced");
+        assert!(!resident.replace("b@1".into()), "a load after a restart is not a switch between sets");
+        assert!(resident.replace(String::new()));
+        assert_eq!(resident.switches(), 2);
+    }
 }

@@ -74,7 +74,14 @@ pub trait WorkQueue: Send + Sync + 'static {
     /// The next job, waiting up to `wait` for one; `None` at once when `stop` fires. A lease
     /// already asked for when it fires is still returned (then handed back), never dropped in
     /// flight — a dropped one would sit leased to nobody until its lease expired.
-    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError>;
+    /// `resident_style_sets`: the LoRA sets the worker's engine will have resident (a job of one
+    /// of them is preferred, within the server's bound on waiting).
+    async fn next(
+        &self,
+        resident_style_sets: Vec<String>,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Option<WorkItem>, StoreError>;
     /// `LeaseLost` when the job was cancelled or the lease expired: stop working on it.
     async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError>;
     /// Stores the clip's files and completes the job (charging it).
@@ -92,7 +99,10 @@ pub trait WorkQueue: Send + Sync + 'static {
 /// The store itself: what `serve`'s in-process workers use.
 pub struct StoreQueue {
     pub store: Arc<dyn Store>,
+    /// The worker's name (its resident LoRA sets are filled in at each lease request).
     pub worker: WorkerLease,
+    /// The server's `--affinity-max-wait-secs`.
+    pub affinity_max_wait: Duration,
     pub lease_ttl: Duration,
     pub results: Arc<ResultStorage>,
     /// `<public url>/files/`.
@@ -120,6 +130,7 @@ pub async fn lease_within(
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(lease) = store.lease(worker.clone(), ttl).await? {
+            count_affinity(&lease.job.request.styles, &worker.resident_style_sets);
             return Ok(Some(lease));
         }
         let now = tokio::time::Instant::now();
@@ -135,10 +146,47 @@ pub async fn lease_within(
     }
 }
 
+/// What a granted lease means for the worker's resident LoRA set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    /// The job's set is one the worker announced: it starts without a switch.
+    Hit,
+    /// The worker must change its LoRA set (or load one it did not announce having).
+    Switch,
+    /// A job without styles for a worker that announced nothing: nothing to load.
+    Neither,
+}
+
+pub fn affinity(job_key: &str, announced: &[String]) -> Affinity {
+    if announced.iter().any(|k| k == job_key) {
+        Affinity::Hit
+    } else if announced.is_empty() && job_key.is_empty() {
+        Affinity::Neither
+    } else {
+        Affinity::Switch
+    }
+}
+
+/// Counts `ltx_affinity_hits_total` / `ltx_style_switches_total` where leases are granted (the
+/// server), so in-process and remote workers are both counted.
+fn count_affinity(styles: &[crate::domain::request::StyleRef], announced: &[String]) {
+    match affinity(&crate::store::codec::style_set_key(styles), announced) {
+        Affinity::Hit => metrics::counter!("ltx_affinity_hits_total").increment(1),
+        Affinity::Switch => metrics::counter!("ltx_style_switches_total").increment(1),
+        Affinity::Neither => {}
+    }
+}
+
 #[async_trait]
 impl WorkQueue for StoreQueue {
-    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError> {
-        match lease_within(&*self.store, &self.worker, self.lease_ttl, wait, stop).await? {
+    async fn next(
+        &self,
+        resident_style_sets: Vec<String>,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Option<WorkItem>, StoreError> {
+        let worker = self.worker.clone().preferring(resident_style_sets, self.affinity_max_wait);
+        match lease_within(&*self.store, &worker, self.lease_ttl, wait, stop).await? {
             Some(lease) => Ok(Some(WorkItem::of_lease(&*self.store, lease).await?)),
             None => Ok(None),
         }
@@ -174,5 +222,21 @@ impl WorkQueue for StoreQueue {
     async fn fetch_kept_file(&self, key: &str, to: &Path, _max: u64) -> Result<(), String> {
         // Our own storage: sizes were checked when the file was uploaded.
         self.results.copy_file_to(key, to).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_a_hit_when_its_set_was_announced_and_a_switch_otherwise() {
+        let announced = vec!["a@1".to_owned(), "b@0.5".to_owned()];
+        assert_eq!(affinity("b@0.5", &announced), Affinity::Hit);
+        assert_eq!(affinity("c@1", &announced), Affinity::Switch);
+        assert_eq!(affinity("", &announced), Affinity::Switch, "unloading the styles changes the model too");
+        assert_eq!(affinity("", &["".to_owned()]), Affinity::Hit, "the plain model was resident");
+        assert_eq!(affinity("a@1", &[]), Affinity::Switch, "a worker that announced nothing loads it");
+        assert_eq!(affinity("", &[]), Affinity::Neither);
     }
 }

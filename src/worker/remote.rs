@@ -118,12 +118,18 @@ impl HttpQueue {
 
 #[async_trait]
 impl WorkQueue for HttpQueue {
-    async fn next(&self, wait: Duration, stop: &CancellationToken) -> Result<Option<WorkItem>, StoreError> {
+    async fn next(
+        &self,
+        resident_style_sets: Vec<String>,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Option<WorkItem>, StoreError> {
+        let info = WorkerInfo { resident_style_sets, ..self.info.clone() };
         let request = self
             .client
             .post(format!("{}/internal/v1/lease", self.base))
             .bearer_auth(&self.token)
-            .json(&json!({ "worker": self.info, "wait_ms": wait.as_millis() as u64 }))
+            .json(&json!({ "worker": info, "wait_ms": wait.as_millis() as u64 }))
             .timeout(wait + Duration::from_secs(10))
             .send();
         // The long poll is abandoned on stop: a lease the server grants in that instant is

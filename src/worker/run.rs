@@ -43,6 +43,40 @@ const WAIT_FOR_WORK: Duration = Duration::from_secs(20);
 struct Slots {
     model: Arc<Semaphore>,
     lease: Arc<Semaphore>,
+    /// The LoRA set (`style_set_key`) of each job the worker holds, oldest lease first.
+    held: std::sync::Mutex<Vec<(uuid::Uuid, String)>>,
+}
+
+impl Slots {
+    /// What the worker announces when it asks for a lease: the LoRA set its engine will have
+    /// when the job it is asking for starts. Jobs start on the model in lease order, so while
+    /// it holds jobs (running, prefetched) that is the set of the last one leased, whatever the
+    /// engine has now; with none, what the engine has now. (A job that fails before reaching
+    /// the engine makes this briefly wrong: a missed preference, never a wrong result.)
+    fn announced_style_sets(&self, engine: &dyn Engine) -> Vec<String> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.last() {
+            Some((_, key)) => vec![key.clone()],
+            None => engine.resident_style_sets(),
+        }
+    }
+
+    fn hold(self: &Arc<Self>, job: uuid::Uuid, key: String) -> HeldJob {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).push((job, key));
+        HeldJob { slots: self.clone(), job }
+    }
+}
+
+/// A job counted in `Slots::held` until it is dropped (the job is done with, whatever the outcome).
+struct HeldJob {
+    slots: Arc<Slots>,
+    job: uuid::Uuid,
+}
+
+impl Drop for HeldJob {
+    fn drop(&mut self) {
+        self.slots.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|(job, _)| *job != self.job);
+    }
 }
 
 /// Starts the loops of one worker with `count` model slots. One loop more than the slots and
@@ -60,6 +94,7 @@ pub fn spawn_workers(
     let slots = Arc::new(Slots {
         model: Arc::new(Semaphore::new(count)),
         lease: Arc::new(Semaphore::new(count + config.prefetch)),
+        held: Default::default(),
     });
     (0..count + config.prefetch + 1)
         .map(|i| {
@@ -81,11 +116,15 @@ async fn worker_loop(
             permit = slots.lease.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = shutdown.cancelled() => break,
         };
-        match queue.next(WAIT_FOR_WORK, &shutdown).await {
+        let resident = slots.announced_style_sets(&*engine);
+        match queue.next(resident, WAIT_FOR_WORK, &shutdown).await {
             Ok(Some(item)) if shutdown.is_cancelled() => {
                 let _ = queue.hand_back(item.lease).await;
             }
-            Ok(Some(item)) => run_job(&*queue, &*engine, &config, item, (&slots, lease_slot), &shutdown).await,
+            Ok(Some(item)) => {
+                let _held = slots.hold(item.lease.job_id, crate::store::codec::style_set_key(&item.request.styles));
+                run_job(&*queue, &*engine, &config, item, (&slots, lease_slot), &shutdown).await
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "leasing failed; retrying");
@@ -307,6 +346,24 @@ mod tests {
 
     fn down() -> StoreError {
         StoreError::Unavailable("connection refused".into())
+    }
+
+    #[test]
+    fn a_worker_announces_the_set_its_engine_will_have_for_the_next_lease() {
+        let engine = crate::worker::engines::preview::PreviewEngine::new(Duration::ZERO);
+        let slots = Arc::new(Slots {
+            model: Arc::new(Semaphore::new(1)),
+            lease: Arc::new(Semaphore::new(2)),
+            held: Default::default(),
+        });
+        assert_eq!(slots.announced_style_sets(&engine), vec![String::new()], "idle: what the engine has");
+        let running = slots.hold(uuid::Uuid::new_v4(), "a@1".into());
+        let prefetched = slots.hold(uuid::Uuid::new_v4(), "b@1".into());
+        assert_eq!(slots.announced_style_sets(&engine), vec!["b@1".to_owned()], "the last job leased runs last");
+        drop(prefetched);
+        assert_eq!(slots.announced_style_sets(&engine), vec!["a@1".to_owned()]);
+        drop(running);
+        assert_eq!(slots.announced_style_sets(&engine), vec![String::new()]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,7 +30,7 @@ pub fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) ->
         concurrency: 1,
         prefetch_jobs: 1,
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
-        engine: Arc::new(PreviewEngine { sampling_time: Duration::from_millis(sampling_ms) }),
+        engine: Arc::new(PreviewEngine::new(Duration::from_millis(sampling_ms))),
         allow_private_urls: true,
         lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
     }
@@ -88,7 +88,7 @@ async fn a_cancelled_or_stale_lease_is_refused_over_http() {
     .unwrap();
     let acct = app.account("5").await;
     let id = job_id(&app.submit_ok(&acct.key, quick("to cancel")).await);
-    let item = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().expect("a job");
+    let item = queue.next(Vec::new(), Duration::from_secs(5), &CancellationToken::new()).await.unwrap().expect("a job");
     assert_eq!(item.lease.job_id.to_string(), id);
     let running =
         ltx_serve::store::Progress { status: ltx_serve::domain::job::JobStatus::Sampling, progress: 0.5, engine: None };
@@ -118,9 +118,9 @@ async fn a_cancelled_or_stale_lease_is_refused_over_http() {
 
     // A lease that expired and was taken over: the old holder's fail is refused.
     let id2 = job_id(&app.submit_ok(&acct.key, quick("expires")).await);
-    let first = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
+    let first = queue.next(Vec::new(), Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // expires; the scheduler requeues it
-    let second = queue.next(Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
+    let second = queue.next(Vec::new(), Duration::from_secs(5), &CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(
         (first.lease.job_id, second.lease.job_id, second.attempt),
         (second.lease.job_id, id2.parse().unwrap(), 2)
@@ -213,6 +213,7 @@ async fn submit_anywhere(client: &reqwest::Client, bases: &[String], first: usiz
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn replicas_and_workers_killed_mid_run_lose_nothing_and_charge_once() {
     const JOBS: usize = 200;
     let db = crate::pg::TestDatabase::create().await;

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn env_path(name: &str) -> PathBuf {
+pub(crate) fn env_path(name: &str) -> PathBuf {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test, which makes the LTX engine's environment and tiny models"))
         .into()
 }
 
-fn tiny_ltx(pipeline: Pipeline, data_dir: &Path) -> LtxConfig {
+pub(crate) fn tiny_ltx(pipeline: Pipeline, data_dir: &Path) -> LtxConfig {
     let models = env_path("LTX_TEST_LTX_MODELS");
     let mut config = LtxConfig::new(
         models.join("ltx-2.3-tiny-distilled.safetensors"),

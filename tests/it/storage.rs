@@ -50,6 +50,7 @@ fn s3_config(endpoint: &str, bucket: &str) -> StorageConfig {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test tools venv: LTX_TEST_PYTHON (scripts/test makes it)"]
 async fn results_go_to_s3_and_links_are_presigned() {
     let s3 = start_s3().await;
     let created = reqwest::Client::new().put(format!("{}/clips", s3.endpoint)).send().await.unwrap();
@@ -72,9 +73,7 @@ async fn results_go_to_s3_and_links_are_presigned() {
         concurrency: 1,
         prefetch_jobs: 1,
         scratch_dir: std::env::temp_dir().join("ltx-serve-test-worker"),
-        engine: std::sync::Arc::new(ltx_serve::worker::engines::preview::PreviewEngine {
-            sampling_time: Duration::ZERO,
-        }),
+        engine: std::sync::Arc::new(ltx_serve::worker::engines::preview::PreviewEngine::new(Duration::ZERO)),
         allow_private_urls: true,
         lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
     };

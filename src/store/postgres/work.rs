@@ -17,20 +17,23 @@ fn micros(d: Duration) -> i64 {
 /// How far down the queue a worker looks for a job whose LoRA set it already has resident.
 const PREFERENCE_WINDOW: i64 = 16;
 
-/// Picks the oldest job near the head of the queue that the worker can start without a
-/// transformer rebuild ($4: its resident LoRA sets). The outer `status = 'queued'` is checked
-/// again once the row is locked (another leaser may have taken it meanwhile).
+/// Picks the oldest job near the head of the queue that the worker can start without a LoRA
+/// switch ($4: its resident LoRA sets), while the oldest queued job has been queued for less
+/// than $6 microseconds (no job waits longer than that for affinity). The outer
+/// `status = 'queued'` is checked again once the row is locked (another leaser may have taken
+/// it meanwhile).
 const PICK_PREFERRED: &str = "SELECT id FROM jobs WHERE status = 'queued' AND id = ( \
-    SELECT id FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' \
-                    ORDER BY queued_at LIMIT $5) head \
-    WHERE style_key = ANY($4) ORDER BY queued_at LIMIT 1) \
+    SELECT id FROM (SELECT id, style_key, queued_at, min(queued_at) OVER () AS oldest \
+                    FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' \
+                          ORDER BY queued_at LIMIT $5) queue_head) head \
+    WHERE style_key = ANY($4) AND oldest > ltx_now_us() - $6 ORDER BY queued_at LIMIT 1) \
     FOR UPDATE SKIP LOCKED";
 const PICK_OLDEST: &str =
     "SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 pub async fn lease(c: &mut PgConnection, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
-    let picks: &[&str] =
-        if worker.resident_style_sets.is_empty() { &[PICK_OLDEST] } else { &[PICK_PREFERRED, PICK_OLDEST] };
+    let prefer = !worker.resident_style_sets.is_empty() && !worker.affinity_max_wait.is_zero();
+    let picks: &[&str] = if prefer { &[PICK_PREFERRED, PICK_OLDEST] } else { &[PICK_OLDEST] };
     for &pick in picks {
         let lease_id = Uuid::new_v4();
         // Pick, lock and lease in one statement: one round trip per lease.
@@ -41,7 +44,8 @@ pub async fn lease(c: &mut PgConnection, worker: WorkerLease, ttl: Duration) -> 
         );
         let mut query = sqlx::query(&sql).bind(&worker.name).bind(lease_id).bind(micros(ttl));
         if pick == PICK_PREFERRED {
-            query = query.bind(&worker.resident_style_sets).bind(PREFERENCE_WINDOW);
+            let max_wait = micros(worker.affinity_max_wait);
+            query = query.bind(&worker.resident_style_sets).bind(PREFERENCE_WINDOW).bind(max_wait);
         }
         let row = query.fetch_optional(&mut *c).await.map_err(pg_err)?;
         if let Some(row) = row {

@@ -19,23 +19,26 @@ fn micros(d: Duration) -> i64 {
 /// How far down the queue a worker looks for a job whose LoRA set it already has resident.
 const PREFERENCE_WINDOW: i64 = 16;
 
+/// The oldest job among the first `PREFERENCE_WINDOW` queued whose LoRA set is one of `?2` (a
+/// JSON array), while the oldest queued job was queued after `?3` (it has not waited too long).
+const PICK_PREFERRED: &str = "SELECT id FROM (SELECT id, style_key, queued_at, MIN(queued_at) OVER () AS oldest \
+     FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT ?1)) \
+     WHERE style_key IN (SELECT value FROM json_each(?2)) AND oldest > ?3 ORDER BY queued_at LIMIT 1";
+
 pub fn lease(ctx: &mut WriteCtx, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
     let mut next: Option<String> = None;
-    for key in &worker.resident_style_sets {
+    if !worker.resident_style_sets.is_empty() && !worker.affinity_max_wait.is_zero() {
+        let sets =
+            serde_json::to_string(&worker.resident_style_sets).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let queued_after = ctx.now_us() - micros(worker.affinity_max_wait);
         // The single writer makes this check-then-update atomic.
         next = ctx
             .conn
-            .prepare_cached(
-                "SELECT id FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' ORDER BY queued_at \
-                 LIMIT ?1) WHERE style_key = ?2 ORDER BY queued_at LIMIT 1",
-            )
+            .prepare_cached(PICK_PREFERRED)
             .map_err(sql_err)?
-            .query_row(params![PREFERENCE_WINDOW, key], |r| r.get(0))
+            .query_row(params![PREFERENCE_WINDOW, sets, queued_after], |r| r.get(0))
             .optional()
             .map_err(sql_err)?;
-        if next.is_some() {
-            break;
-        }
     }
     if next.is_none() {
         next = ctx

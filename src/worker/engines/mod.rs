@@ -17,6 +17,6 @@ pub async fn start(choice: &EngineChoice, preview_sampling_time: Duration) -> an
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the LTX engine: {e}"))?,
         ),
-        EngineChoice::Preview => Arc::new(preview::PreviewEngine { sampling_time: preview_sampling_time }),
+        EngineChoice::Preview => Arc::new(preview::PreviewEngine::new(preview_sampling_time)),
     })
 }

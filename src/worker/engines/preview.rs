@@ -19,6 +19,15 @@ use tokio_util::sync::CancellationToken;
 pub struct PreviewEngine {
     /// Simulated model time spread over the sampling stage (0 = as fast as the CPU renders).
     pub sampling_time: Duration,
+    /// Behaves like the GPU engine's one resident LoRA set: the set of the last clip rendered
+    /// (the plain model at first), a switch counted whenever a clip needs another.
+    pub resident: ResidentStyleSet,
+}
+
+impl PreviewEngine {
+    pub fn new(sampling_time: Duration) -> PreviewEngine {
+        PreviewEngine { sampling_time, resident: ResidentStyleSet::starting_with("") }
+    }
 }
 
 #[async_trait]
@@ -28,6 +37,9 @@ impl Engine for PreviewEngine {
     }
     fn is_sandbox(&self) -> bool {
         true
+    }
+    fn resident_style_sets(&self) -> Vec<String> {
+        self.resident.sets()
     }
     async fn render(
         &self,
@@ -43,6 +55,8 @@ impl Engine for PreviewEngine {
                 format!("the LoRA file of style `{}` is missing from the worker", missing.style_id),
             ));
         }
+        let styles = spec.loras.iter().map(|l| (l.style_id.as_str(), l.strength));
+        self.resident.replace(crate::store::codec::style_set_key_of(styles));
         let out_dir = out_dir.to_owned();
         let delay = self.sampling_time / spec.num_frames.max(1);
         tokio::task::spawn_blocking(move || render_blocking(&spec, &out_dir, &progress, &cancel, delay))
@@ -167,6 +181,7 @@ fn render_blocking(
             return Err(EngineError::new(FailureCode::EngineError, "cancelled"));
         }
         render_frame(spec, &look, i, &mut frame);
+        text.draw(i, &mut frame);
         clip.push(&frame)?;
         progress.report(JobStatus::Sampling, f64::from(i + 1) / f64::from(spec.num_frames));
         if !frame_delay.is_zero() {

@@ -28,6 +28,9 @@ pub struct LtxEngine {
     /// `None` after a crash, hang or kill while a new process is being started (or if that
     /// failed: the next job tries again).
     process: Arc<Mutex<Option<EngineProcess>>>,
+    /// What the engine process last said it has resident (its `hello`, then each `result`);
+    /// forgotten when the process is lost.
+    resident: Arc<ResidentStyleSet>,
 }
 
 impl LtxEngine {
@@ -37,24 +40,45 @@ impl LtxEngine {
         config.check()?;
         let process = start_process(&config).await?;
         tracing::info!(hello = ?process.hello, "LTX engine ready");
-        Ok(LtxEngine { config, process: Arc::new(Mutex::new(Some(process))) })
+        let resident = Arc::new(ResidentStyleSet::default());
+        adopt_resident(&resident, &process);
+        Ok(LtxEngine { config, process: Arc::new(Mutex::new(Some(process))), resident })
+    }
+
+    /// The engine process is gone (crashed, killed, exited): so is its resident LoRA set.
+    fn lose(&self, slot: &mut Option<EngineProcess>) {
+        *slot = None;
+        self.resident.forget();
     }
 
     /// Starts a new engine process right away after one was lost, so its model load overlaps
     /// the time until the next job instead of delaying that job.
     fn restart_soon(&self) {
-        let (slot, config) = (self.process.clone(), self.config.clone());
+        let (slot, config, resident) = (self.process.clone(), self.config.clone(), self.resident.clone());
         tokio::spawn(async move {
             let mut slot = slot.lock().await;
             if slot.is_none() {
                 match start_process(&config).await {
-                    Ok(process) => *slot = Some(process),
+                    Ok(process) => {
+                        adopt_resident(&resident, &process);
+                        *slot = Some(process);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "could not restart the LTX engine; the next job will try again")
                     }
                 }
             }
         });
+    }
+}
+
+/// A new process has what its `hello` says resident (unknown if it does not say).
+fn adopt_resident(resident: &ResidentStyleSet, process: &EngineProcess) {
+    match &process.hello.resident_style_set {
+        Some(key) => {
+            resident.replace(key.clone());
+        }
+        None => resident.forget(),
     }
 }
 
@@ -91,6 +115,9 @@ impl Engine for LtxEngine {
     fn is_sandbox(&self) -> bool {
         false
     }
+    fn resident_style_sets(&self) -> Vec<String> {
+        self.resident.sets()
+    }
 
     async fn render(
         &self,
@@ -102,10 +129,12 @@ impl Engine for LtxEngine {
         let mut slot = self.process.lock().await;
         if slot.as_mut().is_some_and(|p| p.has_exited()) {
             tracing::warn!("the LTX engine process had exited; starting a new one");
-            *slot = None;
+            self.lose(&mut slot);
         }
         if slot.is_none() {
-            *slot = Some(start_process(&self.config).await.map_err(|e| failure(FailureCode::EngineError, e))?);
+            let process = start_process(&self.config).await.map_err(|e| failure(FailureCode::EngineError, e))?;
+            adopt_resident(&self.resident, &process);
+            *slot = Some(process);
         }
         let process = slot.as_mut().expect("started above");
         let canvas = Canvas::covering(spec.width, spec.height);
@@ -114,7 +143,7 @@ impl Engine for LtxEngine {
         let id = command.id.clone();
         if !process.send(&Command::Generate(command)) {
             let why = process.exit_description().await;
-            *slot = None;
+            self.lose(&mut slot);
             self.restart_soon();
             return Err(failure(FailureCode::EngineError, why));
         }
@@ -135,7 +164,12 @@ impl Engine for LtxEngine {
                         let (status, fraction) = job_progress(&stage, step, total);
                         progress.report(status, fraction);
                     }
-                    Some(Event::Result(result)) if result.id == id => break Ok(result),
+                    Some(Event::Result(result)) if result.id == id => {
+                        if let Some(key) = &result.resident_style_set {
+                            self.resident.replace(key.clone());
+                        }
+                        break Ok(result);
+                    }
                     Some(Event::Error { id: Some(of), code, message }) if of == id => break Err((code, message)),
                     Some(Event::Error { id: None, message, .. }) => tracing::warn!(%message, "LTX engine error"),
                     // Events of an earlier job that was dropped before its end.
@@ -143,7 +177,7 @@ impl Engine for LtxEngine {
                     None => {
                         guard.armed = false;
                         let why = process.exit_description().await;
-                        *slot = None;
+                        self.lose(&mut slot);
                         self.restart_soon();
                         return Err(failure(FailureCode::EngineError, format!("{why}; it will be restarted for the next job")));
                     }
@@ -155,14 +189,14 @@ impl Engine for LtxEngine {
                 _ = cancel_wait => {
                     guard.armed = false;
                     process.kill().await;
-                    *slot = None;
+                    self.lose(&mut slot);
                     self.restart_soon();
                     return Err(failure(FailureCode::EngineError, "cancelled; the engine did not stop in time and was restarted"));
                 }
                 _ = &mut deadline => {
                     guard.armed = false;
                     process.kill().await;
-                    *slot = None;
+                    self.lose(&mut slot);
                     self.restart_soon();
                     return Err(failure(FailureCode::Timeout, format!(
                         "no result from the LTX engine within {} s; it was restarted", self.config.job_timeout.as_secs()
@@ -218,7 +252,11 @@ fn generate_command(
         loras: spec
             .loras
             .iter()
-            .map(|l| LoraInput { path: l.path.to_string_lossy().into_owned(), strength: l.strength })
+            .map(|l| LoraInput {
+                style_id: l.style_id.clone(),
+                path: l.path.to_string_lossy().into_owned(),
+                strength: l.strength,
+            })
             .collect(),
         audio: spec.generate_audio,
         out_dir: out_dir.join("engine").to_string_lossy().into_owned(),

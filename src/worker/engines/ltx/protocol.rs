@@ -40,6 +40,9 @@ pub struct ImageInput {
 
 #[derive(Debug, Serialize)]
 pub struct LoraInput {
+    /// The style the file belongs to: the engine keys its resident LoRA set by style id, the
+    /// way the scheduler does (`store::codec::style_set_key`).
+    pub style_id: String,
     pub path: String,
     pub strength: f64,
 }
@@ -64,6 +67,9 @@ pub struct Hello {
     pub versions: serde_json::Value,
     #[serde(default)]
     pub memory: serde_json::Value,
+    /// The LoRA set the freshly loaded model has (`""`: none); absent from older engines.
+    #[serde(default)]
+    pub resident_style_set: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -73,6 +79,10 @@ pub struct Finished {
     pub audio: Option<AudioFile>,
     #[serde(default)]
     pub timings: serde_json::Value,
+    /// The LoRA set resident after the job (`store::codec::style_set_key` of the job's
+    /// styles as the engine applied them); absent from older engines.
+    #[serde(default)]
+    pub resident_style_set: Option<String>,
 }
 
 /// Raw RGB24 frames, `count` × `height` × `width` × 3 bytes.
@@ -134,6 +144,22 @@ mod tests {
             r#"{"type":"result","id":"j1","frames":{"path":"/t/f.rgb","width":64,"height":64,"count":9},"audio":null,"timings":{"total":1.5}}"#,
         )
         .unwrap();
-        assert!(matches!(result, Event::Result(Finished { audio: None, .. })));
+        assert!(matches!(result, Event::Result(Finished { audio: None, resident_style_set: None, .. })));
+        let keyed: Event = serde_json::from_str(
+            r#"{"type":"result","id":"j1","frames":{"path":"/t/f.rgb","width":64,"height":64,"count":9},"audio":null,"resident_style_set":"a@0.5,b@1"}"#,
+        )
+        .unwrap();
+        assert!(matches!(keyed, Event::Result(Finished { resident_style_set: Some(k), .. }) if k == "a@0.5,b@1"));
+        let hello: Event = serde_json::from_str(r#"{"type":"hello","protocol":1,"resident_style_set":""}"#).unwrap();
+        assert!(matches!(hello, Event::Hello(Hello { resident_style_set: Some(k), .. }) if k.is_empty()));
+    }
+
+    #[test]
+    fn a_generate_command_names_the_style_of_each_lora() {
+        let lora = LoraInput { style_id: "s1".into(), path: "/c/s1.safetensors".into(), strength: 0.5 };
+        assert_eq!(
+            serde_json::to_value(&lora).unwrap(),
+            serde_json::json!({"style_id": "s1", "path": "/c/s1.safetensors", "strength": 0.5})
+        );
     }
 }
