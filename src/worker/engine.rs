@@ -23,6 +23,13 @@ pub struct RenderSpec {
     pub loras: Vec<LoraFile>,
 }
 
+impl RenderSpec {
+    /// The LoRA set this job needs on the model, as the scheduler keys it (`""`: the plain model).
+    pub fn style_set_key(&self) -> String {
+        crate::store::codec::style_set_key_of(self.loras.iter().map(|l| (l.style_id.as_str(), l.strength)))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraFile {
     pub style_id: String,

@@ -37,9 +37,7 @@ impl Engine for Recorded {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> Result<RenderedClip, EngineError> {
-        let key =
-            ltx_serve::store::codec::style_set_key_of(spec.loras.iter().map(|l| (l.style_id.as_str(), l.strength)));
-        self.rendered.lock().unwrap().push(key);
+        self.rendered.lock().unwrap().push(spec.style_set_key());
         self.inner.render(spec, out_dir, progress, cancel).await
     }
 }

@@ -29,12 +29,16 @@ impl Server {
 }
 
 pub fn start_server(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
+    start_server_with(data_dir, extra, Command::new(BIN).stderr(Stdio::null()))
+}
+
+/// Starts `serve` from `command` (its stderr and environment already set) and waits for its address.
+fn start_server_with(data_dir: &std::path::Path, extra: &[&str], command: &mut Command) -> Server {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut printed = String::new();
@@ -223,27 +227,12 @@ async fn a_configuration_file_sets_what_flags_and_environment_do_not() {
 
 /// Starts `serve` with its log (stderr) going to a file, as under a service manager.
 fn start_server_logging_to(data_dir: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
+    let mut command = Command::new(BIN);
+    command
         .env("RUST_LOG", "debug,hyper=info,sqlx=info,h2=info,reqwest=info")
         .env_remove("NO_COLOR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut printed = String::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        printed.push_str(&line);
-        printed.push('\n');
-        if let Some(rest) = line.strip_prefix("ltx-serve listening on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    Server { child, base, printed }
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+    start_server_with(data_dir, extra, &mut command)
 }
 
 #[tokio::test(flavor = "multi_thread")]

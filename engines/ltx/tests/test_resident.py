@@ -4,7 +4,6 @@ renders for A), the set's order irrelevant, a cancel during a swap harmless, pro
 
 import contextlib
 import unittest
-from unittest import mock
 from pathlib import Path
 
 import torch
@@ -42,14 +41,7 @@ class ResidentPipelineTest(unittest.TestCase):
 
         cls.stack = contextlib.ExitStack()
         cls.opened = cls.stack.enter_context(tiny_engine.counting_opens())
-        cls.transformer_builds = []
-        real_transformer = ModelLedger.transformer
-
-        def counting_transformer(ledger):
-            cls.transformer_builds.append(ledger)
-            return real_transformer(ledger)
-
-        cls.stack.enter_context(mock.patch.object(ModelLedger, "transformer", counting_transformer))
+        cls.transformer_builds = cls.stack.enter_context(tiny_engine.counting_transformer_builds())
         cls.engine = tiny_engine.engine()
         cls.opened_at_start = list(cls.opened)
         cls.base = weights(cls.engine.transformer)

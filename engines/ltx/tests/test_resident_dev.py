@@ -7,11 +7,9 @@ import gc
 import unittest
 import weakref
 from pathlib import Path
-from unittest import mock
 
 import torch
 from ltx_core.model.transformer import X0Model
-from ltx_pipelines.utils import ModelLedger
 
 from . import tiny_engine
 from .test_resident import ltx_core_transformer_weights, weights
@@ -38,14 +36,7 @@ class DevPipelineTest(unittest.TestCase):
         cls.others = live_transformers()
         cls.stack = contextlib.ExitStack()
         cls.opened = cls.stack.enter_context(tiny_engine.counting_opens())
-        cls.transformer_builds = []
-        real_transformer = ModelLedger.transformer
-
-        def counting_transformer(ledger):
-            cls.transformer_builds.append(ledger)
-            return real_transformer(ledger)
-
-        cls.stack.enter_context(mock.patch.object(ModelLedger, "transformer", counting_transformer))
+        cls.transformer_builds = cls.stack.enter_context(tiny_engine.counting_transformer_builds())
         cls.engine = tiny_engine.engine("dev")
         cls.opened_at_start = len(cls.opened)
 

@@ -69,3 +69,19 @@ def counting_opens():
 
 def scratch_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory()
+
+
+@contextlib.contextmanager
+def counting_transformer_builds():
+    """Every transformer ltx-core's ModelLedger builds inside (the ledger that built it), in order."""
+    from ltx_pipelines.utils import ModelLedger
+
+    builds: list = []
+    real = ModelLedger.transformer
+
+    def counting(ledger):
+        builds.append(ledger)
+        return real(ledger)
+
+    with mock.patch.object(ModelLedger, "transformer", counting):
+        yield builds

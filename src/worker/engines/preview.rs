@@ -55,8 +55,7 @@ impl Engine for PreviewEngine {
                 format!("the LoRA file of style `{}` is missing from the worker", missing.style_id),
             ));
         }
-        let styles = spec.loras.iter().map(|l| (l.style_id.as_str(), l.strength));
-        self.resident.replace(crate::store::codec::style_set_key_of(styles));
+        self.resident.replace(spec.style_set_key());
         let out_dir = out_dir.to_owned();
         let delay = self.sampling_time / spec.num_frames.max(1);
         tokio::task::spawn_blocking(move || render_blocking(&spec, &out_dir, &progress, &cancel, delay))
