@@ -36,6 +36,10 @@ pub fn generate_request_schema() -> Value {
             "seed": { "type": "integer", "minimum": 0, "maximum": MAX_SEED },
             "generate_audio": { "type": "boolean", "default": true },
             "end_image": uri_or_null,
+            "has_lora": {
+                "type": "boolean",
+                "description": "Optional. Must agree with `styles` (true exactly when `styles` is non-empty: the LoRA price applies); otherwise 400."
+            },
             "styles": {
                 "type": "array",
                 "items": {

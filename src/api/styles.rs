@@ -233,9 +233,7 @@ fn patch_of(body: &Map<String, Value>) -> Result<StylePatch, ApiError> {
             }
         }
     }
-    if patch == StylePatch::default() {
-        return Err(ApiError::bad_request("No valid fields to update: send `title`, `public`, `urls` or `cover_url`."));
-    }
+    // An empty patch (`{}`, or only nulls) is valid in Krea's schema: the style comes back unchanged.
     Ok(patch)
 }
 

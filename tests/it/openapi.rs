@@ -28,6 +28,9 @@ async fn the_request_schema_is_the_endpoint_pages() {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
         "generate_audio": {"type": "boolean", "default": true},
         "end_image": uri_or_null,
+        // Not on the page, but in Krea's schema of this endpoint (tests/fixtures/krea).
+        "has_lora": {"type": "boolean",
+            "description": "Optional. Must agree with `styles` (true exactly when `styles` is non-empty: the LoRA price applies); otherwise 400."},
         "styles": {"type": "array", "items": {"type": "object",
             "properties": {"id": {"type": "string"}, "strength": {"type": "number", "minimum": -2, "maximum": 2}},
             "required": ["id", "strength"]}}

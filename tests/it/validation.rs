@@ -77,7 +77,9 @@ async fn each_field_rule_names_its_field() {
         (json!({}), "`prompt` is required"),
         (json!({"prompt": ""}), "`prompt` must be at least 1 character"),
         (json!({"prompt": "x", "start_video": "https://example.com/a.mp4"}), "Unknown field `start_video`"),
-        (json!({"prompt": "x", "has_lora": true}), "Unknown field `has_lora`"),
+        (json!({"prompt": "x", "has_lora": true}), "`has_lora` is true but `styles` is empty"),
+        (json!({"prompt": "x", "has_lora": "yes"}), "`has_lora` must be true or false"),
+        (json!({"prompt": "x", "hasLora": true}), "`hasLora` is no longer accepted"),
         (json!({"prompt": "x", "aspect_ratio": "1:1"}), "`aspect_ratio`"),
         (json!({"prompt": "x", "duration": 7}), "`duration` must be one of 5, 10, 15 or 20"),
         (json!({"prompt": "x", "num_frames": 8}), "`num_frames` must be an integer from 9 to 481 (got 8)"),
@@ -173,4 +175,18 @@ async fn bad_webhook_urls_are_refused() {
             .unwrap();
         assert_error(response, 400, "X-Webhook-URL").await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn has_lora_that_agrees_with_styles_is_accepted_at_the_matching_price() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let acct = app.account("5").await;
+    let response = app.submit(&acct.key, json!({"prompt": "x", "has_lora": false, "duration": 5})).await;
+    assert_eq!(response.status(), 200);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["price_usd"], "0.1798", "the price without LoRA: {job}");
+    // With styles the LoRA column applies; `has_lora: false` beside them is refused, uncharged.
+    let styled = json!({"prompt": "x", "has_lora": false, "styles": [{"id": "nope", "strength": 1}]});
+    assert_error(app.submit(&acct.key, styled).await, 400, "`has_lora` is false but `styles` holds 1").await;
+    assert_eq!(app.account_view(&acct.key).await["held_usd"], "0.1798", "only the accepted job holds credit");
 }

@@ -12,7 +12,7 @@ pub const MAX_FRAMES: u32 = 481;
 pub const MAX_SEED: u64 = 2_147_483_647;
 pub const DURATIONS: [u32; 4] = [5, 10, 15, 20];
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "prompt",
     "start_image",
     "aspect_ratio",
@@ -22,15 +22,17 @@ const FIELDS: [&str; 9] = [
     "generate_audio",
     "end_image",
     "styles",
+    "has_lora",
 ];
 
 /// Deprecated camelCase aliases and the field each stands for (endpoint page).
-pub const ALIASES: [(&str, &str); 5] = [
+pub const ALIASES: [(&str, &str); 6] = [
     ("startImage", "start_image"),
     ("aspectRatio", "aspect_ratio"),
     ("generateAudio", "generate_audio"),
     ("endImage", "end_image"),
     ("presetStyles", "styles"),
+    ("hasLora", "has_lora"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +177,7 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
             return invalid(format!("`styles[{i}].id` repeats `{}`; give each style once.", style.id));
         }
     }
+    check_has_lora(fields.get("has_lora"), styles.len())?;
 
     Ok(Normalised {
         request: GenerateRequest {
@@ -190,6 +193,25 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
         },
         aliases_used,
     })
+}
+
+/// `has_lora` says which column of the price table the client expects (the LoRA price applies
+/// when `styles` is non-empty). A client that disagrees with its own `styles` would be billed
+/// another price than it expects, so the request is refused rather than silently repriced.
+fn check_has_lora(value: Option<&Value>, styles: usize) -> Result<(), ValidationError> {
+    match value {
+        None => Ok(()),
+        Some(Value::Bool(true)) if styles == 0 => invalid(
+            "`has_lora` is true but `styles` is empty: a request without styles is billed at the price without \
+             LoRA. Send the styles, or `has_lora: false`.",
+        ),
+        Some(Value::Bool(false)) if styles > 0 => invalid(format!(
+            "`has_lora` is false but `styles` holds {styles} style(s), which are billed at the LoRA price. \
+             Send `has_lora: true`, or no styles."
+        )),
+        Some(Value::Bool(_)) => Ok(()),
+        Some(other) => invalid(format!("`has_lora` must be true or false, not {}.", json_kind(other))),
+    }
 }
 
 /// Rejects unknown keys and expired or conflicting aliases; maps live aliases to their field.

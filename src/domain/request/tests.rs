@@ -59,7 +59,6 @@ fn body_must_be_an_object() {
 #[test]
 fn unknown_and_dropped_fields_are_refused_by_name() {
     assert!(err(json!({"prompt": "x", "start_video": "https://a.b/c.mp4"})).contains("Unknown field `start_video`"));
-    assert!(err(json!({"prompt": "x", "has_lora": true})).contains("Unknown field `has_lora`"));
     assert!(err(json!({"prompt": "x", "Prompt": "y"})).contains("`Prompt`"));
 }
 
@@ -245,7 +244,7 @@ fn public_ip_classification() {
 #[test]
 fn aliases_map_to_their_fields_until_the_sunset() {
     let n = normalise(
-        &json!({"prompt": "x", "aspectRatio": "9:16", "generateAudio": false, "startImage": PNG_1X1, "endImage": null, "presetStyles": [{"id": "s", "strength": 1}]}),
+        &json!({"prompt": "x", "aspectRatio": "9:16", "generateAudio": false, "startImage": PNG_1X1, "endImage": null, "presetStyles": [{"id": "s", "strength": 1}], "hasLora": true}),
         &options(),
     )
     .unwrap();
@@ -255,8 +254,10 @@ fn aliases_map_to_their_fields_until_the_sunset() {
     assert_eq!(n.request.styles.len(), 1);
     let mut used = n.aliases_used.clone();
     used.sort();
-    assert_eq!(used, ["aspectRatio", "endImage", "generateAudio", "presetStyles", "startImage"]);
+    assert_eq!(used, ["aspectRatio", "endImage", "generateAudio", "hasLora", "presetStyles", "startImage"]);
     assert!(normalise(&json!({"prompt": "x"}), &options()).unwrap().aliases_used.is_empty());
+    let e = err(json!({"prompt": "x", "hasLora": true}));
+    assert!(e.contains("`has_lora` is true but `styles` is empty"), "the alias is checked as its field: {e}");
 
     let on_the_day = NormaliseOptions { today: date!(2026 - 06 - 19), ..options() };
     assert!(normalise(&json!({"prompt": "x", "aspectRatio": "9:16"}), &on_the_day).is_ok());
@@ -269,4 +270,18 @@ fn aliases_map_to_their_fields_until_the_sunset() {
 fn alias_with_its_new_name_is_a_conflict() {
     let e = err(json!({"prompt": "x", "aspectRatio": "9:16", "aspect_ratio": "9:16"}));
     assert!(e.contains("`aspectRatio` is a deprecated alias of `aspect_ratio`; send only `aspect_ratio`"), "{e}");
+}
+
+#[test]
+fn has_lora_must_agree_with_styles() {
+    let style = json!([{"id": "s1", "strength": 0.5}]);
+    assert_eq!(ok(json!({"prompt": "x", "has_lora": true, "styles": style})).styles.len(), 1);
+    assert!(ok(json!({"prompt": "x", "has_lora": false})).styles.is_empty());
+    assert!(ok(json!({"prompt": "x", "has_lora": false, "styles": []})).styles.is_empty());
+    let no_styles = err(json!({"prompt": "x", "has_lora": true}));
+    assert!(no_styles.contains("`has_lora` is true but `styles` is empty"), "{no_styles}");
+    let with_styles = err(json!({"prompt": "x", "has_lora": false, "styles": style}));
+    assert!(with_styles.contains("`has_lora` is false but `styles` holds 1"), "{with_styles}");
+    assert!(err(json!({"prompt": "x", "has_lora": "yes"})).contains("`has_lora` must be true or false"));
+    assert!(err(json!({"prompt": "x", "has_lora": null})).contains("`has_lora` must be true or false"));
 }
