@@ -58,7 +58,10 @@ pub async fn loras(
     budget: u64,
 ) -> Result<Vec<LoraFile>, EngineError> {
     let mut files = Vec::with_capacity(item.request.styles.len());
-    for style in &item.request.styles {
+    // A style at strength 0 changes nothing, so it is not in the job's LoRA set (`style_set_key`),
+    // which is also what keeps a style from being deleted while jobs need it: such a style may be
+    // deleted meanwhile, and is not needed.
+    for style in item.request.styles.iter().filter(|s| s.strength != 0.0) {
         let Some(input) = item.loras.iter().find(|l| l.style_id == style.id) else {
             return Err(EngineError::new(
                 FailureCode::InvalidInput,

@@ -48,15 +48,17 @@ def normalise(refs: Iterable[LoraRef]) -> tuple[LoraRef, ...]:
     """The set a request asks for: duplicates of one id merged (strengths added), zero strengths
     dropped, ordered as the key lists them. Two requests with the same set give the same tuple
     whatever the order of their `styles`, so the same fused weights."""
+    # As `style_set_key_of` in src/store/codec.rs does it, to the last bit: sorted by id, a
+    # duplicate's strengths added in ascending order (float addition is not associative).
     merged: dict[str, LoraRef] = {}
-    for ref in refs:
+    for ref in sorted(refs, key=lambda r: (r.id, r.strength)):
         seen = merged.get(ref.id)
         merged[ref.id] = ref if seen is None else seen._replace(strength=seen.strength + ref.strength)
-    return tuple(sorted((r for r in merged.values() if r.strength != 0), key=_part))
+    return tuple(r for r in merged.values() if r.strength != 0)
 
 
 def style_set_key(refs: Iterable[LoraRef]) -> str:
-    """`"id@strength"` of each LoRA of the normalised set, sorted, joined by `,`: the same string
+    """`"id@strength"` of each LoRA of the normalised set, sorted by id, joined by `,`: the same string
     as `style_set_key` in src/store/codec.rs, so the scheduler can match a worker's resident set."""
     return ",".join(_part(r) for r in normalise(refs))
 
@@ -149,6 +151,9 @@ class ResidentLoras:
         for lora in loras:
             target |= touched_keys(self.params, lora.state_dict)
         keys = sorted(self.touched | target)
+        # Unknown until the swap is whole: if even the rollback below fails, no later request can
+        # match a half-written set and render on it.
+        self.applied = None
         try:
             for key in keys:
                 check()
@@ -171,9 +176,12 @@ class ResidentLoras:
 
     @torch.no_grad()
     def restore_base(self) -> None:
-        """Every tensor back to its saved base: the model as it was built from the checkpoint."""
+        """Every tensor back to its saved base: the model as it was built from the checkpoint.
+        Copied straight from the saved copy (no GPU temporary: this runs after an out-of-memory
+        too)."""
+        self.applied = None
         for key in sorted(self.touched):
-            self.params[key].copy_(self.saved[key].to(self.params[key].device, non_blocking=True))
+            self.params[key].copy_(self.saved[key])
         self.touched.clear()
         self.applied = ()
 

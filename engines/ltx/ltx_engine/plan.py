@@ -212,12 +212,16 @@ def sizes_from_files(checkpoint: str, gemma: str, spatial_upsampler: str, distil
 
 def _gemma_from_files(root: Path) -> tuple[int, int, int]:
     """Gemma's bytes (its lm_head tied to the embedding, as the engine keeps it), hidden size, layers."""
+    # The files ltx-core loads (ModelLedger): every safetensors file below the folder of the first
+    # `model*.safetensors` found anywhere under the root, so a nested layout is counted too.
+    first = next(iter(sorted(root.rglob("model*.safetensors"))), None)
+    folder = first.parent if first else root
     total = 0
-    for path in sorted(root.glob("*.safetensors")):
+    for path in sorted(folder.rglob("*.safetensors")):
         for key, (dtype, shape) in read_safetensors_header(path).items():
             total += loaded_bytes(dtype, shape)
     hidden, layers = 3840, 48
-    config = root / "config.json"
+    config = next((p for p in (root / "config.json", folder / "config.json") if p.is_file()), root / "config.json")
     if config.is_file():
         text = json.loads(config.read_text()).get("text_config", {})
         hidden, layers = text.get("hidden_size", hidden), text.get("num_hidden_layers", layers)

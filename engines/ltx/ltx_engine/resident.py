@@ -159,10 +159,13 @@ class ResidentPipeline:
         self.load_seconds = time.monotonic() - started
 
     @property
-    def resident_style_set(self) -> str:
+    def resident_style_set(self) -> str | None:
         """The key of the style set applied to the transformer now ("" for none), as the
-        scheduler writes it; empty while the dev pipeline's second-stage set is applied."""
+        scheduler writes it; empty while the dev pipeline's second-stage set is applied; None
+        while unknown (a swap that failed and could not be rolled back)."""
         applied = self.loras.applied
+        if applied is None:
+            return None
         return style_set_key(applied) if all(r.style for r in applied) else ""
 
     # -- models -----------------------------------------------------------------------------

@@ -41,8 +41,12 @@ class StyleSetKeyTest(unittest.TestCase):
         self.assertEqual(normalise([ref("b", 0.3), ref("a", 0.5)]), normalise([ref("a", 0.5), ref("b", 0.3)]))
 
     def test_sorted_as_the_scheduler_sorts_its_strings(self):
-        # Rust sorts the "id@strength" strings: "a-b@1" < "a@1" because '-' < '@'.
-        self.assertEqual(style_set_key([ref("a", 1.0), ref("a-b", 1.0)]), "a-b@1,a@1")
+        # Sorted by id, as Rust's style_set_key_of: "a" < "a-b".
+        self.assertEqual(style_set_key([ref("a-b", 1.0), ref("a", 1.0)]), "a@1,a-b@1")
+        # Duplicates add in ascending order whatever the request's order (0.1 + 0.2 + 0.7 = 1 in
+        # f64; 0.7 + 0.2 + 0.1 is 0.9999999999999999), as Rust does.
+        for order in ([0.7, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.7]):
+            self.assertEqual(style_set_key([ref("a", s) for s in order]), "a@1")
 
 
 class Tiny(torch.nn.Module):

@@ -79,6 +79,18 @@ class HeaderReadingTest(unittest.TestCase):
         self.assertLess(tied, untied)  # ltx-core loads lm_head as a copy; the engine drops it
         self.assertEqual(self.sizes.gemma, tied)
 
+    def test_a_nested_gemma_folder_is_counted_as_ltx_core_finds_it(self):
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as root:
+            nested = Path(root) / "snapshots" / "abc"
+            shutil.copytree(self.paths["gemma"], nested)
+            sizes = planner.sizes_from_files(self.paths["checkpoint"], root, self.paths["spatial_upsampler"],
+                                             self.paths["distilled_lora"], [])
+        self.assertGreater(self.sizes.gemma, 0)
+        self.assertEqual(sizes.gemma, self.sizes.gemma)
+
     def test_full_size_sizes_from_config_match_the_tiny_checkpoint_when_given_its_config(self):
         """The meta-device path and the header path agree on the same model."""
         with safe_open(self.paths["checkpoint"], framework="pt") as f:

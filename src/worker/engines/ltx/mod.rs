@@ -170,7 +170,12 @@ impl Engine for LtxEngine {
                         }
                         break Ok(result);
                     }
-                    Some(Event::Error { id: Some(of), code, message }) if of == id => break Err((code, message)),
+                    Some(Event::Error { id: Some(of), code, message }) if of == id => {
+                        // A job that failed may have stopped mid-swap or with a stage's LoRA
+                        // still applied: what the engine holds is unknown until its next result.
+                        self.resident.forget();
+                        break Err((code, message));
+                    }
                     Some(Event::Error { id: None, message, .. }) => tracing::warn!(%message, "LTX engine error"),
                     // Events of an earlier job that was dropped before its end.
                     Some(_) => {}
