@@ -216,7 +216,9 @@ fn patch_of(body: &Map<String, Value>) -> Result<StylePatch, ApiError> {
     let mut patch = StylePatch::default();
     for (key, value) in body {
         match (key.as_str(), value) {
-            (_, Value::Null) => {}
+            // Only `public` is nullable in Krea's schema (and ours): a null title, list or
+            // cover would be a type error silently taken as "unchanged".
+            ("public", Value::Null) => {}
             ("title", Value::String(t)) => {
                 check_title(t)?;
                 patch.title = Some(t.clone());
@@ -233,7 +235,7 @@ fn patch_of(body: &Map<String, Value>) -> Result<StylePatch, ApiError> {
             }
         }
     }
-    // An empty patch (`{}`, or only nulls) is valid in Krea's schema: the style comes back unchanged.
+    // An empty patch (`{}`, or only `public: null`) is valid in Krea's schema: the style comes back unchanged.
     Ok(patch)
 }
 

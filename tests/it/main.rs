@@ -7,6 +7,7 @@ mod billing;
 mod cli;
 mod client;
 mod contract;
+mod contract_krea;
 mod crash;
 mod engine_plan;
 mod events;
