@@ -22,6 +22,7 @@ fn job(account: Uuid) -> NewJob {
         request: GenerateRequest {
             prompt: "bench".into(),
             start_image: None,
+            start_video: None,
             end_image: None,
             aspect_ratio: AspectRatio::Landscape,
             duration: 5,

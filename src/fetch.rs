@@ -112,6 +112,11 @@ pub async fn stream_to_file(response: reqwest::Response, to: &std::path::Path, m
 /// image content type if one is declared, at most `max` bytes. The error says why, in words
 /// that fit after "`start_image` could not be used: ".
 pub async fn fetch_image(client: &reqwest::Client, url: &str, max: u64) -> Result<Vec<u8>, String> {
+    fetch_media(client, url, max, "image").await
+}
+
+/// Like `fetch_image`, for a `noun` ("image", "video") whose MIME types start with `noun/`.
+pub async fn fetch_media(client: &reqwest::Client, url: &str, max: u64, noun: &str) -> Result<Vec<u8>, String> {
     use futures_util::StreamExt;
     let response = client.get(url).send().await.map_err(|e| describe_error(&e))?;
     let status = response.status();
@@ -122,19 +127,20 @@ pub async fn fetch_image(client: &reqwest::Client, url: &str, max: u64) -> Resul
         return Err(format!("the URL answered {status}"));
     }
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if let Some(kind) = content_type.filter(|t| !t.starts_with("image/") && !t.starts_with("application/octet-stream"))
-    {
-        return Err(format!("the URL returned {kind}, not an image"));
+    let prefix = format!("{noun}/");
+    if let Some(kind) = content_type.filter(|t| !t.starts_with(&prefix) && !t.starts_with("application/octet-stream")) {
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        return Err(format!("the URL returned {kind}, not {article} {noun}"));
     }
     if response.content_length().is_some_and(|n| n > max) {
-        return Err(format!("the image is larger than {max} bytes"));
+        return Err(format!("the {noun} is larger than {max} bytes"));
     }
     let mut bytes = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk.map_err(|e| describe_error(&e))?);
         if bytes.len() as u64 > max {
-            return Err(format!("the image is larger than {max} bytes"));
+            return Err(format!("the {noun} is larger than {max} bytes"));
         }
     }
     Ok(bytes)

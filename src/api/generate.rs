@@ -114,6 +114,9 @@ pub async fn submit(
             check_image_source(&state, caller.account_id, field, uri, policy).await?;
         }
     }
+    if let Some(uri) = &request.start_video {
+        super::start_video::check(&state, caller.account_id, uri, policy).await?;
+    }
 
     if !request.styles.is_empty() {
         let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();

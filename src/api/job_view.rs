@@ -73,6 +73,9 @@ enum ResultView<'a> {
 struct RequestView<'a> {
     prompt: &'a str,
     start_image: Option<Cow<'a, str>>,
+    /// Shown only when sent, so jobs without it look as they did before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_video: Option<Cow<'a, str>>,
     end_image: Option<Cow<'a, str>>,
     aspect_ratio: AspectRatio,
     duration: u32,
@@ -122,6 +125,7 @@ pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
         request: RequestView {
             prompt: &request.prompt,
             start_image: request.start_image.as_deref().map(echo_image),
+            start_video: request.start_video.as_deref().map(echo_image),
             end_image: request.end_image.as_deref().map(echo_image),
             aspect_ratio: request.aspect_ratio,
             duration: request.duration,

@@ -18,6 +18,7 @@ mod page;
 mod playground;
 mod prefer_wait;
 mod request_id;
+mod start_video;
 mod styles;
 mod upload;
 

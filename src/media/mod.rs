@@ -1,6 +1,7 @@
 //! Media: H.264 + AAC encoding through Debian's `ffmpeg`, JPEG posters, and input images.
 pub mod encode;
 pub mod input_image;
+pub mod input_video;
 pub mod poster;
 
 /// Audio sample rate of every clip.

@@ -8,7 +8,7 @@ use super::queue::{WorkItem, WorkQueue};
 use crate::domain::asset::MAX_ASSET_BYTES;
 use crate::domain::job::FailureCode;
 use crate::domain::request::decode_data_uri;
-use crate::media::input_image;
+use crate::media::{input_image, input_video};
 use image::RgbImage;
 use std::path::Path;
 
@@ -28,22 +28,60 @@ pub async fn image(
     uri: &str,
     (width, height): (u32, u32),
 ) -> Result<RgbImage, EngineError> {
-    let bytes = if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
-        decode_data_uri(uri).map(|(_, bytes)| bytes).ok_or_else(|| invalid(field, "it is not a base64 data: URI"))?
+    let bytes = input_bytes(queue, client, scratch, field, uri, "image").await?;
+    tokio::task::spawn_blocking(move || input_image::decode_and_fit(&bytes, width, height))
+        .await
+        .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))?
+        .map_err(|why| invalid(field, why))
+}
+
+/// The bytes at `uri`: a `data:` URI, one of our kept files, or another site's `noun` fetched
+/// through the SSRF guard.
+async fn input_bytes(
+    queue: &dyn WorkQueue,
+    client: &reqwest::Client,
+    scratch: &Path,
+    field: &'static str,
+    uri: &str,
+    noun: &str,
+) -> Result<Vec<u8>, EngineError> {
+    if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
+        decode_data_uri(uri).map(|(_, bytes)| bytes).ok_or_else(|| invalid(field, "it is not a base64 data: URI"))
     } else if let Some(key) = uri.strip_prefix(&queue.kept_files_url()).filter(|_| !queue.kept_files_url().is_empty()) {
         let staged = scratch.join(format!("{field}.input"));
         queue
             .fetch_kept_file(key, &staged, MAX_ASSET_BYTES)
             .await
             .map_err(|why| invalid(field, format!("the asset could not be read ({why}; was it deleted?)")))?;
-        tokio::fs::read(&staged).await.map_err(|e| invalid(field, e))?
+        tokio::fs::read(&staged).await.map_err(|e| invalid(field, e))
     } else {
-        crate::fetch::fetch_image(client, uri, MAX_FETCHED_IMAGE_BYTES).await.map_err(|why| invalid(field, why))?
-    };
-    tokio::task::spawn_blocking(move || input_image::decode_and_fit(&bytes, width, height))
-        .await
-        .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))?
-        .map_err(|why| invalid(field, why))
+        let max = if noun == "video" { MAX_ASSET_BYTES } else { MAX_FETCHED_IMAGE_BYTES };
+        crate::fetch::fetch_media(client, uri, max, noun).await.map_err(|why| invalid(field, why))
+    }
+}
+
+/// The last frame of the clip at `uri` (`start_video`), fitted to `width`×`height`: the frame a
+/// continued clip starts on. The clip is probed again here, because another site's file was
+/// not seen at submit.
+pub async fn last_frame_of_video(
+    queue: &dyn WorkQueue,
+    client: &reqwest::Client,
+    scratch: &Path,
+    uri: &str,
+    (width, height): (u32, u32),
+) -> Result<RgbImage, EngineError> {
+    const FIELD: &str = "start_video";
+    let bytes = input_bytes(queue, client, scratch, FIELD, uri, "video").await?;
+    let path = scratch.join("start_video.clip");
+    tokio::fs::write(&path, &bytes).await.map_err(|e| invalid(FIELD, e))?;
+    let dir = scratch.to_owned();
+    tokio::task::spawn_blocking(move || {
+        input_video::probe_and_check(&path).map_err(|why| format!("it {why}"))?;
+        input_video::last_frame(&path, &dir, width, height).map_err(|why| format!("it {why}"))
+    })
+    .await
+    .map_err(|e| EngineError::new(FailureCode::InternalError, e.to_string()))?
+    .map_err(|why| invalid(FIELD, why))
 }
 
 /// How many bytes of LoRA files a worker keeps cached before it removes the least recently used.

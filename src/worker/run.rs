@@ -260,9 +260,12 @@ async fn prepare(
 ) -> Result<RenderSpec, EngineError> {
     let (w, h) = (item.width, item.height);
     let client = &config.image_client;
-    let start_image = match &item.request.start_image {
-        Some(uri) => Some(inputs::image(queue, client, scratch, "start_image", uri, (w, h)).await?),
-        None => None,
+    // A continued clip (`start_video`) starts on the input's last frame: both engines take it as
+    // their frame-0 image conditioning, exactly as a start image (normalise refuses both at once).
+    let start_image = match (&item.request.start_image, &item.request.start_video) {
+        (Some(uri), _) => Some(inputs::image(queue, client, scratch, "start_image", uri, (w, h)).await?),
+        (None, Some(uri)) => Some(inputs::last_frame_of_video(queue, client, scratch, uri, (w, h)).await?),
+        (None, None) => None,
     };
     let end_image = match &item.request.end_image {
         Some(uri) => Some(inputs::image(queue, client, scratch, "end_image", uri, (w, h)).await?),

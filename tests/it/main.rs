@@ -18,6 +18,8 @@ mod idempotency;
 mod jobs;
 mod ltx_engine;
 mod ltx_faults;
+mod ltx_previews;
+mod ltx_start_video;
 mod media;
 mod openapi;
 mod operations;
@@ -27,6 +29,7 @@ mod playground;
 mod probe;
 mod security;
 mod slow_clients;
+mod start_video;
 mod storage;
 #[macro_use]
 mod store;

@@ -22,6 +22,9 @@ async fn the_request_schema_is_the_endpoint_pages() {
     let page = json!({
         "prompt": {"type": "string", "minLength": 1},
         "start_image": uri_or_null,
+        // In Krea's schema of this endpoint (tests/fixtures/krea); the description is ours.
+        "start_video": {"type": ["string", "null"], "format": "uri",
+            "description": "A clip to continue (an asset URL of yours, an https URL or a data: MP4/MOV/WebM of at most 20 s, 481 frames, sides 64 to 8192 px). The new clip starts on its last frame. Not with `start_image`."},
         "aspect_ratio": {"type": "string", "enum": ["16:9", "9:16"], "default": "16:9"},
         "duration": {"type": "number", "enum": [5, 10, 15, 20], "default": 5},
         "num_frames": {"type": "integer", "minimum": 9, "maximum": 481},

@@ -21,6 +21,7 @@ pub(crate) fn new_job(account: Uuid, price: i64) -> NewJob {
         request: GenerateRequest {
             prompt: "p".into(),
             start_image: None,
+            start_video: None,
             end_image: None,
             aspect_ratio: AspectRatio::Landscape,
             duration: 5,

@@ -76,7 +76,9 @@ async fn each_field_rule_names_its_field() {
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "`prompt` is required"),
         (json!({"prompt": ""}), "`prompt` must be at least 1 character"),
-        (json!({"prompt": "x", "start_video": "https://example.com/a.mp4"}), "Unknown field `start_video`"),
+        (json!({"prompt": "x", "start_audio": "https://example.com/a.wav"}), "Unknown field `start_audio`"),
+        (json!({"prompt": "x", "start_video": "data:image/gif;base64,R0lGODlh"}), "`start_video` must be an MP4"),
+        (json!({"prompt": "x", "start_video": "file:///etc/passwd"}), "`start_video` must use http, https or data"),
         (json!({"prompt": "x", "has_lora": true}), "`has_lora` is true but `styles` is empty"),
         (json!({"prompt": "x", "has_lora": "yes"}), "`has_lora` must be true or false"),
         (json!({"prompt": "x", "hasLora": true}), "`hasLora` is no longer accepted"),

@@ -12,9 +12,10 @@ pub const MAX_FRAMES: u32 = 481;
 pub const MAX_SEED: u64 = 2_147_483_647;
 pub const DURATIONS: [u32; 4] = [5, 10, 15, 20];
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "prompt",
     "start_image",
+    "start_video",
     "aspect_ratio",
     "duration",
     "num_frames",
@@ -26,8 +27,9 @@ const FIELDS: [&str; 10] = [
 ];
 
 /// Deprecated camelCase aliases and the field each stands for (endpoint page).
-pub const ALIASES: [(&str, &str); 6] = [
+pub const ALIASES: [(&str, &str); 7] = [
     ("startImage", "start_image"),
+    ("startVideo", "start_video"),
     ("aspectRatio", "aspect_ratio"),
     ("generateAudio", "generate_audio"),
     ("endImage", "end_image"),
@@ -63,6 +65,10 @@ pub struct StyleRef {
 pub struct GenerateRequest {
     pub prompt: String,
     pub start_image: Option<String>,
+    /// A clip to continue: the new clip begins where this one ends. Never with `start_image`.
+    /// (Defaulted so that jobs stored before the field existed still read.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_video: Option<String>,
     pub end_image: Option<String>,
     pub aspect_ratio: AspectRatio,
     /// `duration` as sent (or its default) — `num_frames` wins when both are given.
@@ -159,6 +165,13 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
         Some(other) => return invalid(format!("`generate_audio` must be true or false, not {}.", json_kind(other))),
     };
     let start_image = image_field(&fields, "start_image", options)?;
+    let start_video = media_field(&fields, "start_video", &VIDEO_MEDIA, options)?;
+    if start_image.is_some() && start_video.is_some() {
+        return invalid(
+            "`start_video` and `start_image` cannot be used together: a continued clip starts on the video's \
+             last frame. Send one of them (`end_image` may go with either).",
+        );
+    }
     let end_image = image_field(&fields, "end_image", options)?;
     let styles = match fields.get("styles") {
         None => Vec::new(),
@@ -183,6 +196,7 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
         request: GenerateRequest {
             prompt,
             start_image,
+            start_video,
             end_image,
             aspect_ratio,
             duration,
@@ -290,15 +304,49 @@ fn style_item(index: usize, item: &Value) -> Result<StyleRef, ValidationError> {
     Ok(StyleRef { id, strength })
 }
 
+/// What one URI field takes: the `data:` types it accepts and the words its errors use.
+struct MediaKind {
+    mime_types: &'static [&'static str],
+    /// "a JPEG, PNG or WebP image"
+    described: &'static str,
+    /// "image", "video"
+    noun: &'static str,
+    /// The example in the error for a broken `data:` URI.
+    example: &'static str,
+}
+
+const IMAGE_MEDIA: MediaKind = MediaKind {
+    mime_types: &IMAGE_MIME_TYPES,
+    described: "a JPEG, PNG or WebP image",
+    noun: "image",
+    example: "data:image/png;base64,<data>",
+};
+
+const VIDEO_MEDIA: MediaKind = MediaKind {
+    mime_types: &VIDEO_MIME_TYPES,
+    described: "an MP4, MOV or WebM video",
+    noun: "video",
+    example: "data:video/mp4;base64,<data>",
+};
+
 fn image_field(
     fields: &Map<String, Value>,
     field: &str,
     options: &NormaliseOptions,
 ) -> Result<Option<String>, ValidationError> {
+    media_field(fields, field, &IMAGE_MEDIA, options)
+}
+
+fn media_field(
+    fields: &Map<String, Value>,
+    field: &str,
+    kind: &MediaKind,
+    options: &NormaliseOptions,
+) -> Result<Option<String>, ValidationError> {
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(uri)) => {
-            check_image_uri(uri, field, options)?;
+            check_media_uri(uri, field, kind, options)?;
             Ok(Some(uri.clone()))
         }
         Some(other) => invalid(format!("`{field}` must be a URI string or null, not {}.", json_kind(other))),
@@ -307,6 +355,9 @@ fn image_field(
 
 /// Image types a `data:` URI may carry.
 pub const IMAGE_MIME_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+
+/// Video types a `data:` URI in `start_video` may carry (its content is probed at submit).
+pub const VIDEO_MIME_TYPES: [&str; 3] = ["video/mp4", "video/quicktime", "video/webm"];
 
 /// A `data:` image decoded: its declared type and bytes (content is checked later, by decoding).
 pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
@@ -318,18 +369,24 @@ pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
 }
 
 /// Syntax and address class only; the content is checked when the job runs.
-fn check_image_uri(uri: &str, field: &str, options: &NormaliseOptions) -> Result<(), ValidationError> {
+fn check_media_uri(
+    uri: &str,
+    field: &str,
+    kind: &MediaKind,
+    options: &NormaliseOptions,
+) -> Result<(), ValidationError> {
     if uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) {
         let Some((mime, bytes)) = decode_data_uri(uri) else {
-            return invalid(format!("`{field}` is not a valid data: URI (expected data:image/png;base64,<data>)."));
+            return invalid(format!("`{field}` is not a valid data: URI (expected {}).", kind.example));
         };
-        if !IMAGE_MIME_TYPES.contains(&mime.as_str()) {
-            return invalid(format!("`{field}` must be a JPEG, PNG or WebP image, not {mime}."));
+        if !kind.mime_types.contains(&mime.as_str()) {
+            return invalid(format!("`{field}` must be {}, not {mime}.", kind.described));
         }
         if bytes.len() > options.max_data_uri_bytes {
             return invalid(format!(
-                "`{field}` is {} bytes; data: images may be at most {} bytes.",
+                "`{field}` is {} bytes; data: {}s may be at most {} bytes.",
                 bytes.len(),
+                kind.noun,
                 options.max_data_uri_bytes
             ));
         }
@@ -339,15 +396,16 @@ fn check_image_uri(uri: &str, field: &str, options: &NormaliseOptions) -> Result
         return Ok(()); // one of our assets: whether it exists and is the caller's is checked next
     }
     let Ok(url) = url::Url::parse(uri) else {
-        return invalid(format!("`{field}` must be a URI (a data: image, an asset URL or an http(s) URL)."));
+        return invalid(format!("`{field}` must be a URI (a data: {}, an asset URL or an http(s) URL).", kind.noun));
     };
     if !matches!(url.scheme(), "http" | "https") {
         return invalid(format!("`{field}` must use http, https or data, not {}.", url.scheme()));
     }
     if !options.external_image_urls {
         return invalid(format!(
-            "`{field}`: this server does not fetch images from other sites; upload the image with POST /assets \
-             and send its `image_url`, or send a data: URI."
+            "`{field}`: this server does not fetch {noun}s from other sites; upload the {noun} with POST /assets \
+             and send its `image_url`, or send a data: URI.",
+            noun = kind.noun
         ));
     }
     let literal_ip = match url.host() {

@@ -58,8 +58,38 @@ fn body_must_be_an_object() {
 
 #[test]
 fn unknown_and_dropped_fields_are_refused_by_name() {
-    assert!(err(json!({"prompt": "x", "start_video": "https://a.b/c.mp4"})).contains("Unknown field `start_video`"));
+    assert!(err(json!({"prompt": "x", "start_audio": "https://a.b/c.wav"})).contains("Unknown field `start_audio`"));
     assert!(err(json!({"prompt": "x", "Prompt": "y"})).contains("`Prompt`"));
+}
+
+#[test]
+fn start_video_takes_what_start_image_takes_but_holds_a_video() {
+    let r = ok(json!({"prompt": "x", "start_video": "https://a.b/c.mp4", "end_image": PNG_1X1}));
+    assert_eq!((r.start_video.as_deref(), r.start_image), (Some("https://a.b/c.mp4"), None));
+    let mp4 = "data:video/mp4;base64,AAAAHGZ0eXBpc29t";
+    assert_eq!(ok(json!({"prompt": "x", "start_video": mp4})).start_video.as_deref(), Some(mp4));
+    assert_eq!(ok(json!({"prompt": "x", "start_video": null})).start_video, None);
+    assert!(
+        err(json!({"prompt": "x", "start_video": PNG_1X1})).contains("`start_video` must be an MP4, MOV or WebM video")
+    );
+    assert!(err(json!({"prompt": "x", "start_video": 3})).contains("`start_video` must be a URI string or null"));
+    assert!(err(json!({"prompt": "x", "start_video": "http://10.0.0.1/a.mp4"})).contains("private or reserved"));
+    let big = format!("data:video/mp4;base64,{}", base64::engine::general_purpose::STANDARD.encode([0u8; 2000]));
+    assert!(err(json!({"prompt": "x", "start_video": big})).contains("data: videos may be at most 1024 bytes"));
+    let both = err(json!({"prompt": "x", "start_video": "https://a.b/c.mp4", "start_image": PNG_1X1}));
+    assert!(both.contains("`start_video` and `start_image` cannot be used together"), "{both}");
+    let aliased = normalise(&json!({"prompt": "x", "startVideo": "https://a.b/c.mp4"}), &options()).unwrap();
+    assert_eq!(aliased.request.start_video.as_deref(), Some("https://a.b/c.mp4"));
+    assert_eq!(aliased.aliases_used, vec!["startVideo"]);
+}
+
+#[test]
+fn a_job_stored_before_start_video_existed_still_reads() {
+    let mut stored = serde_json::to_value(ok(json!({"prompt": "x"}))).unwrap();
+    assert!(stored.get("start_video").is_none(), "absent stays absent, so idempotency fingerprints do not change");
+    stored.as_object_mut().unwrap().remove("start_video");
+    let read: GenerateRequest = serde_json::from_value(stored).unwrap();
+    assert_eq!(read.start_video, None);
 }
 
 #[test]
