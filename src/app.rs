@@ -96,6 +96,7 @@ impl Application {
             ),
             lora_cache_bytes: crate::worker::inputs::LORA_CACHE_BYTES,
             prefetch: config.prefetch_jobs,
+            intermediate_previews: config.intermediate_previews,
         };
         let store = self.state.store.clone();
         let (lease_ttl, affinity_max_wait, results) =

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub lease_ttl: Duration,
     pub max_attempts: u32,
     pub preview_sampling_time: Duration,
+    /// `--intermediate-previews`: the in-process workers publish first-stage previews.
+    pub intermediate_previews: bool,
     /// Seconds a client is told to wait after a 429.
     pub retry_after: Duration,
     /// How long a verified API key is trusted without asking the store again (a revocation
@@ -109,6 +111,7 @@ impl ServeConfig {
             lease_ttl: Duration::from_secs(30),
             max_attempts: 3,
             preview_sampling_time: Duration::ZERO,
+            intermediate_previews: false,
             retry_after: Duration::from_secs(10),
             key_cache_ttl: Duration::from_secs(2),
             allow_private_urls: false,

@@ -22,8 +22,9 @@ use uuid::Uuid;
 
 /// The longest a lease request waits for work.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// The files a worker uploads for a result.
-const RESULT_FILES: [&str; 2] = ["video.mp4", "poster.jpg"];
+/// The files a worker uploads for a result, then for a first-stage preview
+/// (`--intermediate-previews`, published by `internal_preview::publish`).
+const RESULT_FILES: [&str; 4] = ["video.mp4", "poster.jpg", "preview.mp4", "preview.jpg"];
 
 /// A caller holding a valid worker token.
 pub struct WorkerCaller;
@@ -45,7 +46,7 @@ impl FromRequestParts<AppState> for WorkerCaller {
     }
 }
 
-fn lease_lost(what: &str) -> ApiError {
+pub(super) fn lease_lost(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "lease_lost",
@@ -53,7 +54,7 @@ fn lease_lost(what: &str) -> ApiError {
     )
 }
 
-fn lease_error(e: StoreError, what: &str) -> ApiError {
+pub(super) fn lease_error(e: StoreError, what: &str) -> ApiError {
     match e {
         StoreError::LeaseLost => lease_lost(what),
         other => other.into(),
@@ -154,7 +155,7 @@ pub async fn heartbeat(
 
 /// Where a lease's uploads wait for its `complete`: in the data dir (so moving them into local
 /// storage is a rename) but outside the served results.
-fn staging_dir(state: &AppState, lease_id: Uuid) -> std::path::PathBuf {
+pub(super) fn staging_dir(state: &AppState, lease_id: Uuid) -> std::path::PathBuf {
     uploads_root(&state.config.data_dir).join(lease_id.simple().to_string())
 }
 

@@ -89,7 +89,9 @@ struct RequestView<'a> {
 pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
     let error = job.failure.as_ref().map(|f| ErrorView { code: f.code.as_str(), message: &f.message });
     let result = match (job.status, &job.result, error) {
-        (JobStatus::Completed, Some(r), _) => Some({
+        // While `intermediate-complete` the result is the first-stage preview (smaller, same
+        // shape); `completed` replaces it with the final clip.
+        (JobStatus::Completed | JobStatus::IntermediateComplete, Some(r), _) => Some({
             let urls = urls.unwrap_or_else(|| ResultUrls { video: String::new(), poster: String::new() });
             ResultView::Completed {
                 urls: [urls.video],

@@ -7,6 +7,7 @@ mod events;
 mod generate;
 mod health;
 pub(crate) mod internal;
+mod internal_preview;
 pub mod job_view;
 pub mod job_watch;
 mod jobs;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/internal/v1/leases/{job_id}/{lease_id}/heartbeat", post(internal::heartbeat))
         .route("/internal/v1/leases/{job_id}/{lease_id}/files/{name}", axum::routing::put(internal::upload))
         .route("/internal/v1/leases/{job_id}/{lease_id}/complete", post(internal::complete))
+        .route("/internal/v1/leases/{job_id}/{lease_id}/preview", post(internal_preview::publish))
         .route("/internal/v1/leases/{job_id}/{lease_id}/fail", post(internal::fail))
         .route("/internal/v1/leases/{job_id}/{lease_id}/hand-back", post(internal::hand_back))
         .route("/internal/v1/files/{*key}", get(internal::kept_file))

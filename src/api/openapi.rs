@@ -75,6 +75,7 @@ fn job_schema() -> Value {
             "completed_at": { "type": ["string", "null"], "format": "date-time", "description": "Set on every terminal state." },
             "result": {
                 "type": ["object", "null"],
+                "description": "The final clip once `completed`; while `intermediate-complete` (`--intermediate-previews`), a half-size preview of the first stage in the same shape; the error of a `failed` job.",
                 "properties": {
                     "urls": { "type": "array", "items": { "type": "string", "format": "uri" } },
                     "thumbnail_url": { "type": "string", "format": "uri", "x-ltx-serve-additive": true },

@@ -26,6 +26,12 @@ pub struct EngineArgs {
     /// ltx: `distilled` (8+3 steps, fastest) or `dev` (30 guided steps + 3, best quality).
     #[arg(long, env = "LTX_SERVE_LTX_PIPELINE", value_enum, default_value = "distilled")]
     pub ltx_pipeline: Pipeline,
+    /// Publish a low-resolution preview of a job's first stage while it samples: the job shows it
+    /// as `intermediate-complete` (`result.urls`) until the final clip replaces it. The `ltx`
+    /// engine decodes its stage-1 latents (a few seconds of decode, no extra denoising); the
+    /// `preview` engine emulates it at half size. Off: jobs go straight from sampling to completed.
+    #[arg(long, env = "LTX_SERVE_INTERMEDIATE_PREVIEWS")]
+    pub intermediate_previews: bool,
     /// ltx: the engine environment's Python (made by engines/ltx/setup-venv). Default:
     /// ./.venv-ltx/bin/python when it exists, else python3.
     #[arg(long, env = "LTX_SERVE_LTX_PYTHON")]

@@ -358,6 +358,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         lease_ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
         max_attempts: args.max_attempts.max(1),
         preview_sampling_time: Duration::from_millis(args.preview_sampling_ms),
+        intermediate_previews: args.engine.intermediate_previews,
         key_cache_ttl: Duration::from_secs(args.key_cache_secs),
         allow_private_urls: args.allow_private_urls,
         webhook_retry_base: Duration::from_secs(args.webhook_retry_base_secs.max(1)),
@@ -398,6 +399,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         engine,
         allow_private_urls: args.allow_private_urls,
         lora_cache_bytes: args.lora_cache_bytes,
+        intermediate_previews: args.engine.intermediate_previews,
     };
     crate::worker::remote::run(worker, shutdown).await
 }

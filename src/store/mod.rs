@@ -118,6 +118,10 @@ pub trait Store: Library + Send + Sync + 'static {
     async fn lease(&self, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>>;
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()>;
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job>;
+    /// Shows a first-stage preview (`--intermediate-previews`): the job becomes
+    /// `intermediate-complete` with `preview` as its result until `complete` replaces it.
+    /// `LeaseLost` when the lease no longer holds the job.
+    async fn publish_preview(&self, lease: LeaseRef, preview: JobResult) -> StoreResult<()>;
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job>;
     /// Whether `lease` still holds its job (checked before accepting a remote worker's upload).
     async fn lease_is_held(&self, lease: LeaseRef) -> StoreResult<bool>;

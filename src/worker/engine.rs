@@ -65,12 +65,59 @@ impl EngineError {
 pub struct ProgressSink {
     progress: watch::Sender<(JobStatus, f64)>,
     model_finished: watch::Sender<bool>,
+    /// `--intermediate-previews`: whether the worker publishes a preview of a first stage.
+    wants_intermediate: bool,
+    intermediate: watch::Sender<Option<IntermediateClip>>,
+}
+
+/// A low-resolution clip of an engine's first stage (`--intermediate-previews`), in its own
+/// folder of the job's scratch dir (storage moves its files away).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntermediateClip {
+    pub clip: RenderedClip,
+    pub width: u32,
+    pub height: u32,
+    pub num_frames: u32,
+}
+
+impl IntermediateClip {
+    /// A first stage's output size: half the clip's, rounded down to even sides (the MP4's
+    /// 4:2:0 chroma needs them).
+    pub fn half_size(width: u32, height: u32) -> (u32, u32) {
+        let half = |side: u32| ((side / 2) & !1).max(2);
+        (half(width), half(height))
+    }
 }
 
 impl ProgressSink {
     pub fn new() -> (ProgressSink, watch::Receiver<(JobStatus, f64)>) {
         let (progress, rx) = watch::channel((JobStatus::Processing, 0.0));
-        (ProgressSink { progress, model_finished: watch::Sender::new(false) }, rx)
+        let sink = ProgressSink {
+            progress,
+            model_finished: watch::Sender::new(false),
+            wants_intermediate: false,
+            intermediate: watch::Sender::new(None),
+        };
+        (sink, rx)
+    }
+    /// Asks the engine for a preview of its first stage (off unless `--intermediate-previews`).
+    pub fn with_intermediate_previews(mut self, wanted: bool) -> ProgressSink {
+        self.wants_intermediate = wanted;
+        self
+    }
+    /// Whether to spend the (small) time a first-stage preview costs: engines check it.
+    pub fn wants_intermediate(&self) -> bool {
+        self.wants_intermediate
+    }
+    /// A first-stage preview is ready; the worker stores it and shows it as
+    /// `intermediate-complete`. Ignored unless asked for.
+    pub fn intermediate(&self, clip: IntermediateClip) {
+        if self.wants_intermediate {
+            self.intermediate.send_replace(Some(clip));
+        }
+    }
+    pub(crate) fn intermediate_signal(&self) -> watch::Receiver<Option<IntermediateClip>> {
+        self.intermediate.subscribe()
     }
     pub fn report(&self, status: JobStatus, progress: f64) {
         self.progress.send_replace((status, progress.clamp(0.0, 1.0)));
@@ -151,6 +198,14 @@ impl ResidentStyleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_stage_is_half_the_size_with_even_sides() {
+        assert_eq!(IntermediateClip::half_size(1280, 720), (640, 360));
+        assert_eq!(IntermediateClip::half_size(704, 1276), (352, 638));
+        assert_eq!(IntermediateClip::half_size(900, 6), (450, 2));
+        assert_eq!(IntermediateClip::half_size(4, 2), (2, 2));
+    }
 
     #[test]
     fn a_resident_set_counts_changes_from_a_known_set_only() {

@@ -3,6 +3,7 @@
 pub mod engine;
 pub mod engines;
 pub mod inputs;
+mod intermediate;
 pub mod queue;
 pub mod remote;
 mod run;

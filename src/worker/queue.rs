@@ -86,6 +86,9 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError>;
     /// Stores the clip's files and completes the job (charging it).
     async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError>;
+    /// Stores a first-stage preview's files and shows them as the job's `intermediate-complete`
+    /// result (`--intermediate-previews`).
+    async fn publish_preview(&self, lease: LeaseRef, preview: FinishedClip) -> Result<(), StoreError>;
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError>;
     /// Gives the job back to the queue without counting the attempt (shutdown).
     async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError>;
@@ -209,6 +212,17 @@ impl WorkQueue for StoreQueue {
                 Err(e)
             }
         }
+    }
+    async fn publish_preview(&self, lease: LeaseRef, preview: FinishedClip) -> Result<(), StoreError> {
+        let stored = (self.results.put(&preview.video, &preview.poster).await)
+            .map_err(|e| StoreError::Internal(format!("result storage: {e}")))?;
+        let result =
+            JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..preview.result };
+        let published = self.store.publish_preview(lease, result).await;
+        if published.is_err() {
+            self.results.remove(&stored).await;
+        }
+        published
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
         self.store.fail(lease, code, message).await.map(|_| ())

@@ -159,6 +159,11 @@ impl WorkQueue for HttpQueue {
         self.upload(lease, "poster.jpg", &clip.poster).await?;
         self.post(self.lease_url(lease, "complete"), serde_json::to_value(&clip.result).unwrap_or_default()).await
     }
+    async fn publish_preview(&self, lease: LeaseRef, preview: FinishedClip) -> Result<(), StoreError> {
+        self.upload(lease, "preview.mp4", &preview.video).await?;
+        self.upload(lease, "preview.jpg", &preview.poster).await?;
+        self.post(self.lease_url(lease, "preview"), serde_json::to_value(&preview.result).unwrap_or_default()).await
+    }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
         self.post(self.lease_url(lease, "fail"), json!({ "code": code.as_str(), "message": message })).await
     }
@@ -198,6 +203,8 @@ pub struct RemoteWorker {
     pub allow_private_urls: bool,
     /// Bytes of LoRA files kept cached on this host.
     pub lora_cache_bytes: u64,
+    /// `--intermediate-previews` (WorkerConfig::intermediate_previews).
+    pub intermediate_previews: bool,
 }
 
 /// Runs until `shutdown` fires, then hands running jobs back.
@@ -216,6 +223,7 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
         ),
         lora_cache_bytes: worker.lora_cache_bytes,
         prefetch: worker.prefetch_jobs,
+        intermediate_previews: worker.intermediate_previews,
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());
     // Every loop speaks for the same worker: one GPU host is one name in the registry, however

@@ -30,6 +30,8 @@ pub struct WorkerConfig {
     /// for the slot inside their lease (heartbeats continue), so another, idle worker cannot
     /// take them meanwhile: 0 suits fleets that run below capacity.
     pub prefetch: usize,
+    /// `--intermediate-previews`: engines with a first stage publish a preview of it.
+    pub intermediate_previews: bool,
 }
 
 /// How long one wait for work lasts before the loop looks at shutdown again (a long poll for
@@ -160,6 +162,8 @@ async fn run_job(
     metrics::histogram!("ltx_job_queue_wait_seconds", "engine" => engine.name()).record(waited);
     let started = std::time::Instant::now();
     let (progress, mut progress_rx) = ProgressSink::new();
+    let progress = progress.with_intermediate_previews(config.intermediate_previews);
+    let mut previews = super::intermediate::Previews::new(&progress);
     let cancel = CancellationToken::new();
     let scratch = match crate::media::encode::scratch_dir(&config.scratch_dir) {
         Ok(dir) => dir,
@@ -183,8 +187,14 @@ async fn run_job(
         tokio::select! {
             result = &mut work => break Outcome::Done(result),
             _ = shutdown.cancelled() => break Outcome::ShuttingDown,
+            Some(preview) = previews.next() => {
+                if let Err(StoreError::LeaseLost) = previews.publish(queue, engine, lease, preview).await {
+                    break Outcome::LeaseLost;
+                }
+            }
             _ = ticker.tick() => {
                 let (status, fraction) = *progress_rx.borrow_and_update();
+                let status = previews.status_after(status);
                 let update = Progress { status, progress: fraction, engine: Some(engine.name().to_owned()) };
                 match queue.heartbeat(lease, update).await {
                     Ok(()) => {}

@@ -33,6 +33,7 @@ pub fn remote_worker(server: &str, token: &str, name: &str, sampling_ms: u64) ->
         engine: Arc::new(PreviewEngine::new(Duration::from_millis(sampling_ms))),
         allow_private_urls: true,
         lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
+        intermediate_previews: false,
     }
 }
 

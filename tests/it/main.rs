@@ -26,6 +26,7 @@ mod operations;
 mod pg;
 mod pg_outage;
 mod playground;
+mod previews;
 mod probe;
 mod security;
 mod slow_clients;
@@ -34,6 +35,7 @@ mod storage;
 #[macro_use]
 mod store;
 mod store_library;
+mod store_previews;
 mod styles;
 mod validation;
 mod webhooks;

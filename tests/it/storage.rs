@@ -76,6 +76,7 @@ async fn results_go_to_s3_and_links_are_presigned() {
         engine: std::sync::Arc::new(ltx_serve::worker::engines::preview::PreviewEngine::new(Duration::ZERO)),
         allow_private_urls: true,
         lora_cache_bytes: ltx_serve::worker::inputs::LORA_CACHE_BYTES,
+        intermediate_previews: false,
     };
     let running = tokio::spawn(ltx_serve::worker::remote::run(worker, stop.clone()));
 

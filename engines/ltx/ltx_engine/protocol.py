@@ -3,7 +3,7 @@
 Worker → engine (stdin):
   {"type": "generate", "id", "pipeline" (distilled | dev; must be the one loaded), "prompt", "seed", "width", "height", "num_frames", "fps",
    "images": [{"path", "frame_idx", "strength"}], "loras": [{"path", "strength", "style_id"?}],
-   "audio": bool, "out_dir"}
+   "audio": bool, "out_dir", "preview": bool (optional: send `intermediate` after stage 1)}
    (a LoRA's `style_id` names it in the LoRA-set key; without one its path does)
   {"type": "cancel", "id"}
   {"type": "shutdown"}
@@ -12,6 +12,8 @@ Engine → worker (stdout; everything else the process prints goes to stderr):
   {"type": "hello", "protocol": 1, "engine", "versions": {...}, "device", "memory": {...}, "pipeline",
    "resident_style_set": ""}
   {"type": "progress", "id", "stage", "step", "total"}
+  {"type": "intermediate", "id", "frames": {"path", "width", "height", "count"}}   (asked for with
+   "preview": stage 1's half-size clip, decoded from its latents; the result follows)
   {"type": "result", "id", "frames": {"path", "width", "height", "count"},
    "audio": {"path", "sample_rate", "channels"} | null, "timings": {...}, "resident_style_set"}
   `resident_style_set` is the LoRA set the transformer holds now, keyed as the scheduler keys a

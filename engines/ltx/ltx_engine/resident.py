@@ -201,8 +201,9 @@ class ResidentPipeline:
                 raise EngineFailure("invalid_input", f"image frame {image.frame_idx} is outside the clip")
 
     @torch.inference_mode()
-    def generate(self, req: Request, progress: Progress, check: Check = lambda: None):
-        """Returns (frames uint8 [f, h, w, 3] on the CPU, Audio) and the timings in seconds."""
+    def generate(self, req: Request, progress: Progress, check: Check = lambda: None, preview=None):
+        """Returns (frames uint8 [f, h, w, 3] on the CPU, Audio) and the timings in seconds.
+        `preview(frames)`, when given, receives stage 1's half-size clip as soon as it is made."""
         self.check(req)
         styles = style_refs(req.loras)
         timings = {}
@@ -218,6 +219,10 @@ class ResidentPipeline:
         video_latent, audio_latent = self._stage_1(req, contexts, noiser, progress)
         timings["stage_1"] = time.monotonic() - mark
         mark = time.monotonic()
+        if preview is not None:
+            preview(self._decode_stage_1(video_latent, req, check))
+            timings["preview"] = time.monotonic() - mark
+            mark = time.monotonic()
 
         progress("upsampling", 0, 1)
         upscaled = upsample_video(latent=video_latent[:1], video_encoder=self.video_encoder,
@@ -292,6 +297,12 @@ class ResidentPipeline:
             chunks.append(chunk.to("cpu"))
             progress("decoding", min(len(chunks), total), total)
         return torch.cat(chunks, dim=0)
+
+    def _decode_stage_1(self, latent, req: Request, check: Check) -> torch.Tensor:
+        """Stage 1's half-size latents decoded as they are (`--intermediate-previews`): no extra
+        denoising, and a generator of its own, so the final clip is the same with or without it."""
+        generator = torch.Generator(device=self.device).manual_seed(req.seed)
+        return self._decode_video(latent[:1], req.num_frames, generator, lambda stage, step, total: check())
 
     def _decode_audio(self, latent) -> Audio:
         """ltx-core's `decode_audio` with the vocoder's input cast to the vocoder's fp32."""

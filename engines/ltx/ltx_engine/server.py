@@ -160,7 +160,13 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
         torch.cuda.reset_peak_memory_stats(engine.device)
     try:
         request = parse_request(message)
-        frames, audio, timings = engine.generate(request, progress, check)
+
+        def preview(frames) -> None:
+            written = outputs.write(Path(message["out_dir"]) / "first-stage", frames, None)
+            send({"type": "intermediate", "id": job_id, "frames": written["frames"]})
+
+        frames, audio, timings = engine.generate(request, progress, check,
+                                                 preview=preview if message.get("preview") else None)
         if jobs.is_cancelled(job_id):
             raise Cancelled()
         result = outputs.write(Path(message["out_dir"]), frames, audio if message.get("audio", True) else None)

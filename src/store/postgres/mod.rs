@@ -327,6 +327,9 @@ impl Store for PgStore {
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job> {
         self.tx(|c| Box::pin(work::complete(c, lease, result.clone()))).await
     }
+    async fn publish_preview(&self, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
+        self.tx(|c| Box::pin(work::publish_preview(c, lease, preview.clone()))).await
+    }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
         self.tx(|c| Box::pin(work::fail(c, lease, code, message.clone()))).await
     }

@@ -93,6 +93,20 @@ pub async fn heartbeat(c: &mut PgConnection, lease: LeaseRef, update: Progress, 
     Ok(())
 }
 
+pub async fn publish_preview(c: &mut PgConnection, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
+    held_status(c, lease).await?;
+    let json = serde_json::to_string(&preview).map_err(|e| StoreError::Internal(e.to_string()))?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'intermediate-complete', result = $2, updated_at = ltx_now_us() WHERE id = $1",
+    )
+    .bind(lease.job_id)
+    .bind(json)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
 /// Takes the account lock, then checks the lease (the order every money-moving transaction uses).
 async fn lock_for_outcome(c: &mut PgConnection, lease: LeaseRef) -> StoreResult<Uuid> {
     let account = owner(c, lease.job_id).await?.ok_or(StoreError::LeaseLost)?;

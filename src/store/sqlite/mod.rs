@@ -233,6 +233,9 @@ impl Store for SqliteStore {
         let hooks = self.webhook_signal.clone();
         self.actors.write(move |ctx| work::complete(ctx, lease, result, signal, hooks)).await
     }
+    async fn publish_preview(&self, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
+        self.actors.write(move |ctx| work::publish_preview(ctx, lease, preview)).await
+    }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
         let signal = self.queue_signal.clone();
         let hooks = self.webhook_signal.clone();

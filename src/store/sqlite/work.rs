@@ -108,6 +108,19 @@ pub fn heartbeat(ctx: &mut WriteCtx, lease: LeaseRef, update: Progress, ttl: Dur
     Ok(())
 }
 
+pub fn publish_preview(ctx: &mut WriteCtx, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
+    held_status(ctx, lease)?;
+    let now = ctx.now_us();
+    let json = serde_json::to_string(&preview).map_err(|e| StoreError::Internal(e.to_string()))?;
+    ctx.conn
+        .execute(
+            "UPDATE jobs SET status = 'intermediate-complete', result = ?2, updated_at = ?3 WHERE id = ?1",
+            params![lease.job_id.to_string(), json, now],
+        )
+        .map_err(sql_err)?;
+    Ok(())
+}
+
 fn account_of(ctx: &WriteCtx, job: Uuid) -> StoreResult<Uuid> {
     ctx.conn
         .query_row("SELECT account_id FROM jobs WHERE id = ?1", [job.to_string()], |r| r.get::<_, String>(0))

@@ -3,6 +3,7 @@
 //! sandbox of the API: same request, same bytes of video, every time. The request itself (prompt,
 //! seed, size, frame counter and timecode) is drawn into the frames (`overlay`).
 mod caption;
+mod first_stage;
 mod overlay;
 
 use super::super::engine::*;
@@ -183,6 +184,10 @@ fn render_blocking(
         text.draw(i, &mut frame);
         clip.push(&frame)?;
         progress.report(JobStatus::Sampling, f64::from(i + 1) / f64::from(spec.num_frames));
+        // Its "first stage" ends halfway (`--intermediate-previews`).
+        if progress.wants_intermediate() && i + 1 == spec.num_frames.div_ceil(2) {
+            progress.intermediate(first_stage::render(spec, out_dir)?);
+        }
         if !frame_delay.is_zero() {
             std::thread::sleep(frame_delay);
         }

@@ -6,6 +6,7 @@
 mod canvas;
 pub mod config;
 mod encode;
+mod intermediate;
 mod process;
 pub mod protocol;
 mod source;
@@ -138,8 +139,9 @@ impl Engine for LtxEngine {
         }
         let process = slot.as_mut().expect("started above");
         let canvas = Canvas::covering(spec.width, spec.height);
-        let command = generate_command(&spec, self.config.pipeline, canvas, out_dir)
+        let mut command = generate_command(&spec, self.config.pipeline, canvas, out_dir)
             .map_err(|e| failure(FailureCode::EngineError, format!("could not write the engine's inputs: {e}")))?;
+        command.preview = progress.wants_intermediate();
         let id = command.id.clone();
         if !process.send(&Command::Generate(command)) {
             let why = process.exit_description().await;
@@ -163,6 +165,14 @@ impl Engine for LtxEngine {
                     Some(Event::Progress { id: of, stage, step, total }) if of == id => {
                         let (status, fraction) = job_progress(&stage, step, total);
                         progress.report(status, fraction);
+                    }
+                    Some(Event::Intermediate { id: of, frames }) if of == id => {
+                        // Encoded beside the model's work; a preview that fails costs only itself.
+                        let (spec, out_dir, progress) = (spec.clone(), out_dir.to_owned(), progress.clone());
+                        tokio::task::spawn_blocking(move || match intermediate::clip(&spec, canvas, &frames, &out_dir) {
+                            Ok(preview) => progress.intermediate(preview),
+                            Err(e) => tracing::warn!(error = %e, "the stage-1 preview could not be encoded"),
+                        });
                     }
                     Some(Event::Result(result)) if result.id == id => {
                         if let Some(key) = &result.resident_style_set {
@@ -265,5 +275,6 @@ fn generate_command(
             .collect(),
         audio: spec.generate_audio,
         out_dir: out_dir.join("engine").to_string_lossy().into_owned(),
+        preview: false,
     })
 }

@@ -29,6 +29,9 @@ pub struct Generate {
     pub audio: bool,
     /// Where the engine writes `frames.rgb` and `audio.f32`.
     pub out_dir: String,
+    /// Ask for an `intermediate` event after stage 1 (`--intermediate-previews`); left out when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preview: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,11 +50,13 @@ pub struct LoraInput {
     pub strength: f64,
 }
 
+/// `Intermediate`: stage 1's half-size frames, decoded from its latents (asked for with `preview`).
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Hello(Hello),
     Progress { id: String, stage: String, step: u32, total: u32 },
+    Intermediate { id: String, frames: Frames },
     Result(Finished),
     Error { id: Option<String>, code: ErrorCode, message: String },
 }
@@ -150,6 +155,11 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(keyed, Event::Result(Finished { resident_style_set: Some(k), .. }) if k == "a@0.5,b@1"));
+        let preview: Event = serde_json::from_str(
+            r#"{"type":"intermediate","id":"j1","frames":{"path":"/t/p.rgb","width":32,"height":32,"count":9}}"#,
+        )
+        .unwrap();
+        assert!(matches!(preview, Event::Intermediate { id, frames } if id == "j1" && frames.width == 32));
         let hello: Event = serde_json::from_str(r#"{"type":"hello","protocol":1,"resident_style_set":""}"#).unwrap();
         assert!(matches!(hello, Event::Hello(Hello { resident_style_set: Some(k), .. }) if k.is_empty()));
     }
