@@ -4,7 +4,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 /// Reads a whole SSE response into its `job` events.
-async fn read_events(response: reqwest::Response) -> Vec<Value> {
+pub async fn read_events(response: reqwest::Response) -> Vec<Value> {
     let mut text = String::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {

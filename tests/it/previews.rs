@@ -3,7 +3,6 @@
 //! fire once, at the terminal status; off by default.
 use crate::helpers::*;
 use crate::probe::{ffprobe, stream};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,20 +12,7 @@ use tokio_util::sync::CancellationToken;
 async fn events_of(app: &TestApp, key: &str, id: &str) -> tokio::task::JoinHandle<Vec<Value>> {
     let response = app.client.get(app.url(&format!("/jobs/{id}/events"))).bearer_auth(key).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    tokio::spawn(async move {
-        let mut text = String::new();
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        }
-        text.split("\n\n")
-            .filter(|block| block.lines().any(|l| l == "event: job"))
-            .map(|block| {
-                serde_json::from_str(&block.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<String>())
-                    .unwrap()
-            })
-            .collect()
-    })
+    tokio::spawn(crate::events::read_events(response))
 }
 
 /// A local webhook receiver recording the `status` of every call.

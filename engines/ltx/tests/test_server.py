@@ -2,14 +2,9 @@
 `invalid_input` error (not an engine failure), the engine goes on serving, and it reports the
 style set it holds, keyed as the scheduler keys it."""
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 from importlib import metadata
-from pathlib import Path
 from unittest import mock
 
 from ltx_engine import server
@@ -17,43 +12,9 @@ from ltx_engine import server
 from . import tiny_engine
 
 
-class EngineProcessTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        paths = tiny_engine.paths()
-        cls.process = subprocess.Popen(
-            [sys.executable, "-m", "ltx_engine.server", "--checkpoint", paths.checkpoint, "--gemma", paths.gemma,
-             "--spatial-upsampler", paths.spatial_upsampler, "--device", "cpu"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TQDM_DISABLE": "1"})
-        cls.hello = cls.next_event()
-        cls.scratch = tempfile.TemporaryDirectory()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.process.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
-        cls.process.stdin.close()
-        cls.process.wait(timeout=60)
-        cls.process.stdout.close()
-        cls.scratch.cleanup()
-
-    @classmethod
-    def next_event(cls) -> dict:
-        line = cls.process.stdout.readline()
-        if not line:
-            raise AssertionError(f"the engine exited ({cls.process.wait()})")
-        return json.loads(line)
-
+class EngineProcessTest(tiny_engine.EngineProcessCase):
     def run_job(self, job_id: str, **fields) -> dict:
-        job = {"type": "generate", "id": job_id, "prompt": "a lighthouse", "seed": 1, "width": 128, "height": 128,
-               "num_frames": 9, "fps": 24, "images": [], "loras": [], "audio": False,
-               "out_dir": f"{self.scratch.name}/{job_id}", **fields}
-        self.process.stdin.write(json.dumps(job) + "\n")
-        self.process.stdin.flush()
-        while True:
-            event = self.next_event()
-            if event["type"] in ("result", "error") and event.get("id") == job_id:
-                return event
+        return self.events_of(job_id, **fields)[-1]
 
     def test_hello_says_no_style_set_is_resident(self):
         self.assertEqual(self.hello["type"], "hello", self.hello)

@@ -2,8 +2,12 @@
 LTX_TEST_LTX_MODELS): building an engine, a second style LoRA, and counting what opens which file."""
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import unittest
 from pathlib import Path
 from unittest import mock
 
@@ -85,3 +89,52 @@ def counting_transformer_builds():
 
     with mock.patch.object(ModelLedger, "transformer", counting):
         yield builds
+
+
+class EngineProcessCase(unittest.TestCase):
+    """Tests that speak the engine protocol to one `ltx_engine.server` process on the tiny model,
+    started once for the class (as the Rust worker starts it)."""
+
+    seed = 1
+
+    @classmethod
+    def setUpClass(cls):
+        models = paths()
+        cls.process = subprocess.Popen(
+            [sys.executable, "-m", "ltx_engine.server", "--checkpoint", models.checkpoint, "--gemma", models.gemma,
+             "--spatial-upsampler", models.spatial_upsampler, "--device", "cpu"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TQDM_DISABLE": "1"})
+        cls.hello = cls.next_event()
+        cls.scratch = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.process.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
+        cls.process.stdin.close()
+        cls.process.wait(timeout=60)
+        cls.process.stdout.close()
+        cls.scratch.cleanup()
+
+    @classmethod
+    def next_event(cls) -> dict:
+        line = cls.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the engine exited ({cls.process.wait()})")
+        return json.loads(line)
+
+    def events_of(self, job_id: str, **fields) -> list:
+        """Sends one 128×128×9 generate command; its events other than progress, up to its result
+        or error."""
+        job = {"type": "generate", "id": job_id, "prompt": "a lighthouse", "seed": self.seed, "width": 128,
+               "height": 128, "num_frames": 9, "fps": 24, "images": [], "loras": [], "audio": False,
+               "out_dir": f"{self.scratch.name}/{job_id}", **fields}
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
+        events = []
+        while True:
+            event = self.next_event()
+            if event.get("id") == job_id and event["type"] != "progress":
+                events.append(event)
+            if event["type"] in ("result", "error") and event.get("id") == job_id:
+                return events
