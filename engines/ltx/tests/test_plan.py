@@ -136,8 +136,9 @@ class FullSizeTest(unittest.TestCase):
         self.assertTrue(22.0e9 < self.sizes.total_parameters < 23.0e9, self.sizes.total_parameters)
 
     def test_transformer_matches_the_published_file_sizes(self):
-        # ../shared/research/ltx-model.md §1.2: a public MLX split of the v1.1 checkpoint has a 35.38
-        # (GiB) transformer; the whole bf16 bundle is 46,149,345,334 bytes (§1.4).
+        # Published sizes: a third-party MLX split of the v1.1 checkpoint has a 35.38 GiB bf16
+        # transformer; the whole bf16 bundle, ltx-2.3-22b-distilled-1.1.safetensors on Lightricks'
+        # Hugging Face repository (Lightricks/LTX-2.3), is 46,149,345,334 bytes.
         self.assertAlmostEqual(self.sizes.transformer / GIB, 35.38, delta=0.05)
         bundle = (self.sizes.transformer + self.sizes.text_connectors + self.sizes.video_vae_encoder
                   + self.sizes.video_vae_decoder + self.sizes.audio_vae_decoder + self.sizes.vocoder)
