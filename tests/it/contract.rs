@@ -9,23 +9,31 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the test tools venv: LTX_TEST_PYTHON (scripts/test makes it)"]
 async fn schemathesis_finds_no_contract_violation() {
-    let python = std::env::var("LTX_TEST_PYTHON")
-        .expect("LTX_TEST_PYTHON is not set: run the suite with scripts/test, which installs schemathesis");
-    let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
     let app = TestApp::start_with(|c| c.allow_private_urls = false).await;
     let acct = app.account("5000").await;
-    let output = tokio::process::Command::new(schemathesis)
+    let mut command = schemathesis();
+    command
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract"))
         // Every check runs by default in schemathesis 4; the exceptions are in the config file.
         .args(["--no-color", "run", &app.url("/openapi.json"), "--max-examples", "12"])
-        .args(["--seed", "1", "--header", &format!("Authorization: Bearer {}", acct.key)])
-        .output()
-        .await
-        .expect("schemathesis runs");
+        .args(["--seed", "1", "--header", &format!("Authorization: Bearer {}", acct.key)]);
+    passes(command, "contract violations").await;
+}
+
+/// schemathesis from the test venv (`LTX_TEST_PYTHON`, made by scripts/test).
+pub fn schemathesis() -> tokio::process::Command {
+    let python = std::env::var("LTX_TEST_PYTHON")
+        .expect("LTX_TEST_PYTHON is not set: run the suite with scripts/test, which installs schemathesis");
+    tokio::process::Command::new(std::path::Path::new(&python).with_file_name("schemathesis"))
+}
+
+/// Runs a schemathesis command and fails with its report unless it found nothing.
+pub async fn passes(mut command: tokio::process::Command, found: &str) {
+    let output = command.output().await.expect("schemathesis runs");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "schemathesis found contract violations:\n{report}\n{}",
+        "schemathesis found {found}:\n{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }
