@@ -24,7 +24,7 @@ use uuid::Uuid;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The files a worker uploads for a result, then for a first-stage preview
 /// (`--intermediate-previews`, published by `internal_preview::publish`).
-const RESULT_FILES: [&str; 4] = ["video.mp4", "poster.jpg", "preview.mp4", "preview.jpg"];
+pub(super) const RESULT_FILES: [&str; 4] = ["video.mp4", "poster.jpg", "preview.mp4", "preview.jpg"];
 
 /// A caller holding a valid worker token.
 pub struct WorkerCaller;
@@ -234,14 +234,8 @@ pub async fn complete(
     Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
     Json(result): Json<JobResult>,
 ) -> Result<StatusCode, ApiError> {
-    let dir = staging_dir(&state, lease_id);
-    let (video, poster) = (dir.join(RESULT_FILES[0]), dir.join(RESULT_FILES[1]));
-    if !video.is_file() || !poster.is_file() {
-        return Err(ApiError::bad_request("Upload video.mp4 and poster.jpg for this lease before completing it."));
-    }
-    let stored = (state.results.put(&video, &poster).await)
-        .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))?;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let stored = store_uploaded(&state, lease_id, [RESULT_FILES[0], RESULT_FILES[1]], "completing it").await?;
+    let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
     let result = JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..result };
     match state.store.complete(LeaseRef { job_id, lease_id }, result).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
@@ -250,6 +244,26 @@ pub async fn complete(
             Err(lease_error(e, "the result was discarded"))
         }
     }
+}
+
+/// Moves a clip and its poster that the worker uploaded for this lease into result storage (a
+/// 400 naming them when one is missing); `put` takes them out of the staging dir.
+pub(super) async fn store_uploaded(
+    state: &AppState,
+    lease_id: Uuid,
+    [video, poster]: [&str; 2],
+    before: &str,
+) -> Result<crate::storage::StoredResult, ApiError> {
+    let dir = staging_dir(state, lease_id);
+    let (video_path, poster_path) = (dir.join(video), dir.join(poster));
+    if !video_path.is_file() || !poster_path.is_file() {
+        return Err(ApiError::bad_request(format!("Upload {video} and {poster} for this lease before {before}.")));
+    }
+    state
+        .results
+        .put(&video_path, &poster_path)
+        .await
+        .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))
 }
 
 #[derive(Deserialize)]
