@@ -1,5 +1,6 @@
 //! Encodings both stores share: times as microseconds since the Unix epoch, the cap on counting
 //! a job's place in line, and the key of a request's LoRA set.
+use crate::domain::job::JobStatus;
 use crate::domain::request::StyleRef;
 use time::OffsetDateTime;
 
@@ -51,9 +52,30 @@ pub fn style_key_pattern(id: uuid::Uuid) -> String {
     format!("%{id}@%")
 }
 
+/// A job status as an SQL string literal. Statements take their statuses from `JobStatus`
+/// rather than spelling them; a literal (not a bound parameter) where a partial index's predicate
+/// must match the statement's text.
+pub fn status_sql(status: JobStatus) -> String {
+    format!("'{}'", status.as_str())
+}
+
+/// The statuses a predicate selects, written as an SQL list (`('queued', 'scheduled')`) when
+/// formatted into a statement.
+#[derive(Clone, Copy)]
+pub struct StatusList(pub fn(JobStatus) -> bool);
+
+impl std::fmt::Display for StatusList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listed: Vec<String> = JobStatus::ALL.into_iter().filter(|s| (self.0)(*s)).map(status_sql).collect();
+        write!(f, "({})", listed.join(", "))
+    }
+}
+
 /// SQL list of the statuses of unfinished jobs.
-pub const UNFINISHED_STATUSES: &str =
-    "('backlogged', 'queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')";
+pub const UNFINISHED_STATUSES: StatusList = StatusList(|s| !s.is_terminal());
+
+/// SQL list of the statuses a worker's lease holds.
+pub const LEASED_STATUSES: StatusList = StatusList(JobStatus::is_leased);
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +115,16 @@ mod tests {
         assert_eq!(style_set_key(&forward), style_set_key(&backward));
         // An id that is a prefix of another still sorts by id, not by the joined text.
         assert_eq!(style_set_key_of([("a-", 1.0), ("a", 1.0)]), "a@1,a-@1");
+    }
+
+    #[test]
+    fn status_lists_come_from_the_status_vocabulary() {
+        assert_eq!(status_sql(JobStatus::IntermediateComplete), "'intermediate-complete'");
+        assert_eq!(
+            UNFINISHED_STATUSES.to_string(),
+            "('backlogged', 'queued', 'scheduled', 'processing', 'sampling', 'intermediate-complete')"
+        );
+        assert_eq!(LEASED_STATUSES.to_string(), "('scheduled', 'processing', 'sampling', 'intermediate-complete')");
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! The store: one trait, implemented by SQLite (one machine) and PostgreSQL (a fleet), so
-//! callers never know which one they talk to. Every method that changes money or a job's state does all of it
-//! (job row, hold, ledger, backlog promotion) in one transaction.
+//! The store: small capability traits (`Accounts`, `Keys`, `Jobs`, `Leases`, `Outbox`, `Workers`,
+//! `Library`), each implemented by SQLite (one machine) and PostgreSQL (a fleet), so callers never
+//! know which one they talk to; `Store` is all of them. Every method that changes money or a job's
+//! state does all of it (job row, hold, ledger, backlog promotion) in one transaction.
 pub mod codec;
 mod model;
 pub mod postgres;
+mod quota;
+pub mod rules;
 pub mod sqlite;
 
 pub use model::*;
+pub use quota::*;
 
 use crate::domain::job::FailureCode;
 use async_trait::async_trait;
@@ -27,6 +31,13 @@ pub enum StoreError {
     Conflict(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The change breaks a rule the message names (a balance past its maximum, a limit of 0);
+    /// nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// An upload would take the account past its storage quota; nothing was stored.
+    #[error("{0}")]
+    StorageQuotaExceeded(QuotaExceeded),
     #[error("store error: {0}")]
     Internal(String),
 }
@@ -45,25 +56,35 @@ pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> Sto
 /// Assets and styles: what accounts upload. Files live in storage; rows here hold their keys.
 #[async_trait]
 pub trait Library: Send + Sync + 'static {
-    async fn create_asset(&self, asset: Asset) -> StoreResult<()>;
+    /// Stores the asset, stamping `uploaded_at` (the value passed is ignored) strictly after the
+    /// account's previous asset, and returns it as stored; `StorageQuotaExceeded` (nothing stored)
+    /// when it does not fit the account's storage quota (its own, else `defaults`).
+    async fn create_asset_within(&self, asset: Asset, defaults: StorageQuota) -> StoreResult<Asset>;
+    /// `create_asset_within` with no operator default: only the account's own quota applies.
+    async fn create_asset(&self, asset: Asset) -> StoreResult<Asset> {
+        self.create_asset_within(asset, StorageQuota::UNLIMITED).await
+    }
     /// The account's asset.
     async fn asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
     /// The asset stored under `file_key`, whoever owns it (resolving an image URL).
     async fn asset_by_file(&self, file_key: String) -> StoreResult<Option<Asset>>;
-    /// Newest first.
-    async fn list_assets(
-        &self,
-        account_id: Uuid,
-        before: Option<time::OffsetDateTime>,
-        limit: u32,
-    ) -> StoreResult<Vec<Asset>>;
+    /// Newest first (ties broken by id, descending).
+    async fn list_assets(&self, account_id: Uuid, before: Option<LibraryCursor>, limit: u32)
+        -> StoreResult<Vec<Asset>>;
     /// Returns the deleted asset (its file is the caller's to remove).
     async fn delete_asset(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Asset>>;
 
-    async fn create_style(&self, style: Style) -> StoreResult<()>;
+    /// Stores the style, stamping `created_at` (the value passed is ignored) strictly after the
+    /// account's previous style, and returns it as stored; its LoRA file counts against the
+    /// account's storage quota as an asset does.
+    async fn create_style_within(&self, style: Style, defaults: StorageQuota) -> StoreResult<Style>;
+    /// `create_style_within` with no operator default: only the account's own quota applies.
+    async fn create_style(&self, style: Style) -> StoreResult<Style> {
+        self.create_style_within(style, StorageQuota::UNLIMITED).await
+    }
     /// A style the account may see: its own or a public one.
     async fn style(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Style>>;
-    /// Newest first.
+    /// Newest first (ties broken by id, descending).
     async fn list_styles(&self, account_id: Uuid, query: StyleQuery) -> StoreResult<Vec<Style>>;
     /// Changes the account's own style; `None` when it has no such style.
     async fn update_style(&self, account_id: Uuid, id: Uuid, patch: StylePatch) -> StoreResult<Option<Style>>;
@@ -73,16 +94,36 @@ pub trait Library: Send + Sync + 'static {
     async fn styles_by_id(&self, ids: Vec<Uuid>) -> StoreResult<Vec<Style>>;
 }
 
+/// Accounts: their credits, limits, spending and webhook secret.
 #[async_trait]
-pub trait Store: Library + Send + Sync + 'static {
-    // Accounts, keys, credits.
+pub trait Accounts: Send + Sync + 'static {
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn account(&self, id: Uuid) -> StoreResult<Account>;
     async fn count_accounts(&self) -> StoreResult<u64>;
+    /// Credits (or with a negative amount, takes back) `amount`; `Refused` when the balance would
+    /// go past its maximum or below what unfinished jobs hold.
     async fn add_credits(&self, id: Uuid, amount: crate::domain::money::MicroUsd, note: String)
         -> StoreResult<Account>;
+    /// Changes the limits given; `Refused` for a `max_concurrent` of 0 (an account always has room
+    /// for one job).
     async fn set_limits(&self, id: Uuid, max_concurrent: Option<u32>, max_backlog: Option<u32>)
         -> StoreResult<Account>;
+    /// Changes the account's own storage quota, per kind given.
+    async fn set_storage_quota(
+        &self,
+        id: Uuid,
+        bytes: Option<QuotaSetting>,
+        files: Option<QuotaSetting>,
+    ) -> StoreResult<Account>;
+    async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
+    async fn usage(&self, account_id: Uuid) -> StoreResult<Usage>;
+    /// Gives the account a new secret for signing its webhooks.
+    async fn rotate_webhook_secret(&self, account_id: Uuid) -> StoreResult<Account>;
+}
+
+/// API keys: only a hash of each secret is stored.
+#[async_trait]
+pub trait Keys: Send + Sync + 'static {
     async fn create_key(
         &self,
         account_id: Uuid,
@@ -93,10 +134,11 @@ pub trait Store: Library + Send + Sync + 'static {
     /// Returns false when no such key exists (revoking twice is fine).
     async fn revoke_key(&self, key_id: Uuid) -> StoreResult<bool>;
     async fn key(&self, key_id: Uuid) -> StoreResult<Option<KeyRecord>>;
-    async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
-    async fn usage(&self, account_id: Uuid) -> StoreResult<Usage>;
+}
 
-    // Jobs, as their owner sees them.
+/// Jobs, as their owner sees them.
+#[async_trait]
+pub trait Jobs: Send + Sync + 'static {
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>>;
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>>;
     /// The jobs of these (account, job id) pairs that exist, as `job` reads them, in any order
@@ -112,8 +154,15 @@ pub trait Store: Library + Send + Sync + 'static {
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>>;
     /// Which of `ids` name styles this account may use (its own or public).
     async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>>;
+    /// The status of any account's job (for telling a worker why its lease went).
+    async fn job_status(&self, id: Uuid) -> StoreResult<Option<crate::domain::job::JobStatus>>;
+    /// Jobs of all accounts per status (for `/metrics`).
+    async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>>;
+}
 
-    // Workers.
+/// Work: what workers lease and report, and the sweep that takes back what they abandoned.
+#[async_trait]
+pub trait Leases: Send + Sync + 'static {
     /// The oldest queued job, preferring one whose LoRA set the worker has resident.
     async fn lease(&self, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>>;
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()>;
@@ -129,25 +178,25 @@ pub trait Store: Library + Send + Sync + 'static {
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()>;
     /// Wakes when a job may have become leasable.
     fn queue_signal(&self) -> Arc<tokio::sync::Notify>;
-
-    // Scheduler.
     /// Requeues jobs whose lease expired (up to `max_attempts`, then fails them `worker_lost`)
     /// and fails jobs running longer than `max_run_time` with `timeout`.
     async fn sweep(&self, max_attempts: u32, max_run_time: Duration) -> StoreResult<SweepReport>;
-    async fn ping(&self) -> StoreResult<()>;
-    /// Jobs of all accounts per status (for `/metrics`).
-    async fn job_counts_by_status(&self) -> StoreResult<Vec<(crate::domain::job::JobStatus, u64)>>;
+}
 
-    // Webhook outbox (rows are written by the terminal transitions above).
-    async fn rotate_webhook_secret(&self, account_id: Uuid) -> StoreResult<Account>;
+/// The webhook outbox: its rows are written by the terminal transitions of `Jobs` and `Leases`.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
     /// Takes up to `limit` due deliveries, hiding them from other dispatchers for `claim_for`
     /// (a dispatcher that dies mid-delivery leaves them to be retried after that).
     async fn claim_due_webhooks(&self, limit: u32, claim_for: Duration) -> StoreResult<Vec<WebhookDelivery>>;
     async fn record_webhook(&self, id: String, outcome: WebhookOutcome) -> StoreResult<()>;
     /// Wakes when a delivery was added.
     fn webhook_signal(&self) -> Arc<tokio::sync::Notify>;
+}
 
-    // Remote workers: their tokens (hashed like API keys) and the registry of live ones.
+/// Remote workers: their tokens (hashed like API keys) and the registry of live ones.
+#[async_trait]
+pub trait Workers: Send + Sync + 'static {
     async fn create_worker_token(&self, id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()>;
     /// Returns false when no such token exists.
     async fn revoke_worker_token(&self, id: Uuid) -> StoreResult<bool>;
@@ -157,6 +206,12 @@ pub trait Store: Library + Send + Sync + 'static {
     async fn live_workers(&self, seen_within: Duration) -> StoreResult<Vec<WorkerRecord>>;
     /// Marks a registered worker as alive now (its heartbeats).
     async fn touch_worker(&self, name: String) -> StoreResult<()>;
-    /// The status of any account's job (for telling a worker why its lease went).
-    async fn job_status(&self, id: Uuid) -> StoreResult<Option<crate::domain::job::JobStatus>>;
+}
+
+/// The whole store, every capability at once: what `open` returns and the app holds. Components
+/// that need one capability take that trait instead (an `Arc<dyn Store>` coerces to it).
+#[async_trait]
+pub trait Store: Accounts + Keys + Jobs + Leases + Outbox + Workers + Library {
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
 }

@@ -13,7 +13,7 @@ pub async fn create(c: &mut PgConnection, id: Uuid, new: NewAccount, secret: Str
     )
     .bind(id)
     .bind(&new.name)
-    .bind(new.max_concurrent.max(1) as i32)
+    .bind(super::super::rules::check_max_concurrent(new.max_concurrent)? as i32)
     .bind(new.max_backlog as i32)
     .bind(secret)
     .execute(&mut *c)
@@ -30,11 +30,14 @@ pub async fn create(c: &mut PgConnection, id: Uuid, new: NewAccount, secret: Str
 pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Account> {
     let sql = format!(
         "SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, \
-         webhook_secret FROM accounts WHERE id = $1{}",
+         webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota \
+         FROM accounts WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = sqlx::query(&sql).bind(id).fetch_optional(c).await.map_err(pg_err)?.ok_or(StoreError::NotFound)?;
     let int = |name: &str| row.try_get::<i32, _>(name).map(|v| v as u32).map_err(pg_err);
+    let big = |name: &str| row.try_get::<i64, _>(name).map(|v| v as u64).map_err(pg_err);
+    let own_quota = |name: &str| row.try_get::<Option<i64>, _>(name).map(|v| v.map(|v| v as u64)).map_err(pg_err);
     Ok(Account {
         id: row.try_get("id").map_err(pg_err)?,
         name: row.try_get("name").map_err(pg_err)?,
@@ -46,6 +49,11 @@ pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Acco
         active_jobs: int("active_jobs")?,
         backlogged_jobs: int("backlogged_jobs")?,
         webhook_secret: row.try_get("webhook_secret").map_err(pg_err)?,
+        storage: StorageUse { bytes: big("storage_bytes")?, files: big("storage_files")? },
+        storage_quota: QuotaOverride {
+            bytes: own_quota("storage_bytes_quota")?,
+            files: own_quota("storage_files_quota")?,
+        },
     })
 }
 
@@ -55,14 +63,8 @@ pub async fn count(c: &mut PgConnection) -> StoreResult<u64> {
 }
 
 pub async fn add_credits(c: &mut PgConnection, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
-    let account = get(c, id, true).await?;
-    if amount.0 < 0 && account.available().0 < -amount.0 {
-        return Err(StoreError::Internal(format!(
-            "cannot remove {} : only {} is available",
-            MicroUsd(-amount.0),
-            account.available()
-        )));
-    }
+    // Checked here, under the row lock: PostgreSQL's own overflow error would name no rule.
+    super::super::rules::credited_balance(&get(c, id, true).await?, amount)?;
     credit(c, id, amount, note).await?;
     get(c, id, false).await
 }
@@ -106,15 +108,16 @@ pub async fn set_limits(
     max_backlog: Option<u32>,
 ) -> StoreResult<Account> {
     let before = get(c, id, true).await?;
+    let max_concurrent = super::super::rules::check_max_concurrent(max_concurrent.unwrap_or(before.max_concurrent))?;
     sqlx::query("UPDATE accounts SET max_concurrent = $2, max_backlog = $3 WHERE id = $1")
         .bind(id)
-        .bind(max_concurrent.unwrap_or(before.max_concurrent).max(1) as i32)
+        .bind(max_concurrent as i32)
         .bind(max_backlog.unwrap_or(before.max_backlog) as i32)
         .execute(&mut *c)
         .await
         .map_err(pg_err)?;
     // A raised limit frees slots at once.
-    super::jobs::promote_backlog(c, id).await?;
+    super::transitions::promote_backlog(c, id).await?;
     get(c, id, false).await
 }
 
@@ -227,4 +230,54 @@ pub async fn rotate_webhook_secret(c: &mut PgConnection, id: Uuid, secret: Strin
         return Err(StoreError::NotFound);
     }
     get(c, id, false).await
+}
+
+pub async fn set_storage_quota(
+    c: &mut PgConnection,
+    id: Uuid,
+    bytes: Option<QuotaSetting>,
+    files: Option<QuotaSetting>,
+) -> StoreResult<Account> {
+    let own = get(c, id, true).await?.storage_quota;
+    let as_sql = |n: Option<u64>| n.map(|n| n.min(i64::MAX as u64) as i64);
+    sqlx::query("UPDATE accounts SET storage_bytes_quota = $2, storage_files_quota = $3 WHERE id = $1")
+        .bind(id)
+        .bind(as_sql(QuotaSetting::apply(bytes, own.bytes)))
+        .bind(as_sql(QuotaSetting::apply(files, own.files)))
+        .execute(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    get(c, id, false).await
+}
+
+/// Counts one more stored file of `bytes` against the account, unless it does not fit its quota
+/// (its own, else `defaults`). The row lock taken by the read is held until the transaction that
+/// inserts the file's row ends, so concurrent uploads of one account are checked one at a time.
+pub async fn take_storage(c: &mut PgConnection, id: Uuid, bytes: u64, defaults: StorageQuota) -> StoreResult<()> {
+    let account = get(c, id, true).await?;
+    crate::store::admit(defaults.for_account(account.storage_quota), account.storage, bytes)
+        .map_err(StoreError::StorageQuotaExceeded)?;
+    sqlx::query(
+        "UPDATE accounts SET storage_bytes = storage_bytes + $2, storage_files = storage_files + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(bytes as i64)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Gives back what a deleted file took.
+pub async fn free_storage(c: &mut PgConnection, id: Uuid, bytes: u64) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE accounts SET storage_bytes = GREATEST(storage_bytes - $2, 0), \
+         storage_files = GREATEST(storage_files - 1, 0) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(bytes as i64)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
 }

@@ -1,28 +1,15 @@
 //! Jobs as their owner sees them: submit (job + hold in one transaction), read, list, cancel,
 //! and the billing and backlog steps every terminal transition shares.
 use super::super::*;
-use super::accounts::{self, record};
+use super::accounts;
 use super::rows::{must_load, ranked_job_from_row, select_ranked, to_time, to_us};
+use super::transitions::{carry_out, end_job, refused};
 use super::{notify, pg_err, QUEUE_CHANNEL, WEBHOOK_CHANNEL};
 use crate::domain::job::JobStatus;
+use crate::domain::lifecycle::{self, Event, MoneyMove, Refused, SlotChange};
 use crate::domain::money::MicroUsd;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
-
-/// Moves the account's counters when one of its jobs changes between slot-holding,
-/// backlogged and terminal. The caller holds the account's lock.
-pub async fn count_transition(c: &mut PgConnection, account: Uuid, active: i32, backlogged: i32) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE accounts SET active_jobs = active_jobs + $2, backlogged_jobs = backlogged_jobs + $3 WHERE id = $1",
-    )
-    .bind(account)
-    .bind(active)
-    .bind(backlogged)
-    .execute(c)
-    .await
-    .map_err(pg_err)?;
-    Ok(())
-}
 
 pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>> {
     // The account lock serialises this account's submits across replicas: limits, balance and
@@ -40,58 +27,95 @@ pub async fn submit_locked(
     new: NewJob,
 ) -> StoreResult<Result<Job, SubmitRefusal>> {
     if let Some(idem) = &new.idempotency {
-        let seen: Option<(String, Uuid, i64)> = sqlx::query_as(
-            "SELECT fingerprint, job_id, ltx_now_us() - created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2",
-        )
-        .bind(new.account_id)
-        .bind(&idem.key)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(pg_err)?;
-        if let Some((fingerprint, job_id, age_us)) = seen {
-            if age_us < idem.window.as_micros() as i64 {
-                if fingerprint != idem.fingerprint {
-                    return Ok(Err(SubmitRefusal::IdempotencyConflict { job_id }));
-                }
-                return Ok(Ok(must_load(c, job_id).await?));
-            }
+        if let Some(replay) = idempotent_replay(c, new.account_id, idem).await? {
+            return Ok(replay);
         }
     }
-    if account.available() < new.price {
-        return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
-    }
-    let (active, backlogged) = (account.active_jobs, account.backlogged_jobs);
-    let status = if active < account.max_concurrent {
-        JobStatus::Queued
-    } else if backlogged < account.max_backlog {
-        JobStatus::Backlogged
-    } else {
-        return Ok(Err(SubmitRefusal::BacklogFull {
-            max_concurrent: account.max_concurrent,
-            max_backlog: account.max_backlog,
-        }));
+    let status = match lifecycle::admit(&account.load(), new.price) {
+        Ok(status) => status,
+        Err(refusal) => return Ok(Err(refusal.into())),
     };
+    let (money, slots) = lifecycle::admission_effects(status, new.price);
+    let created_at = insert_job(c, &new, status, money, slots).await?;
+    let backlogged_before = account.backlogged_jobs;
+    account.held = MicroUsd(account.held.0 + money.held);
+    account.active_jobs = account.active_jobs.saturating_add_signed(slots.active);
+    account.backlogged_jobs = account.backlogged_jobs.saturating_add_signed(slots.backlogged);
+    claim_idempotency_key(c, &new).await?;
+    Ok(Ok(new.accepted(status, to_time(created_at), backlogged_before)))
+}
+
+/// The first job of an `Idempotency-Key` still inside its window: the same body gets it back,
+/// another body is refused. `None`: the key is free.
+async fn idempotent_replay(
+    c: &mut PgConnection,
+    account: Uuid,
+    idem: &Idempotency,
+) -> StoreResult<Option<Result<Job, SubmitRefusal>>> {
+    let seen: Option<(String, Uuid, i64)> = sqlx::query_as(
+        "SELECT fingerprint, job_id, ltx_now_us() - created_at FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+    )
+    .bind(account)
+    .bind(&idem.key)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(pg_err)?;
+    let Some((fingerprint, job_id, age_us)) = seen else { return Ok(None) };
+    if age_us >= idem.window.as_micros() as i64 {
+        return Ok(None);
+    }
+    if fingerprint != idem.fingerprint {
+        return Ok(Some(Err(SubmitRefusal::IdempotencyConflict { job_id })));
+    }
+    Ok(Some(Ok(must_load(c, job_id).await?)))
+}
+
+/// Only an accepted submit claims its key: a refused one may be retried with it.
+async fn claim_idempotency_key(c: &mut PgConnection, new: &NewJob) -> StoreResult<()> {
+    let Some(idem) = &new.idempotency else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
+         VALUES ($1, $2, $3, $4, ltx_now_us()) ON CONFLICT (account_id, key) DO UPDATE \
+         SET fingerprint = EXCLUDED.fingerprint, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at",
+    )
+    .bind(new.account_id)
+    .bind(&idem.key)
+    .bind(&idem.fingerprint)
+    .bind(new.id)
+    .execute(c)
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// The job row, what admission does to the account, the hold's ledger entry and the workers'
+/// wake-up, in one statement while the account row is locked (each round trip held it longer).
+/// `created_at` is strictly after the account's previous job, so it pages the account's jobs
+/// without ties whatever the replicas' clocks say. Returns it.
+async fn insert_job(
+    c: &mut PgConnection,
+    new: &NewJob,
+    status: JobStatus,
+    money: MoneyMove,
+    slots: SlotChange,
+) -> StoreResult<i64> {
     let queued = status == JobStatus::Queued;
     let request = serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
-    // One statement while the account row is locked (each round trip held it longer): the job,
-    // the hold on the account, its ledger entry and the wake-up for workers. `created_at` is
-    // strictly after the account's previous job, so it pages the account's jobs without ties
-    // whatever the replicas' clocks say.
-    let created_at: i64 = sqlx::query_scalar(
+    sqlx::query_scalar(
         "WITH t AS (SELECT GREATEST(ltx_now_us(), \
                       COALESCE((SELECT MAX(created_at) + 1 FROM jobs WHERE account_id = $2), 0)) AS now), \
          job AS (INSERT INTO jobs (id, account_id, kind, status, created_at, updated_at, queued_at, request, style_key, \
                    seed, width, height, price, price_tier, hold, webhook_url) \
                  SELECT $1, $2, $3, $4, t.now, t.now, CASE WHEN $5 THEN t.now END, $6, $7, $8, $9, $10, $11, $12, $11, $13 \
                  FROM t RETURNING created_at), \
-         account AS (UPDATE accounts SET held = held + $11, active_jobs = active_jobs + $14, \
+         account AS (UPDATE accounts SET held = held + $17, balance = balance + $18, active_jobs = active_jobs + $14, \
                        backlogged_jobs = backlogged_jobs + $15 WHERE id = $2), \
          hold AS (INSERT INTO ledger (account_id, kind, amount, job_id, created_at) \
-                  VALUES ($2, 'hold', $11, $1, ltx_now_us())) \
+                  VALUES ($2, $19, $11, $1, ltx_now_us())) \
          SELECT job.created_at FROM job LEFT JOIN (SELECT pg_notify($16, '') WHERE $5) wake ON true",
     )
     .bind(new.id)
-    .bind(account.id)
+    .bind(new.account_id)
     .bind(&new.kind)
     .bind(status.as_str())
     .bind(queued)
@@ -103,56 +127,15 @@ pub async fn submit_locked(
     .bind(new.price.0)
     .bind(new.price_tier_seconds as i32)
     .bind(&new.webhook_url)
-    .bind(i32::from(queued))
-    .bind(i32::from(!queued))
+    .bind(slots.active)
+    .bind(slots.backlogged)
     .bind(QUEUE_CHANNEL)
+    .bind(money.held)
+    .bind(money.balance)
+    .bind(LedgerKind::Hold.as_str())
     .fetch_one(&mut *c)
     .await
-    .map_err(pg_err)?;
-    account.held = MicroUsd(account.held.0 + new.price.0);
-    if queued {
-        account.active_jobs += 1;
-    } else {
-        account.backlogged_jobs += 1;
-    }
-    if let Some(idem) = &new.idempotency {
-        // Only an accepted submit claims its key: a refused one may be retried with it.
-        sqlx::query(
-            "INSERT INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
-             VALUES ($1, $2, $3, $4, ltx_now_us()) ON CONFLICT (account_id, key) DO UPDATE \
-             SET fingerprint = EXCLUDED.fingerprint, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at",
-        )
-        .bind(new.account_id)
-        .bind(&idem.key)
-        .bind(&idem.fingerprint)
-        .bind(new.id)
-        .execute(&mut *c)
-        .await
-        .map_err(pg_err)?;
-    }
-    Ok(Ok(Job {
-        id: new.id,
-        account_id: account.id,
-        kind: new.kind,
-        status,
-        created_at: to_time(created_at),
-        started_at: None,
-        completed_at: None,
-        request: new.request,
-        seed: new.seed,
-        width: new.width,
-        height: new.height,
-        price: new.price,
-        price_tier_seconds: new.price_tier_seconds,
-        progress: 0.0,
-        attempts: 0,
-        engine: None,
-        result: None,
-        failure: None,
-        webhook_url: new.webhook_url,
-        queue_position: (!queued).then_some(u64::from(backlogged) + 1),
-        webhook: None,
-    }))
+    .map_err(pg_err)
 }
 
 pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
@@ -204,67 +187,15 @@ pub async fn cancel(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResul
     let Some((_, status, _)) = lock_job(c, id).await? else {
         return Ok(Err(CancelRefusal::NotFound));
     };
-    if status.is_terminal() {
-        return Ok(Err(CancelRefusal::AlreadyTerminal(status)));
-    }
+    let t = match lifecycle::apply(status, Event::Cancel) {
+        Ok(t) => t,
+        Err(Refused::Terminal(status)) => return Ok(Err(CancelRefusal::AlreadyTerminal(status))),
+        Err(other) => return Err(refused(other)),
+    };
     // Clearing the lease is what tells a running worker to stop: its next heartbeat is refused.
-    sqlx::query(
-        "UPDATE jobs SET status = 'cancelled', completed_at = ltx_now_us(), updated_at = ltx_now_us(), lease_id = NULL, \
-         lease_expires_at = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *c)
-    .await
-    .map_err(pg_err)?;
-    settle_hold(c, id, LedgerKind::Release, "cancelled").await?;
-    super::webhooks::enqueue(c, id).await?;
-    let was_backlogged = status == JobStatus::Backlogged;
-    count_transition(c, account, -i32::from(!was_backlogged), -i32::from(was_backlogged)).await?;
-    promote_backlog(c, account).await?;
+    end_job(c, id, &t, None).await?;
+    carry_out(c, id, account, &t).await?;
     Ok(Ok(must_load(c, id).await?))
-}
-
-/// The job's hold becomes a charge (`Charge`) or goes back to the account (`Release`).
-/// The caller holds the account lock.
-pub async fn settle_hold(c: &mut PgConnection, job: Uuid, kind: LedgerKind, note: &str) -> StoreResult<()> {
-    let (account, hold): (Uuid, i64) = sqlx::query_as("SELECT account_id, hold FROM jobs WHERE id = $1")
-        .bind(job)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(pg_err)?;
-    if hold == 0 {
-        return Ok(());
-    }
-    let balance_change = if kind == LedgerKind::Charge { hold } else { 0 };
-    sqlx::query("UPDATE accounts SET held = held - $2, balance = balance - $3 WHERE id = $1")
-        .bind(account)
-        .bind(hold)
-        .bind(balance_change)
-        .execute(&mut *c)
-        .await
-        .map_err(pg_err)?;
-    sqlx::query("UPDATE jobs SET hold = 0 WHERE id = $1").bind(job).execute(&mut *c).await.map_err(pg_err)?;
-    record(c, account, kind, MicroUsd(hold), Some(job), Some(note.to_owned())).await
-}
-
-/// Moves the account's oldest backlogged jobs to `queued` while it has free slots. The caller
-/// holds the account lock.
-pub async fn promote_backlog(c: &mut PgConnection, account: Uuid) -> StoreResult<u32> {
-    let promoted = sqlx::query(
-        "UPDATE jobs SET status = 'queued', queued_at = ltx_now_us(), updated_at = ltx_now_us() WHERE id IN ( \
-         SELECT id FROM jobs WHERE account_id = $1 AND status = 'backlogged' \
-         ORDER BY created_at LIMIT (SELECT GREATEST(max_concurrent - active_jobs, 0) FROM accounts WHERE id = $1))",
-    )
-    .bind(account)
-    .execute(&mut *c)
-    .await
-    .map_err(pg_err)?
-    .rows_affected() as i32;
-    if promoted > 0 {
-        count_transition(c, account, promoted, -promoted).await?;
-        notify(c, QUEUE_CHANNEL).await?;
-    }
-    Ok(promoted as u32)
 }
 
 pub async fn usable_styles(c: &mut PgConnection, account: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {

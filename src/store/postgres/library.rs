@@ -5,7 +5,6 @@ use super::rows::{to_time, to_us};
 use crate::store::codec::{style_key_pattern, UNFINISHED_STATUSES};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 const ASSET_COLUMNS: &str = "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
@@ -24,21 +23,49 @@ fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
     })
 }
 
-pub async fn create_asset(c: &mut PgConnection, a: Asset) -> StoreResult<()> {
-    sqlx::query(&format!("INSERT INTO assets ({ASSET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-        .bind(a.id)
-        .bind(a.account_id)
-        .bind(a.file_key)
-        .bind(a.mime_type)
-        .bind(a.size_bytes as i64)
-        .bind(a.width.map(|w| w as i32))
-        .bind(a.height.map(|h| h as i32))
-        .bind(a.description)
-        .bind(to_us(a.uploaded_at))
+/// Holds the account row until the transaction ends, so the account's rows are stamped one at a
+/// time: each new one then sees the last and is stamped strictly after it. `NO KEY UPDATE` leaves
+/// inserts that only reference the account (its jobs' foreign keys) free to go on.
+async fn lock_account(c: &mut PgConnection, account: Uuid) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(account)
         .execute(c)
         .await
         .map_err(pg_err)?;
     Ok(())
+}
+
+/// The cursor as SQL parameters: the time, and the id below which rows at that time follow
+/// (NULL when the cursor has none: then only older rows follow).
+fn cursor_params(before: Option<LibraryCursor>) -> (i64, Option<Uuid>) {
+    match before {
+        Some(cursor) => (to_us(cursor.time), cursor.id),
+        None => (i64::MAX, None),
+    }
+}
+
+pub async fn create_asset(c: &mut PgConnection, a: Asset, defaults: StorageQuota) -> StoreResult<Asset> {
+    lock_account(&mut *c, a.account_id).await?;
+    super::accounts::take_storage(&mut *c, a.account_id, a.size_bytes, defaults).await?;
+    // The database's clock, moved past the account's latest asset (the lock above is held, and
+    // this statement's snapshot is taken after it was granted, so that asset is seen).
+    let row = sqlx::query(&format!(
+        "INSERT INTO assets ({ASSET_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, \
+         GREATEST(ltx_now_us(), COALESCE((SELECT MAX(uploaded_at) + 1 FROM assets WHERE account_id = $2), 0)) \
+         RETURNING {ASSET_COLUMNS}"
+    ))
+    .bind(a.id)
+    .bind(a.account_id)
+    .bind(a.file_key)
+    .bind(a.mime_type)
+    .bind(a.size_bytes as i64)
+    .bind(a.width.map(|w| w as i32))
+    .bind(a.height.map(|h| h as i32))
+    .bind(a.description)
+    .fetch_one(c)
+    .await
+    .map_err(pg_err)?;
+    asset_from_row(&row).map_err(pg_err)
 }
 
 pub async fn asset(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
@@ -63,15 +90,18 @@ pub async fn asset_by_file(c: &mut PgConnection, file_key: String) -> StoreResul
 pub async fn list_assets(
     c: &mut PgConnection,
     account: Uuid,
-    before: Option<OffsetDateTime>,
+    before: Option<LibraryCursor>,
     limit: u32,
 ) -> StoreResult<Vec<Asset>> {
+    // `<=` bounds the index range; the rows at the cursor's time then follow only below its id.
+    let (time, id) = cursor_params(before);
     let rows = sqlx::query(&format!(
-        "SELECT {ASSET_COLUMNS} FROM assets WHERE account_id = $1 AND uploaded_at < $2 \
-         ORDER BY uploaded_at DESC LIMIT $3"
+        "SELECT {ASSET_COLUMNS} FROM assets WHERE account_id = $1 AND uploaded_at <= $2 \
+         AND (uploaded_at < $2 OR id < $3) ORDER BY uploaded_at DESC, id DESC LIMIT $4"
     ))
     .bind(account)
-    .bind(before.map(to_us).unwrap_or(i64::MAX))
+    .bind(time)
+    .bind(id)
     .bind(i64::from(limit))
     .fetch_all(c)
     .await
@@ -83,10 +113,14 @@ pub async fn delete_asset(c: &mut PgConnection, account: Uuid, id: Uuid) -> Stor
     let row = sqlx::query(&format!("DELETE FROM assets WHERE id = $1 AND account_id = $2 RETURNING {ASSET_COLUMNS}"))
         .bind(id)
         .bind(account)
-        .fetch_optional(c)
+        .fetch_optional(&mut *c)
         .await
         .map_err(pg_err)?;
-    row.map(|r| asset_from_row(&r)).transpose().map_err(pg_err)
+    let deleted = row.map(|r| asset_from_row(&r)).transpose().map_err(pg_err)?;
+    if let Some(a) = &deleted {
+        super::accounts::free_storage(c, account, a.size_bytes).await?;
+    }
+    Ok(deleted)
 }
 
 const STYLE_COLUMNS: &str = "s.id, s.account_id, a.name, s.title, s.prompt, s.public, s.urls, s.cover_url, \
@@ -120,26 +154,31 @@ fn styles(rows: Vec<PgRow>) -> StoreResult<Vec<Style>> {
     rows.iter().map(style_from_row).collect::<Result<_, _>>().map_err(pg_err)
 }
 
-pub async fn create_style(c: &mut PgConnection, s: Style) -> StoreResult<()> {
-    sqlx::query(
+pub async fn create_style(c: &mut PgConnection, mut s: Style, defaults: StorageQuota) -> StoreResult<Style> {
+    lock_account(&mut *c, s.account_id).await?;
+    super::accounts::take_storage(&mut *c, s.account_id, s.size_bytes, defaults).await?;
+    // As for assets: the database's clock, moved past the account's latest style.
+    let created_at: i64 = sqlx::query_scalar(
         "INSERT INTO styles (id, account_id, title, prompt, public, urls, cover_url, file_key, size_bytes, \
-         lora_rank, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         lora_rank, created_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         GREATEST(ltx_now_us(), COALESCE((SELECT MAX(created_at) + 1 FROM styles WHERE account_id = $2), 0)) \
+         RETURNING created_at",
     )
     .bind(s.id.to_string())
     .bind(s.account_id)
-    .bind(s.title)
-    .bind(s.prompt)
+    .bind(&s.title)
+    .bind(&s.prompt)
     .bind(s.public)
     .bind(urls_json(&s.urls))
-    .bind(s.cover_url)
-    .bind(s.file_key)
+    .bind(&s.cover_url)
+    .bind(&s.file_key)
     .bind(s.size_bytes as i64)
     .bind(s.lora_rank as i32)
-    .bind(to_us(s.created_at))
-    .execute(c)
+    .fetch_one(c)
     .await
     .map_err(pg_err)?;
-    Ok(())
+    s.created_at = to_time(created_at);
+    Ok(s)
 }
 
 pub async fn style(c: &mut PgConnection, account: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
@@ -160,14 +199,18 @@ pub async fn list_styles(c: &mut PgConnection, account: Uuid, q: StyleQuery) -> 
         StyleFilter::Public => "s.public",
         StyleFilter::All => "(s.public OR s.account_id = $1)",
     };
+    let (time, id) = cursor_params(q.before);
     let rows = sqlx::query(&format!(
-        "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE {visible} AND s.created_at < $2 \
-         AND ($3::uuid IS NULL OR s.account_id = $3) ORDER BY s.created_at DESC LIMIT $4"
+        "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE {visible} AND s.created_at <= $2 \
+         AND (s.created_at < $2 OR s.id < $5) AND ($3::uuid IS NULL OR s.account_id = $3) \
+         ORDER BY s.created_at DESC, s.id DESC LIMIT $4"
     ))
     .bind(account)
-    .bind(q.before.map(to_us).unwrap_or(i64::MAX))
+    .bind(time)
     .bind(q.owner)
     .bind(i64::from(q.limit))
+    // Style ids are text in this schema.
+    .bind(id.map(|id| id.to_string()))
     .fetch_all(c)
     .await
     .map_err(pg_err)?;
@@ -225,7 +268,8 @@ pub async fn delete_style(
     if jobs > 0 {
         return Ok(Err(StyleDeleteRefusal::InUse { jobs: jobs as u64 }));
     }
-    sqlx::query("DELETE FROM styles WHERE id = $1").bind(id.to_string()).execute(c).await.map_err(pg_err)?;
+    sqlx::query("DELETE FROM styles WHERE id = $1").bind(id.to_string()).execute(&mut *c).await.map_err(pg_err)?;
+    super::accounts::free_storage(c, account, current.size_bytes).await?;
     Ok(Ok(current))
 }
 

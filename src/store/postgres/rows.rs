@@ -3,6 +3,7 @@ use super::super::*;
 use super::pg_err;
 use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::money::MicroUsd;
+use crate::store::codec::status_sql;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -60,18 +61,25 @@ pub fn job_from_row(row: &PgRow) -> StoreResult<Job> {
 
 /// The number of jobs ahead of row `j` (capped), computed in the same statement that reads the
 /// job, so reading a job is one round trip: the global FIFO while queued, the account's FIFO
-/// while backlogged. `$CAP` is replaced by the cap.
+/// while backlogged. `$CAP` is replaced by the cap, `QUEUED` and `BACKLOGGED` by those statuses'
+/// literals (a literal, so the partial index on queued jobs applies).
 const AHEAD: &str = "CASE j.status \
-    WHEN 'queued' THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = 'queued' \
+    WHEN QUEUED THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = QUEUED \
         AND q.queued_at < j.queued_at LIMIT $CAP) ahead_q) \
-    WHEN 'backlogged' THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs b WHERE b.account_id = j.account_id \
-        AND b.status = 'backlogged' AND b.created_at < j.created_at LIMIT $CAP) ahead_b) \
+    WHEN BACKLOGGED THEN (SELECT COUNT(*) FROM (SELECT 1 FROM jobs b WHERE b.account_id = j.account_id \
+        AND b.status = BACKLOGGED AND b.created_at < j.created_at LIMIT $CAP) ahead_b) \
     END AS ahead";
 
 /// `SELECT <job columns>, <ahead> FROM jobs j` — add the WHERE clause.
 pub fn select_ranked() -> String {
-    let cap = crate::store::codec::QUEUE_POSITION_CAP;
-    format!("SELECT {JOB_COLUMNS}, {} FROM jobs j", AHEAD.replace("$CAP", &cap.to_string()))
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let ahead = AHEAD
+            .replace("$CAP", &crate::store::codec::QUEUE_POSITION_CAP.to_string())
+            .replace("BACKLOGGED", &status_sql(JobStatus::Backlogged))
+            .replace("QUEUED", &status_sql(JobStatus::Queued));
+        format!("SELECT {JOB_COLUMNS}, {ahead} FROM jobs j")
+    });
+    SELECT.clone()
 }
 
 /// A row of `select_ranked()` with its place in line filled in.

@@ -11,11 +11,12 @@ use uuid::Uuid;
 pub async fn enqueue(c: &mut PgConnection, job: Uuid) -> StoreResult<()> {
     let added = sqlx::query(
         "INSERT INTO webhook_deliveries (id, job_id, account_id, url, status, next_attempt_at, created_at, updated_at) \
-         SELECT $2, id, account_id, webhook_url, 'pending', ltx_now_us(), ltx_now_us(), ltx_now_us() FROM jobs \
+         SELECT $2, id, account_id, webhook_url, $3, ltx_now_us(), ltx_now_us(), ltx_now_us() FROM jobs \
          WHERE id = $1 AND webhook_url IS NOT NULL",
     )
     .bind(job)
     .bind(format!("msg_{}", Uuid::new_v4().simple()))
+    .bind(DeliveryStatus::Pending.as_str())
     .execute(&mut *c)
     .await
     .map_err(pg_err)?
@@ -27,17 +28,23 @@ pub async fn enqueue(c: &mut PgConnection, job: Uuid) -> StoreResult<()> {
 }
 
 pub async fn claim_due(c: &mut PgConnection, limit: u32, claim_for: Duration) -> StoreResult<Vec<WebhookDelivery>> {
-    let rows = sqlx::query(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ltx_now_us() + $2, \
-         updated_at = ltx_now_us() WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-         AND next_attempt_at <= ltx_now_us() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, job_id, account_id, url, attempts, created_at",
-    )
-    .bind(i64::from(limit))
-    .bind(claim_for.as_micros() as i64)
-    .fetch_all(c)
-    .await
-    .map_err(pg_err)?;
+    // The pending status is written into the statement: the partial index `webhook_deliveries_due`
+    // applies only to a statement that names it.
+    static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ltx_now_us() + $2, \
+             updated_at = ltx_now_us() WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = '{}' \
+             AND next_attempt_at <= ltx_now_us() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, job_id, account_id, url, attempts, created_at",
+            DeliveryStatus::Pending.as_str()
+        )
+    });
+    let rows = sqlx::query(&CLAIM)
+        .bind(i64::from(limit))
+        .bind(claim_for.as_micros() as i64)
+        .fetch_all(c)
+        .await
+        .map_err(pg_err)?;
     rows.iter()
         .map(|r| {
             Ok(WebhookDelivery {
@@ -53,20 +60,17 @@ pub async fn claim_due(c: &mut PgConnection, limit: u32, claim_for: Duration) ->
 }
 
 pub async fn record(c: &mut PgConnection, id: String, outcome: WebhookOutcome) -> StoreResult<()> {
-    let (status, http, error, next) = match outcome {
-        WebhookOutcome::Delivered { status } => ("delivered", Some(status), None, None),
-        WebhookOutcome::Retry { status, error, at } => ("pending", status, error, Some(to_us(at))),
-        WebhookOutcome::GaveUp { status, error } => ("failed", status, error, None),
-    };
+    let (status, http, next) = (outcome.delivery_status(), outcome.http_status(), outcome.retry_at().map(to_us));
     sqlx::query(
         "UPDATE webhook_deliveries SET status = $2, last_status = $3, last_error = $4, \
-         next_attempt_at = COALESCE($5, ltx_now_us()), updated_at = ltx_now_us() WHERE id = $1 AND status = 'pending'",
+         next_attempt_at = COALESCE($5, ltx_now_us()), updated_at = ltx_now_us() WHERE id = $1 AND status = $6",
     )
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(http.map(i32::from))
-    .bind(error)
+    .bind(outcome.into_error())
     .bind(next)
+    .bind(DeliveryStatus::Pending.as_str())
     .execute(c)
     .await
     .map_err(pg_err)?;
@@ -85,7 +89,7 @@ pub async fn state_of(c: &mut PgConnection, job: Uuid) -> StoreResult<Option<Web
     .map_err(pg_err)?;
     row.map(|r| {
         let status: String = r.try_get("status").map_err(pg_err)?;
-        let pending = status == "pending";
+        let pending = status == DeliveryStatus::Pending.as_str();
         Ok(WebhookState {
             attempts: r.try_get::<i32, _>("attempts").map_err(pg_err)? as u32,
             last_status: r.try_get::<Option<i32>, _>("last_status").map_err(pg_err)?.map(|s| s as u16),

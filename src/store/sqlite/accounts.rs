@@ -19,7 +19,7 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
             params![
                 id.to_string(),
                 new.name,
-                new.max_concurrent.max(1),
+                super::super::rules::check_max_concurrent(new.max_concurrent)?,
                 new.max_backlog,
                 now,
                 crate::domain::webhook::new_secret()
@@ -33,25 +33,34 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
 }
 
 pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
-    conn.prepare_cached("SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, webhook_secret FROM accounts WHERE id = ?1")
-        .map_err(sql_err)?
-        .query_row([id.to_string()], |r| {
-            Ok(Account {
-                id: uuid(r.get(0)?),
-                name: r.get(1)?,
-                balance: MicroUsd(r.get(2)?),
-                held: MicroUsd(r.get(3)?),
-                max_concurrent: r.get(4)?,
-                max_backlog: r.get(5)?,
-                created_at: to_time(r.get(6)?),
-                active_jobs: r.get(7)?,
-                backlogged_jobs: r.get(8)?,
-                webhook_secret: r.get(9)?,
-            })
+    conn.prepare_cached(
+        "SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, \
+         webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota \
+         FROM accounts WHERE id = ?1",
+    )
+    .map_err(sql_err)?
+    .query_row([id.to_string()], |r| {
+        Ok(Account {
+            id: uuid(r.get(0)?),
+            name: r.get(1)?,
+            balance: MicroUsd(r.get(2)?),
+            held: MicroUsd(r.get(3)?),
+            max_concurrent: r.get(4)?,
+            max_backlog: r.get(5)?,
+            created_at: to_time(r.get(6)?),
+            active_jobs: r.get(7)?,
+            backlogged_jobs: r.get(8)?,
+            webhook_secret: r.get(9)?,
+            storage: StorageUse { bytes: r.get::<_, i64>(10)? as u64, files: r.get::<_, i64>(11)? as u64 },
+            storage_quota: QuotaOverride {
+                bytes: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
+                files: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+            },
         })
-        .optional()
-        .map_err(sql_err)?
-        .ok_or(StoreError::NotFound)
+    })
+    .optional()
+    .map_err(sql_err)?
+    .ok_or(StoreError::NotFound)
 }
 
 pub fn count(conn: &Connection) -> StoreResult<u64> {
@@ -59,14 +68,8 @@ pub fn count(conn: &Connection) -> StoreResult<u64> {
 }
 
 pub fn add_credits(ctx: &mut WriteCtx, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
-    let account = get(ctx.conn, id)?;
-    if amount.0 < 0 && account.available().0 < -amount.0 {
-        return Err(StoreError::Internal(format!(
-            "cannot remove {} : only {} is available",
-            MicroUsd(-amount.0),
-            account.available()
-        )));
-    }
+    // Checked here, before the UPDATE: SQLite's own overflow error would name no rule.
+    super::super::rules::credited_balance(&get(ctx.conn, id)?, amount)?;
     credit(ctx, id, amount, note)?;
     get(ctx.conn, id)
 }
@@ -105,18 +108,15 @@ pub fn set_limits(
     signal: Arc<Notify>,
 ) -> StoreResult<Account> {
     let before = get(ctx.conn, id)?;
+    let max_concurrent = super::super::rules::check_max_concurrent(max_concurrent.unwrap_or(before.max_concurrent))?;
     ctx.conn
         .execute(
             "UPDATE accounts SET max_concurrent = ?2, max_backlog = ?3 WHERE id = ?1",
-            params![
-                id.to_string(),
-                max_concurrent.unwrap_or(before.max_concurrent).max(1),
-                max_backlog.unwrap_or(before.max_backlog)
-            ],
+            params![id.to_string(), max_concurrent, max_backlog.unwrap_or(before.max_backlog)],
         )
         .map_err(sql_err)?;
     // A raised limit frees slots at once.
-    super::jobs::promote_backlog(ctx, id, &signal)?;
+    super::transitions::promote_backlog(ctx, id, &signal)?;
     get(ctx.conn, id)
 }
 
@@ -219,4 +219,52 @@ pub fn rotate_webhook_secret(ctx: &mut WriteCtx, id: Uuid) -> StoreResult<Accoun
         return Err(StoreError::NotFound);
     }
     get(ctx.conn, id)
+}
+
+pub fn set_storage_quota(
+    ctx: &mut WriteCtx,
+    id: Uuid,
+    bytes: Option<QuotaSetting>,
+    files: Option<QuotaSetting>,
+) -> StoreResult<Account> {
+    let own = get(ctx.conn, id)?.storage_quota;
+    let as_sql = |n: Option<u64>| n.map(|n| n.min(i64::MAX as u64) as i64);
+    ctx.conn
+        .execute(
+            "UPDATE accounts SET storage_bytes_quota = ?2, storage_files_quota = ?3 WHERE id = ?1",
+            params![
+                id.to_string(),
+                as_sql(QuotaSetting::apply(bytes, own.bytes)),
+                as_sql(QuotaSetting::apply(files, own.files))
+            ],
+        )
+        .map_err(sql_err)?;
+    get(ctx.conn, id)
+}
+
+/// Counts one more stored file of `bytes` against the account, unless it does not fit its quota
+/// (its own, else `defaults`). Runs on the writer, in the transaction that inserts the row.
+pub fn take_storage(ctx: &mut WriteCtx, id: Uuid, bytes: u64, defaults: StorageQuota) -> StoreResult<()> {
+    let account = get(ctx.conn, id)?;
+    crate::store::admit(defaults.for_account(account.storage_quota), account.storage, bytes)
+        .map_err(StoreError::StorageQuotaExceeded)?;
+    ctx.conn
+        .execute(
+            "UPDATE accounts SET storage_bytes = storage_bytes + ?2, storage_files = storage_files + 1 WHERE id = ?1",
+            params![id.to_string(), bytes as i64],
+        )
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+/// Gives back what a deleted file took.
+pub fn free_storage(ctx: &mut WriteCtx, id: Uuid, bytes: u64) -> StoreResult<()> {
+    ctx.conn
+        .execute(
+            "UPDATE accounts SET storage_bytes = MAX(storage_bytes - ?2, 0), storage_files = MAX(storage_files - 1, 0) \
+             WHERE id = ?1",
+            params![id.to_string(), bytes as i64],
+        )
+        .map_err(sql_err)?;
+    Ok(())
 }

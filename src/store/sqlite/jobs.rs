@@ -5,73 +5,58 @@ use super::accounts::{self, record};
 use super::actor::WriteCtx;
 use super::rows::{job_from_row, load_job, must_load, queue_position, to_us, JOB_COLUMNS};
 use super::sql_err;
+use super::transitions::{carry_out, end_job, move_account, refused, wake_workers, Wake};
 use crate::domain::job::JobStatus;
-use crate::domain::money::MicroUsd;
+use crate::domain::lifecycle::{self, Event, Refused};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// (jobs holding a slot, jobs backlogged) of an account, from its counters.
-fn job_counts(conn: &Connection, account: Uuid) -> StoreResult<(u32, u32)> {
-    conn.prepare_cached("SELECT active_jobs, backlogged_jobs FROM accounts WHERE id = ?1")
-        .map_err(sql_err)?
-        .query_row([account.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)
-}
-
-/// Moves the account's counters when one of its jobs changes between slot-holding,
-/// backlogged and terminal.
-pub fn count_transition(ctx: &WriteCtx, account: Uuid, active: i64, backlogged: i64) -> StoreResult<()> {
-    ctx.conn
+/// The first job of an `Idempotency-Key` still inside its window: the same body gets it back, another
+/// body is refused. `None`: the key is free.
+fn idempotent_replay(
+    ctx: &mut WriteCtx,
+    account: Uuid,
+    idem: &Idempotency,
+) -> StoreResult<Option<Result<Job, SubmitRefusal>>> {
+    // The single writer serialises concurrent duplicates: the second sees the first's row.
+    let now = ctx.now_us();
+    let seen: Option<(String, String, i64)> = ctx
+        .conn
         .prepare_cached(
-            "UPDATE accounts SET active_jobs = active_jobs + ?2, backlogged_jobs = backlogged_jobs + ?3 WHERE id = ?1",
+            "SELECT fingerprint, job_id, created_at FROM idempotency_keys WHERE account_id = ?1 AND key = ?2",
         )
         .map_err(sql_err)?
-        .execute(params![account.to_string(), active, backlogged])
+        .query_row(params![account.to_string(), idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .map_err(sql_err)?;
+    let Some((fingerprint, job_id, created_at)) = seen else { return Ok(None) };
+    if now - created_at >= idem.window.as_micros() as i64 {
+        return Ok(None);
+    }
+    let job_id = super::rows::uuid(job_id);
+    if fingerprint != idem.fingerprint {
+        return Ok(Some(Err(SubmitRefusal::IdempotencyConflict { job_id })));
+    }
+    Ok(Some(Ok(must_load(ctx.conn, job_id)?)))
+}
+
+/// Only an accepted submit claims its key: a refused one may be retried with it.
+fn claim_idempotency_key(ctx: &mut WriteCtx, new: &NewJob, now: i64) -> StoreResult<()> {
+    let Some(idem) = &new.idempotency else { return Ok(()) };
+    ctx.conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(sql_err)?
+        .execute(params![new.account_id.to_string(), idem.key, idem.fingerprint, new.id.to_string(), now])
         .map_err(sql_err)?;
     Ok(())
 }
 
-pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
-    if let Some(idem) = &new.idempotency {
-        // The single writer serialises concurrent duplicates: the second sees the first's row.
-        let now = ctx.now_us();
-        let seen: Option<(String, String, i64)> = ctx
-            .conn
-            .prepare_cached(
-                "SELECT fingerprint, job_id, created_at FROM idempotency_keys WHERE account_id = ?1 AND key = ?2",
-            )
-            .map_err(sql_err)?
-            .query_row(params![new.account_id.to_string(), idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()
-            .map_err(sql_err)?;
-        if let Some((fingerprint, job_id, created_at)) = seen {
-            if now - created_at < idem.window.as_micros() as i64 {
-                let job_id = super::rows::uuid(job_id);
-                if fingerprint != idem.fingerprint {
-                    return Ok(Err(SubmitRefusal::IdempotencyConflict { job_id }));
-                }
-                return Ok(Ok(must_load(ctx.conn, job_id)?));
-            }
-        }
-    }
-    let account = accounts::get(ctx.conn, new.account_id)?;
-    if account.available() < new.price {
-        return Ok(Err(SubmitRefusal::InsufficientBalance { price: new.price, available: account.available() }));
-    }
-    let (active, backlogged) = (account.active_jobs, account.backlogged_jobs);
-    let status = if active < account.max_concurrent {
-        JobStatus::Queued
-    } else if backlogged < account.max_backlog {
-        JobStatus::Backlogged
-    } else {
-        return Ok(Err(SubmitRefusal::BacklogFull {
-            max_concurrent: account.max_concurrent,
-            max_backlog: account.max_backlog,
-        }));
-    };
-    let now = ctx.now_us();
+fn insert_job(ctx: &mut WriteCtx, new: &NewJob, status: JobStatus, now: i64) -> StoreResult<()> {
     let request = serde_json::to_string(&new.request).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .prepare_cached(
@@ -82,7 +67,7 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
         .map_err(sql_err)?
         .execute(params![
             new.id.to_string(),
-            account.id.to_string(),
+            new.account_id.to_string(),
             new.kind,
             status.as_str(),
             now,
@@ -97,56 +82,32 @@ pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResu
             crate::store::codec::style_set_key(&new.request.styles),
         ])
         .map_err(sql_err)?;
-    let queued = status == JobStatus::Queued;
-    ctx.conn
-        .prepare_cached(
-            "UPDATE accounts SET held = held + ?2, active_jobs = active_jobs + ?3, backlogged_jobs = backlogged_jobs + ?4 \
-             WHERE id = ?1",
-        )
-        .map_err(sql_err)?
-        .execute(params![account.id.to_string(), new.price.0, i64::from(queued), i64::from(!queued)])
-        .map_err(sql_err)?;
-    record(ctx, account.id, LedgerKind::Hold, new.price, Some(new.id), None)?;
-    if queued {
-        ctx.after_commit(move || signal.notify_waiters());
-    }
+    Ok(())
+}
+
+/// Admits a job (`lifecycle::admit`): the job row, the hold on the account, its ledger entry and
+/// the idempotency key, in the caller's transaction.
+pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
     if let Some(idem) = &new.idempotency {
-        // Only an accepted submit claims its key: a refused one may be retried with it.
-        ctx.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(sql_err)?
-            .execute(params![new.account_id.to_string(), idem.key, idem.fingerprint, new.id.to_string(), now])
-            .map_err(sql_err)?;
+        if let Some(replay) = idempotent_replay(ctx, new.account_id, idem)? {
+            return Ok(replay);
+        }
     }
-    // The new job as the row now holds it, without reading it back.
-    Ok(Ok(Job {
-        id: new.id,
-        account_id: account.id,
-        kind: new.kind,
-        status,
-        created_at: super::rows::to_time(now),
-        started_at: None,
-        completed_at: None,
-        request: new.request,
-        seed: new.seed,
-        width: new.width,
-        height: new.height,
-        price: new.price,
-        price_tier_seconds: new.price_tier_seconds,
-        progress: 0.0,
-        attempts: 0,
-        engine: None,
-        result: None,
-        failure: None,
-        webhook_url: new.webhook_url,
-        // Last in its account's backlog; a queued job's place in the global queue is left for
-        // reads to count (counting it here would slow every submit).
-        queue_position: (!queued).then_some(u64::from(backlogged) + 1),
-        webhook: None,
-    }))
+    let account = accounts::get(ctx.conn, new.account_id)?;
+    let status = match lifecycle::admit(&account.load(), new.price) {
+        Ok(status) => status,
+        Err(refusal) => return Ok(Err(refusal.into())),
+    };
+    let now = ctx.now_us();
+    insert_job(ctx, &new, status, now)?;
+    let (money, slots) = lifecycle::admission_effects(status, new.price);
+    move_account(ctx, account.id, money, slots)?;
+    record(ctx, account.id, LedgerKind::Hold, new.price, Some(new.id), None)?;
+    if status == JobStatus::Queued {
+        wake_workers(ctx, &signal);
+    }
+    claim_idempotency_key(ctx, &new, now)?;
+    Ok(Ok(new.accepted(status, super::rows::to_time(now), account.backlogged_jobs)))
 }
 
 pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
@@ -194,93 +155,15 @@ pub fn cancel(
     let Some(job) = get_for_account(ctx.conn, account, id)? else {
         return Ok(Err(CancelRefusal::NotFound));
     };
-    if job.status.is_terminal() {
-        return Ok(Err(CancelRefusal::AlreadyTerminal(job.status)));
-    }
-    let now = ctx.now_us();
+    let t = match lifecycle::apply(job.status, Event::Cancel) {
+        Ok(t) => t,
+        Err(Refused::Terminal(status)) => return Ok(Err(CancelRefusal::AlreadyTerminal(status))),
+        Err(other) => return Err(refused(other)),
+    };
     // Clearing the lease is what tells a running worker to stop: its next heartbeat is refused.
-    ctx.conn
-        .execute(
-            "UPDATE jobs SET status = 'cancelled', completed_at = ?2, updated_at = ?2, lease_id = NULL, lease_expires_at = NULL \
-             WHERE id = ?1",
-            params![id.to_string(), now],
-        )
-        .map_err(sql_err)?;
-    release_hold(ctx, id, "cancelled")?;
-    super::webhooks::enqueue(ctx, id, &hooks)?;
-    let was_backlogged = job.status == JobStatus::Backlogged;
-    count_transition(ctx, account, -i64::from(!was_backlogged), -i64::from(was_backlogged))?;
-    promote_backlog(ctx, account, &signal)?;
+    end_job(ctx, id, &t, None)?;
+    carry_out(ctx, id, account, &t, &Wake { queue: signal, webhooks: hooks })?;
     Ok(Ok(must_load(ctx.conn, id)?))
-}
-
-/// The job's hold goes back to the account's available balance.
-pub fn release_hold(ctx: &mut WriteCtx, job: Uuid, why: &str) -> StoreResult<()> {
-    settle_hold(ctx, job, LedgerKind::Release, why)
-}
-
-/// The job's hold becomes a charge.
-pub fn charge_hold(ctx: &mut WriteCtx, job: Uuid) -> StoreResult<()> {
-    settle_hold(ctx, job, LedgerKind::Charge, "completed")
-}
-
-fn settle_hold(ctx: &mut WriteCtx, job: Uuid, kind: LedgerKind, note: &str) -> StoreResult<()> {
-    let (account, hold): (String, i64) = ctx
-        .conn
-        .prepare_cached("SELECT account_id, hold FROM jobs WHERE id = ?1")
-        .map_err(sql_err)?
-        .query_row([job.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)?;
-    if hold == 0 {
-        return Ok(());
-    }
-    let balance_change = if kind == LedgerKind::Charge { hold } else { 0 };
-    ctx.conn
-        .prepare_cached("UPDATE accounts SET held = held - ?2, balance = balance - ?3 WHERE id = ?1")
-        .map_err(sql_err)?
-        .execute(params![account, hold, balance_change])
-        .map_err(sql_err)?;
-    ctx.conn
-        .prepare_cached("UPDATE jobs SET hold = 0 WHERE id = ?1")
-        .map_err(sql_err)?
-        .execute([job.to_string()])
-        .map_err(sql_err)?;
-    record(ctx, super::rows::uuid(account), kind, MicroUsd(hold), Some(job), Some(note.to_owned()))
-}
-
-/// Moves the account's oldest backlogged jobs to `queued` while it has free slots.
-pub fn promote_backlog(ctx: &mut WriteCtx, account: Uuid, signal: &Arc<Notify>) -> StoreResult<u32> {
-    let max: u32 = accounts::get(ctx.conn, account)?.max_concurrent;
-    let (mut active, mut backlogged) = job_counts(ctx.conn, account)?;
-    let mut promoted = 0;
-    while active < max && backlogged > 0 {
-        let next: Option<String> = ctx
-            .conn
-            .prepare_cached(
-                "SELECT id FROM jobs WHERE account_id = ?1 AND status = 'backlogged' ORDER BY created_at LIMIT 1",
-            )
-            .map_err(sql_err)?
-            .query_row([account.to_string()], |r| r.get(0))
-            .optional()
-            .map_err(sql_err)?;
-        let Some(next) = next else { break };
-        let now = ctx.now_us();
-        ctx.conn
-            .execute(
-                "UPDATE jobs SET status = 'queued', queued_at = ?2, updated_at = ?2 WHERE id = ?1",
-                params![next, now],
-            )
-            .map_err(sql_err)?;
-        promoted += 1;
-        active += 1;
-        backlogged -= 1;
-    }
-    count_transition(ctx, account, i64::from(promoted), -i64::from(promoted))?;
-    if promoted > 0 {
-        let signal = signal.clone();
-        ctx.after_commit(move || signal.notify_waiters());
-    }
-    Ok(promoted)
 }
 
 pub fn usable_styles(conn: &Connection, account: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {

@@ -24,7 +24,26 @@ fn asset_from_row(r: &Row) -> rusqlite::Result<Asset> {
     })
 }
 
-pub fn create_asset(ctx: &mut WriteCtx, a: Asset) -> StoreResult<()> {
+/// A new row's time: the writer's clock, moved past the account's latest row (`latest` selects
+/// its time) so one account's rows never share a time, whatever the clock did since.
+fn stamp(ctx: &mut WriteCtx, latest: &str, account: Uuid) -> StoreResult<OffsetDateTime> {
+    let now = ctx.now_us();
+    let last: Option<i64> = ctx.conn.query_row(latest, [account.to_string()], |r| r.get(0)).map_err(sql_err)?;
+    Ok(to_time(last.map_or(now, |last| now.max(last + 1))))
+}
+
+/// The cursor as SQL parameters: the time, and the id below which rows at that time follow
+/// (NULL when the cursor has none: then only older rows follow).
+fn cursor_params(before: Option<LibraryCursor>) -> (i64, Option<String>) {
+    match before {
+        Some(c) => (to_us(c.time), c.id.map(|id| id.to_string())),
+        None => (i64::MAX, None),
+    }
+}
+
+pub fn create_asset(ctx: &mut WriteCtx, mut a: Asset, defaults: StorageQuota) -> StoreResult<Asset> {
+    super::accounts::take_storage(ctx, a.account_id, a.size_bytes, defaults)?;
+    a.uploaded_at = stamp(ctx, "SELECT MAX(uploaded_at) FROM assets WHERE account_id = ?1", a.account_id)?;
     ctx.conn
         .execute(
             &format!("INSERT INTO assets ({ASSET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
@@ -41,7 +60,7 @@ pub fn create_asset(ctx: &mut WriteCtx, a: Asset) -> StoreResult<()> {
             ],
         )
         .map_err(sql_err)?;
-    Ok(())
+    Ok(a)
 }
 
 pub fn asset(conn: &Connection, account: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
@@ -63,24 +82,26 @@ pub fn asset_by_file(conn: &Connection, file_key: String) -> StoreResult<Option<
 pub fn list_assets(
     conn: &Connection,
     account: Uuid,
-    before: Option<OffsetDateTime>,
+    before: Option<LibraryCursor>,
     limit: u32,
 ) -> StoreResult<Vec<Asset>> {
+    // `<=` bounds the index range; the rows at the cursor's time then follow only below its id.
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {ASSET_COLUMNS} FROM assets WHERE account_id = ?1 AND uploaded_at < ?2 \
-             ORDER BY uploaded_at DESC LIMIT ?3"
+            "SELECT {ASSET_COLUMNS} FROM assets WHERE account_id = ?1 AND uploaded_at <= ?2 \
+             AND (uploaded_at < ?2 OR id < ?3) ORDER BY uploaded_at DESC, id DESC LIMIT ?4"
         ))
         .map_err(sql_err)?;
-    let before = before.map(to_us).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![account.to_string(), before, limit], asset_from_row).map_err(sql_err)?;
+    let (time, id) = cursor_params(before);
+    let rows = stmt.query_map(params![account.to_string(), time, id, limit], asset_from_row).map_err(sql_err)?;
     rows.collect::<Result<_, _>>().map_err(sql_err)
 }
 
 pub fn delete_asset(ctx: &mut WriteCtx, account: Uuid, id: Uuid) -> StoreResult<Option<Asset>> {
     let found = asset(ctx.conn, account, id)?;
-    if found.is_some() {
+    if let Some(a) = &found {
         ctx.conn.execute("DELETE FROM assets WHERE id = ?1", [id.to_string()]).map_err(sql_err)?;
+        super::accounts::free_storage(ctx, account, a.size_bytes)?;
     }
     Ok(found)
 }
@@ -111,7 +132,9 @@ fn urls_json(urls: &[String]) -> String {
     serde_json::to_string(urls).unwrap_or_else(|_| "[]".into())
 }
 
-pub fn create_style(ctx: &mut WriteCtx, s: Style) -> StoreResult<()> {
+pub fn create_style(ctx: &mut WriteCtx, mut s: Style, defaults: StorageQuota) -> StoreResult<Style> {
+    super::accounts::take_storage(ctx, s.account_id, s.size_bytes, defaults)?;
+    s.created_at = stamp(ctx, "SELECT MAX(created_at) FROM styles WHERE account_id = ?1", s.account_id)?;
     ctx.conn
         .execute(
             "INSERT INTO styles (id, account_id, title, prompt, public, urls, cover_url, file_key, size_bytes, \
@@ -131,7 +154,7 @@ pub fn create_style(ctx: &mut WriteCtx, s: Style) -> StoreResult<()> {
             ],
         )
         .map_err(sql_err)?;
-    Ok(())
+    Ok(s)
 }
 
 pub fn style(conn: &Connection, account: Uuid, id: Uuid) -> StoreResult<Option<Style>> {
@@ -156,13 +179,15 @@ pub fn list_styles(conn: &Connection, account: Uuid, q: StyleQuery) -> StoreResu
     };
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE {visible} AND s.created_at < ?2 \
-             AND (?3 IS NULL OR s.account_id = ?3) ORDER BY s.created_at DESC LIMIT ?4"
+            "SELECT {STYLE_COLUMNS} FROM {STYLE_FROM} WHERE {visible} AND s.created_at <= ?2 \
+             AND (s.created_at < ?2 OR s.id < ?5) AND (?3 IS NULL OR s.account_id = ?3) \
+             ORDER BY s.created_at DESC, s.id DESC LIMIT ?4"
         ))
         .map_err(sql_err)?;
-    let before = q.before.map(to_us).unwrap_or(i64::MAX);
+    let (time, id) = cursor_params(q.before);
     let owner = q.owner.map(|o| o.to_string());
-    let rows = stmt.query_map(params![account.to_string(), before, owner, q.limit], style_from_row).map_err(sql_err)?;
+    let rows =
+        stmt.query_map(params![account.to_string(), time, owner, q.limit, id], style_from_row).map_err(sql_err)?;
     rows.collect::<Result<_, _>>().map_err(sql_err)
 }
 
@@ -192,6 +217,7 @@ pub fn delete_style(ctx: &mut WriteCtx, account: Uuid, id: Uuid) -> StoreResult<
         return Ok(Err(StyleDeleteRefusal::InUse { jobs: jobs as u64 }));
     }
     ctx.conn.execute("DELETE FROM styles WHERE id = ?1", [id.to_string()]).map_err(sql_err)?;
+    super::accounts::free_storage(ctx, account, current.size_bytes)?;
     Ok(Ok(current))
 }
 

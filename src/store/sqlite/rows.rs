@@ -82,21 +82,27 @@ pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> 
     let ahead: i64 = match job.status {
         JobStatus::Queued => conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = 'queued' \
+                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE status = ?3 \
                  AND queued_at < (SELECT queued_at FROM jobs WHERE id = ?1) LIMIT ?2)",
             )
             .map_err(sql_err)?
-            .query_row(rusqlite::params![job.id.to_string(), QUEUE_POSITION_CAP], |r| r.get(0))
+            .query_row(rusqlite::params![job.id.to_string(), QUEUE_POSITION_CAP, job.status.as_str()], |r| r.get(0))
             .map_err(sql_err)?,
         JobStatus::Backlogged => conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE account_id = ?1 AND status = 'backlogged' \
+                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE account_id = ?1 AND status = ?4 \
                  AND created_at < ?2 LIMIT ?3)",
             )
             .map_err(sql_err)?
-            .query_row(rusqlite::params![job.account_id.to_string(), to_us(job.created_at), QUEUE_POSITION_CAP], |r| {
-                r.get(0)
-            })
+            .query_row(
+                rusqlite::params![
+                    job.account_id.to_string(),
+                    to_us(job.created_at),
+                    QUEUE_POSITION_CAP,
+                    job.status.as_str()
+                ],
+                |r| r.get(0),
+            )
             .map_err(sql_err)?,
         _ => return Ok(None),
     };

@@ -17,10 +17,15 @@ pub fn enqueue(ctx: &mut WriteCtx, job: Uuid, signal: &Arc<Notify>) -> StoreResu
         .conn
         .prepare_cached(
             "INSERT INTO webhook_deliveries (id, job_id, account_id, url, status, next_attempt_at, created_at, updated_at) \
-             SELECT ?2, id, account_id, webhook_url, 'pending', ?3, ?3, ?3 FROM jobs WHERE id = ?1 AND webhook_url IS NOT NULL",
+             SELECT ?2, id, account_id, webhook_url, ?4, ?3, ?3, ?3 FROM jobs WHERE id = ?1 AND webhook_url IS NOT NULL",
         )
         .map_err(sql_err)?
-        .execute(params![job.to_string(), format!("msg_{}", Uuid::new_v4().simple()), now])
+        .execute(params![
+            job.to_string(),
+            format!("msg_{}", Uuid::new_v4().simple()),
+            now,
+            DeliveryStatus::Pending.as_str()
+        ])
         .map_err(sql_err)?;
     if added > 0 {
         let signal = signal.clone();
@@ -35,10 +40,10 @@ pub fn claim_due(ctx: &mut WriteCtx, limit: u32, claim_for: Duration) -> StoreRe
         .conn
         .prepare_cached(
             "SELECT id, job_id, account_id, url, attempts, created_at FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+             WHERE status = ?3 AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
         )
         .map_err(sql_err)?
-        .query_map(params![now, limit], |r| {
+        .query_map(params![now, limit, DeliveryStatus::Pending.as_str()], |r| {
             Ok(WebhookDelivery {
                 id: r.get(0)?,
                 job_id: uuid(r.get(1)?),
@@ -66,18 +71,15 @@ pub fn claim_due(ctx: &mut WriteCtx, limit: u32, claim_for: Duration) -> StoreRe
 
 pub fn record(ctx: &mut WriteCtx, id: String, outcome: WebhookOutcome) -> StoreResult<()> {
     let now = ctx.now_us();
-    let (status, http, error, next) = match outcome {
-        WebhookOutcome::Delivered { status } => ("delivered", Some(status), None, now),
-        WebhookOutcome::Retry { status, error, at } => ("pending", status, error, to_us(at)),
-        WebhookOutcome::GaveUp { status, error } => ("failed", status, error, now),
-    };
+    let (status, http) = (outcome.delivery_status(), outcome.http_status());
+    let next = outcome.retry_at().map(to_us).unwrap_or(now);
     ctx.conn
         .prepare_cached(
             "UPDATE webhook_deliveries SET status = ?2, last_status = ?3, last_error = ?4, next_attempt_at = ?5, updated_at = ?6 \
-             WHERE id = ?1 AND status = 'pending'",
+             WHERE id = ?1 AND status = ?7",
         )
         .map_err(sql_err)?
-        .execute(params![id, status, http, error, next, now])
+        .execute(params![id, status.as_str(), http, outcome.into_error(), next, now, DeliveryStatus::Pending.as_str()])
         .map_err(sql_err)?;
     Ok(())
 }
@@ -91,7 +93,7 @@ pub fn state_of(conn: &Connection, job: Uuid) -> StoreResult<Option<WebhookState
     .map_err(sql_err)?
     .query_row([job.to_string()], |r| {
         let status: String = r.get(0)?;
-        let pending = status == "pending";
+        let pending = status == DeliveryStatus::Pending.as_str();
         Ok(WebhookState {
             status,
             attempts: r.get(1)?,

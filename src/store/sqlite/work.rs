@@ -2,10 +2,12 @@
 //! scheduler's sweep of expired leases and overrunning jobs.
 use super::super::*;
 use super::actor::WriteCtx;
-use super::jobs::{charge_hold, count_transition, promote_backlog, release_hold};
 use super::rows::{must_load, uuid};
 use super::sql_err;
+use super::transitions::{carry_out, end_job, refused, requeue, wake_workers, Wake};
 use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::lifecycle::{self, Event, LeaseCheck, Transition};
+use crate::store::codec::LEASED_STATUSES;
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,9 @@ const PREFERENCE_WINDOW: i64 = 16;
 
 /// The oldest job among the first `PREFERENCE_WINDOW` queued whose LoRA set is one of `?2` (a
 /// JSON array), while the oldest queued job was queued after `?3` (it has not waited too long).
+/// `?4`: the `queued` status.
 const PICK_PREFERRED: &str = "SELECT id FROM (SELECT id, style_key, queued_at, MIN(queued_at) OVER () AS oldest \
-     FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT ?1)) \
+     FROM (SELECT id, style_key, queued_at FROM jobs WHERE status = ?4 ORDER BY queued_at LIMIT ?1)) \
      WHERE style_key IN (SELECT value FROM json_each(?2)) AND oldest > ?3 ORDER BY queued_at LIMIT 1";
 
 pub fn lease(ctx: &mut WriteCtx, worker: WorkerLease, ttl: Duration) -> StoreResult<Option<Lease>> {
@@ -36,29 +39,30 @@ pub fn lease(ctx: &mut WriteCtx, worker: WorkerLease, ttl: Duration) -> StoreRes
             .conn
             .prepare_cached(PICK_PREFERRED)
             .map_err(sql_err)?
-            .query_row(params![PREFERENCE_WINDOW, sets, queued_after], |r| r.get(0))
+            .query_row(params![PREFERENCE_WINDOW, sets, queued_after, JobStatus::Queued.as_str()], |r| r.get(0))
             .optional()
             .map_err(sql_err)?;
     }
     if next.is_none() {
         next = ctx
             .conn
-            .prepare_cached("SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at LIMIT 1")
+            .prepare_cached("SELECT id FROM jobs WHERE status = ?1 ORDER BY queued_at LIMIT 1")
             .map_err(sql_err)?
-            .query_row([], |r| r.get(0))
+            .query_row([JobStatus::Queued.as_str()], |r| r.get(0))
             .optional()
             .map_err(sql_err)?;
     }
     let Some(id) = next else { return Ok(None) };
+    let t = lifecycle::apply(JobStatus::Queued, Event::Lease).map_err(refused)?;
     let now = ctx.now_us();
     let lease_id = Uuid::new_v4();
     ctx.conn
         .prepare_cached(
-            "UPDATE jobs SET status = 'scheduled', worker = ?2, lease_id = ?3, lease_expires_at = ?4, attempts = attempts + 1, \
+            "UPDATE jobs SET status = ?6, worker = ?2, lease_id = ?3, lease_expires_at = ?4, attempts = attempts + ?7, \
              started_at = COALESCE(started_at, ?5), updated_at = ?5, progress = 0 WHERE id = ?1",
         )
         .map_err(sql_err)?
-        .execute(params![id, worker.name, lease_id.to_string(), now + micros(ttl), now])
+        .execute(params![id, worker.name, lease_id.to_string(), now + micros(ttl), now, t.to.as_str(), t.attempts])
         .map_err(sql_err)?;
     let job_id = uuid(id);
     Ok(Some(Lease { lease: LeaseRef { job_id, lease_id }, job: must_load(ctx.conn, job_id)? }))
@@ -88,7 +92,7 @@ fn held_status(ctx: &WriteCtx, lease: LeaseRef) -> StoreResult<JobStatus> {
 
 pub fn heartbeat(ctx: &mut WriteCtx, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()> {
     let current = held_status(ctx, lease)?;
-    let status = if current.worker_may_move_to(update.status) { update.status } else { current };
+    let status = lifecycle::apply(current, Event::Progress(update.status)).map_err(refused)?.to;
     let now = ctx.now_us();
     ctx.conn
         .prepare_cached(
@@ -109,13 +113,13 @@ pub fn heartbeat(ctx: &mut WriteCtx, lease: LeaseRef, update: Progress, ttl: Dur
 }
 
 pub fn publish_preview(ctx: &mut WriteCtx, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
-    held_status(ctx, lease)?;
+    let t = lifecycle::apply(held_status(ctx, lease)?, Event::Preview).map_err(refused)?;
     let now = ctx.now_us();
     let json = serde_json::to_string(&preview).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .execute(
-            "UPDATE jobs SET status = 'intermediate-complete', result = ?2, updated_at = ?3 WHERE id = ?1",
-            params![lease.job_id.to_string(), json, now],
+            "UPDATE jobs SET status = ?4, result = ?2, updated_at = ?3 WHERE id = ?1",
+            params![lease.job_id.to_string(), json, now, t.to.as_str()],
         )
         .map_err(sql_err)?;
     Ok(())
@@ -135,21 +139,18 @@ pub fn complete(
     signal: Arc<Notify>,
     hooks: Arc<Notify>,
 ) -> StoreResult<Job> {
-    held_status(ctx, lease)?;
+    let t = lifecycle::apply(held_status(ctx, lease)?, Event::Complete).map_err(refused)?;
     let now = ctx.now_us();
     let result_json = serde_json::to_string(&result).map_err(|e| StoreError::Internal(e.to_string()))?;
     ctx.conn
         .execute(
-            "UPDATE jobs SET status = 'completed', progress = 1.0, completed_at = ?2, updated_at = ?2, result = ?3, engine = ?4, \
+            "UPDATE jobs SET status = ?5, progress = 1.0, completed_at = ?2, updated_at = ?2, result = ?3, engine = ?4, \
              lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
-            params![lease.job_id.to_string(), now, result_json, result.engine],
+            params![lease.job_id.to_string(), now, result_json, result.engine, t.to.as_str()],
         )
         .map_err(sql_err)?;
-    charge_hold(ctx, lease.job_id)?;
-    super::webhooks::enqueue(ctx, lease.job_id, &hooks)?;
     let account = account_of(ctx, lease.job_id)?;
-    count_transition(ctx, account, -1, 0)?;
-    promote_backlog(ctx, account, &signal)?;
+    carry_out(ctx, lease.job_id, account, &t, &Wake { queue: signal, webhooks: hooks })?;
     must_load(ctx.conn, lease.job_id)
 }
 
@@ -161,53 +162,23 @@ pub fn fail(
     signal: Arc<Notify>,
     hooks: Arc<Notify>,
 ) -> StoreResult<Job> {
-    held_status(ctx, lease)?;
-    fail_job(ctx, lease.job_id, code, &message, &signal, &hooks)?;
+    let t = lifecycle::apply(held_status(ctx, lease)?, Event::Fail(code)).map_err(refused)?;
+    end(ctx, lease.job_id, &t, &message, &Wake { queue: signal, webhooks: hooks })?;
     must_load(ctx.conn, lease.job_id)
 }
 
-fn fail_job(
-    ctx: &mut WriteCtx,
-    job: Uuid,
-    code: FailureCode,
-    message: &str,
-    signal: &Arc<Notify>,
-    hooks: &Arc<Notify>,
-) -> StoreResult<()> {
-    let now = ctx.now_us();
-    ctx.conn
-        .execute(
-            "UPDATE jobs SET status = 'failed', completed_at = ?2, updated_at = ?2, error_code = ?3, error_message = ?4, \
-             lease_id = NULL, lease_expires_at = NULL WHERE id = ?1",
-            params![job.to_string(), now, code.as_str(), message],
-        )
-        .map_err(sql_err)?;
-    release_hold(ctx, job, code.as_str())?;
-    super::webhooks::enqueue(ctx, job, hooks)?;
-    // Only leased (slot-holding) jobs fail here.
+/// A leased job ends without a result (failed by its worker or the sweep).
+fn end(ctx: &mut WriteCtx, job: Uuid, t: &Transition, message: &str, wake: &Wake) -> StoreResult<()> {
+    end_job(ctx, job, t, Some(message))?;
     let account = account_of(ctx, job)?;
-    count_transition(ctx, account, -1, 0)?;
-    promote_backlog(ctx, account, signal)?;
-    Ok(())
-}
-
-fn requeue(ctx: &mut WriteCtx, job: Uuid, refund_attempt: bool, signal: &Arc<Notify>) -> StoreResult<()> {
-    let now = ctx.now_us();
-    ctx.conn
-        .execute(
-            "UPDATE jobs SET status = 'queued', queued_at = ?2, updated_at = ?2, progress = 0, lease_id = NULL, \
-             lease_expires_at = NULL, worker = NULL, attempts = attempts - ?3 WHERE id = ?1",
-            params![job.to_string(), now, i64::from(refund_attempt)],
-        )
-        .map_err(sql_err)?;
-    let signal = signal.clone();
-    ctx.after_commit(move || signal.notify_waiters());
-    Ok(())
+    carry_out(ctx, job, account, t, wake)
 }
 
 pub fn hand_back(ctx: &mut WriteCtx, lease: LeaseRef, signal: Arc<Notify>) -> StoreResult<()> {
-    held_status(ctx, lease)?;
-    requeue(ctx, lease.job_id, true, &signal)
+    let t = lifecycle::apply(held_status(ctx, lease)?, Event::HandBack).map_err(refused)?;
+    requeue(ctx, lease.job_id, &t)?;
+    wake_workers(ctx, &signal);
+    Ok(())
 }
 
 pub fn sweep(
@@ -217,43 +188,34 @@ pub fn sweep(
     signal: Arc<Notify>,
     hooks: Arc<Notify>,
 ) -> StoreResult<SweepReport> {
+    let wake = Wake { queue: signal, webhooks: hooks };
     let now = ctx.now_us();
     let mut report = SweepReport::default();
-    let overrun: Vec<String> = ctx
+    let leased: Vec<(String, String, u32, bool, bool)> = ctx
         .conn
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE status IN ('scheduled', 'processing', 'sampling', 'intermediate-complete') AND started_at < ?1",
-        )
+        .prepare_cached(&format!(
+            "SELECT id, status, attempts, COALESCE(started_at < ?1, 0), COALESCE(lease_expires_at < ?2, 0) FROM jobs \
+             WHERE status IN {LEASED_STATUSES} AND (started_at < ?1 OR lease_expires_at < ?2) ORDER BY queued_at"
+        ))
         .map_err(sql_err)?
-        .query_map([now - micros(max_run_time)], |r| r.get(0))
+        .query_map([now - micros(max_run_time), now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .map_err(sql_err)?
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
-    for id in overrun {
+    for (id, status, attempts, overran, expired) in leased {
         let id = uuid(id);
-        let message = format!("The job ran longer than the maximum run time of {} s.", max_run_time.as_secs());
-        fail_job(ctx, id, FailureCode::Timeout, &message, &signal, &hooks)?;
-        report.failed.push(id);
-    }
-    let expired: Vec<(String, u32)> = ctx
-        .conn
-        .prepare_cached(
-            "SELECT id, attempts FROM jobs WHERE status IN ('scheduled', 'processing', 'sampling', 'intermediate-complete') \
-             AND lease_expires_at < ?1",
-        )
-        .map_err(sql_err)?
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_err)?;
-    for (id, attempts) in expired {
-        let id = uuid(id);
-        if attempts >= max_attempts {
-            let message = format!("The worker running this job stopped responding ({attempts} attempts).");
-            fail_job(ctx, id, FailureCode::WorkerLost, &message, &signal, &hooks)?;
+        let Some(event) = lifecycle::sweep_event(LeaseCheck { attempts, overran, expired }, max_attempts) else {
+            continue;
+        };
+        let status =
+            JobStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("unknown status {status}")))?;
+        let t = lifecycle::apply(status, event).map_err(refused)?;
+        if t.to.is_terminal() {
+            end(ctx, id, &t, &lifecycle::sweep_failure_message(event, max_run_time), &wake)?;
             report.failed.push(id);
         } else {
-            requeue(ctx, id, false, &signal)?;
+            requeue(ctx, id, &t)?;
+            wake_workers(ctx, &wake.queue);
             report.requeued.push(id);
         }
     }

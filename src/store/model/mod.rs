@@ -1,7 +1,16 @@
-//! Values that cross the store boundary.
+//! Values that cross the store boundary: accounts and jobs here; the outbox, leases and the
+//! library beside.
+mod leases;
+mod library;
+mod outbox;
+
 use crate::domain::job::{FailureCode, JobStatus};
+use crate::domain::lifecycle::{self, AccountLoad, AdmissionRefusal, Settlement};
 use crate::domain::money::MicroUsd;
 use crate::domain::request::GenerateRequest;
+pub use leases::*;
+pub use library::*;
+pub use outbox::*;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,11 +40,26 @@ pub struct Account {
     pub webhook_secret: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// What its stored assets and style LoRA files take.
+    pub storage: super::StorageUse,
+    /// Its own storage quota; where `None`, the operator's default applies.
+    pub storage_quota: super::QuotaOverride,
 }
 
 impl Account {
     pub fn available(&self) -> MicroUsd {
         self.balance.saturating_sub(self.held)
+    }
+
+    /// What admission reads from the row (`domain::lifecycle::admit`).
+    pub fn load(&self) -> AccountLoad {
+        AccountLoad {
+            available: self.available(),
+            active_jobs: self.active_jobs,
+            backlogged_jobs: self.backlogged_jobs,
+            max_concurrent: self.max_concurrent,
+            max_backlog: self.max_backlog,
+        }
     }
 }
 
@@ -73,6 +97,15 @@ impl LedgerKind {
         [LedgerKind::Credit, LedgerKind::Hold, LedgerKind::Charge, LedgerKind::Release]
             .into_iter()
             .find(|k| k.as_str() == s)
+    }
+}
+
+impl From<Settlement> for LedgerKind {
+    fn from(settlement: Settlement) -> LedgerKind {
+        match settlement {
+            Settlement::Charge => LedgerKind::Charge,
+            Settlement::Release => LedgerKind::Release,
+        }
     }
 }
 
@@ -125,6 +158,38 @@ pub struct NewJob {
     pub idempotency: Option<Idempotency>,
 }
 
+impl NewJob {
+    /// The job an accepted submit created, as its row now holds it (no read back): `status` from
+    /// admission, `created_at` as stored. A backlogged job is last in its account's backlog; a
+    /// queued job's place in the global queue is left for reads to count (counting it here would
+    /// slow every submit).
+    pub fn accepted(self, status: JobStatus, created_at: OffsetDateTime, backlogged_before: u32) -> Job {
+        Job {
+            id: self.id,
+            account_id: self.account_id,
+            kind: self.kind,
+            status,
+            created_at,
+            started_at: None,
+            completed_at: None,
+            request: self.request,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            price: self.price,
+            price_tier_seconds: self.price_tier_seconds,
+            progress: 0.0,
+            attempts: 0,
+            engine: None,
+            result: None,
+            failure: None,
+            webhook_url: self.webhook_url,
+            queue_position: lifecycle::backlog_position_on_admission(status, backlogged_before),
+            webhook: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Idempotency {
     pub key: String,
@@ -148,6 +213,19 @@ pub enum SubmitRefusal {
     IdempotencyConflict {
         job_id: Uuid,
     },
+}
+
+impl From<AdmissionRefusal> for SubmitRefusal {
+    fn from(refusal: AdmissionRefusal) -> SubmitRefusal {
+        match refusal {
+            AdmissionRefusal::InsufficientBalance { price, available } => {
+                SubmitRefusal::InsufficientBalance { price, available }
+            }
+            AdmissionRefusal::BacklogFull { max_concurrent, max_backlog } => {
+                SubmitRefusal::BacklogFull { max_concurrent, max_backlog }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,200 +287,4 @@ pub struct Job {
     pub queue_position: Option<u64>,
     /// Delivery state of the job's webhook, once it has one.
     pub webhook: Option<WebhookState>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WebhookState {
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    pub attempts: u32,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub next_attempt_at: Option<OffsetDateTime>,
-}
-
-/// A webhook delivery claimed by a dispatcher.
-#[derive(Clone, Debug)]
-pub struct WebhookDelivery {
-    /// The Standard Webhooks message id, stable across retries.
-    pub id: String,
-    pub job_id: Uuid,
-    pub account_id: Uuid,
-    pub url: String,
-    /// Including the one now claimed.
-    pub attempts: u32,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Clone, Debug)]
-pub enum WebhookOutcome {
-    Delivered { status: u16 },
-    Retry { status: Option<u16>, error: Option<String>, at: OffsetDateTime },
-    GaveUp { status: Option<u16>, error: Option<String> },
-}
-
-/// A worker's claim on a job, fenced by `lease_id`: reports from an older lease are refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseRef {
-    pub job_id: Uuid,
-    pub lease_id: Uuid,
-}
-
-#[derive(Clone, Debug)]
-pub struct Lease {
-    pub lease: LeaseRef,
-    pub job: Job,
-}
-
-#[derive(Clone, Debug)]
-pub struct Progress {
-    pub status: JobStatus,
-    /// 0..1
-    pub progress: f64,
-    /// The engine running the job, recorded on the job once known.
-    pub engine: Option<String>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct SweepReport {
-    pub requeued: Vec<Uuid>,
-    pub failed: Vec<Uuid>,
-}
-
-/// Who asks for work: a worker's name and the LoRA sets (`codec::style_set_key`) it has
-/// resident, and how long the oldest queued job may wait while the worker is given a job of
-/// one of those sets instead (the server's `--affinity-max-wait-secs`; zero: oldest first).
-#[derive(Clone, Debug, Default)]
-pub struct WorkerLease {
-    pub name: String,
-    pub resident_style_sets: Vec<String>,
-    pub affinity_max_wait: std::time::Duration,
-}
-
-impl WorkerLease {
-    pub fn named(name: impl Into<String>) -> WorkerLease {
-        WorkerLease { name: name.into(), resident_style_sets: Vec::new(), affinity_max_wait: std::time::Duration::ZERO }
-    }
-
-    /// The same worker, preferring jobs of `sets` for at most `max_wait` of the oldest job's time.
-    pub fn preferring(self, sets: Vec<String>, max_wait: std::time::Duration) -> WorkerLease {
-        WorkerLease { resident_style_sets: sets, affinity_max_wait: max_wait, ..self }
-    }
-}
-
-/// What a worker announces about itself (shown by `/readyz` and `/metrics`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    pub name: String,
-    pub engine: String,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub gpu: Option<String>,
-    #[serde(default)]
-    pub gpu_memory_bytes: Option<u64>,
-    #[serde(default)]
-    pub resident_style_sets: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct WorkerRecord {
-    #[serde(flatten)]
-    pub info: WorkerInfo,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
-}
-
-#[derive(Clone, Debug)]
-pub struct WorkerTokenRecord {
-    pub id: Uuid,
-    pub secret_hash: String,
-    pub revoked: bool,
-}
-
-/// An uploaded file (Krea's asset). The bytes live in storage under `file_key`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Asset {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    /// `assets/<unguessable>.<ext>`: also the last part of its public URL.
-    pub file_key: String,
-    pub mime_type: String,
-    pub size_bytes: u64,
-    /// Set for images.
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub description: Option<String>,
-    pub uploaded_at: OffsetDateTime,
-}
-
-/// A LoRA style. Its `.safetensors` file lives in storage under `file_key`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Style {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    /// The owner account's name (Krea's `owner.name`).
-    pub owner_name: String,
-    pub title: Option<String>,
-    pub prompt: String,
-    pub public: bool,
-    pub urls: Vec<String>,
-    pub cover_url: Option<String>,
-    pub file_key: String,
-    pub size_bytes: u64,
-    pub lora_rank: u32,
-    pub created_at: OffsetDateTime,
-}
-
-/// `PATCH /styles/{id}`: the fields given change, the others stay.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StylePatch {
-    pub title: Option<String>,
-    pub public: Option<bool>,
-    pub urls: Option<Vec<String>>,
-    pub cover_url: Option<String>,
-}
-
-impl StylePatch {
-    /// The style with the given fields changed.
-    pub fn apply(self, current: Style) -> Style {
-        Style {
-            title: self.title.or(current.title),
-            public: self.public.unwrap_or(current.public),
-            urls: self.urls.unwrap_or(current.urls),
-            cover_url: self.cover_url.or(current.cover_url),
-            ..current
-        }
-    }
-}
-
-/// Which styles `GET /styles` lists for an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StyleFilter {
-    /// The account's own.
-    Own,
-    /// Anyone's public ones.
-    Public,
-    /// Own and public.
-    All,
-}
-
-#[derive(Clone, Debug)]
-pub struct StyleQuery {
-    pub filter: StyleFilter,
-    /// Only this owner's (Krea's `user` parameter).
-    pub owner: Option<Uuid>,
-    /// Created strictly before this time.
-    pub before: Option<OffsetDateTime>,
-    pub limit: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StyleDeleteRefusal {
-    NotFound,
-    /// Unfinished jobs still use it.
-    InUse {
-        jobs: u64,
-    },
 }
