@@ -6,8 +6,8 @@
 //! Usage: bench_dispatch sqlite|postgres [DATABASE_URL] [ROUNDS] [QUEUE_DEPTH] [LEASERS]
 use ltx_serve::domain::money::MicroUsd;
 use ltx_serve::domain::request::{AspectRatio, GenerateRequest};
+use ltx_serve::leasing::lease_within;
 use ltx_serve::store::*;
-use ltx_serve::worker::queue::lease_within;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

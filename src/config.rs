@@ -1,8 +1,14 @@
-//! Settings of the `serve` role. Every field has a flag and an `LTX_SERVE_*` variable (cli.rs).
+//! Settings of the `serve` role. Every field has a flag and an `LTX_SERVE_*` variable (cli/mod.rs)
+//! except four that are fixed for operators and changed only by tests: `max_data_uri_bytes` and
+//! `webhook_retry_horizon` (promised to clients in docs/api.md: 6,000,000 `data:` bytes, webhooks
+//! retried for 24 h), `retry_after` (the `Retry-After` of a full backlog) and `max_upload_bytes`
+//! (a bound on a remote worker's result file). cli/config_flags.rs holds the code to this list.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use time::Date;
+
+pub mod defaults;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Resolution {
@@ -80,51 +86,68 @@ pub struct ServeConfig {
     /// A request body that sends nothing for this long is cut off (408): a client trickling a
     /// body cannot hold a connection and its memory forever.
     pub body_idle_timeout: Duration,
+    /// A connection that has not sent a complete request head this long after it was opened
+    /// (or after its first byte following an idle spell) is closed (server.rs).
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// Default storage quota of an account's uploads (assets and style LoRA files), in bytes and
+    /// in files; 0 is no limit. `admin quota set` gives an account its own.
+    pub account_storage_bytes: u64,
+    pub account_storage_files: u64,
     /// What the in-process workers run jobs on.
     pub engine: EngineChoice,
 }
 
-#[derive(Clone, Debug)]
-pub enum EngineChoice {
-    /// The deterministic CPU sandbox.
-    Preview,
-    /// LTX-2.3 through the engine process.
-    Ltx(Box<crate::worker::engines::ltx::LtxConfig>),
-}
+/// Defined with the engines, which start from it.
+pub use crate::worker::engines::EngineChoice;
 
 impl ServeConfig {
     /// Defaults for a data dir; what `serve` uses with no flags.
     pub fn new(data_dir: PathBuf) -> ServeConfig {
         ServeConfig {
-            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            listen: defaults::LISTEN.parse().expect("valid address"),
             data_dir,
             database_url: None,
             public_url: None,
-            workers: 1,
-            prefetch_jobs: 1,
-            affinity_max_wait: Duration::from_secs(30),
-            resolution: Resolution::P720,
-            aliases_accepted_until: time::macros::date!(2026 - 06 - 19),
-            max_body_bytes: 8 * 1024 * 1024,
-            max_data_uri_bytes: 6 * 1024 * 1024,
-            max_run_time: Duration::from_secs(2 * 60 * 60),
-            lease_ttl: Duration::from_secs(30),
-            max_attempts: 3,
-            preview_sampling_time: Duration::ZERO,
+            workers: defaults::WORKERS,
+            prefetch_jobs: defaults::PREFETCH_JOBS,
+            affinity_max_wait: Duration::from_secs(defaults::AFFINITY_MAX_WAIT_SECS),
+            resolution: defaults::RESOLUTION,
+            aliases_accepted_until: defaults::ALIASES_ACCEPTED_UNTIL,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            // With the longest prompt, 6,000,000 decoded bytes (8,000,000 base64) fit the 8 MiB body.
+            max_data_uri_bytes: 6_000_000,
+            max_run_time: Duration::from_secs(defaults::MAX_RUN_TIME_SECS),
+            lease_ttl: Duration::from_secs(defaults::LEASE_TTL_SECS),
+            max_attempts: defaults::MAX_ATTEMPTS,
+            preview_sampling_time: Duration::from_millis(defaults::PREVIEW_SAMPLING_MS),
             intermediate_previews: false,
             retry_after: Duration::from_secs(10),
-            key_cache_ttl: Duration::from_secs(2),
+            key_cache_ttl: Duration::from_secs(defaults::KEY_CACHE_SECS),
             allow_private_urls: false,
-            webhook_retry_base: Duration::from_secs(5),
+            webhook_retry_base: Duration::from_secs(defaults::WEBHOOK_RETRY_BASE_SECS),
             webhook_retry_horizon: crate::domain::webhook::RETRY_HORIZON,
             max_upload_bytes: 1 << 30,
-            storage: crate::storage::StorageConfig::Local,
-            result_url_ttl: Duration::from_secs(24 * 60 * 60),
-            max_styles_per_request: 4,
+            storage: crate::storage::StorageConfig::parse(defaults::STORAGE).expect("a valid storage"),
+            result_url_ttl: Duration::from_secs(defaults::RESULT_URL_TTL_SECS),
+            max_styles_per_request: defaults::MAX_STYLES_PER_REQUEST,
             external_image_urls: true,
-            max_lora_bytes: 2 << 30,
-            body_idle_timeout: Duration::from_secs(30),
+            max_lora_bytes: defaults::MAX_LORA_BYTES,
+            body_idle_timeout: Duration::from_secs(defaults::BODY_IDLE_TIMEOUT_SECS),
+            header_read_timeout: Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_SECS),
+            max_connections: defaults::MAX_CONNECTIONS,
+            account_storage_bytes: defaults::ACCOUNT_STORAGE_BYTES,
+            account_storage_files: defaults::ACCOUNT_STORAGE_FILES,
             engine: EngineChoice::Preview,
         }
+    }
+
+    /// The storage quota of an account without its own.
+    pub fn default_storage_quota(&self) -> crate::store::StorageQuota {
+        crate::store::StorageQuota { bytes: self.account_storage_bytes, files: self.account_storage_files }
     }
 }

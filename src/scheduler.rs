@@ -1,13 +1,13 @@
 //! The scheduler of `serve`: on a timer, requeues jobs whose worker stopped heartbeating (up to
 //! the retry limit, then `worker_lost`) and fails jobs that overran the maximum run time
 //! (`timeout`). Backlog promotion happens inside every transaction that frees a slot.
-use crate::store::Store;
+use crate::store::Leases;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub fn spawn(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Leases>,
     every: Duration,
     max_attempts: u32,
     max_run_time: Duration,

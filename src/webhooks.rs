@@ -2,10 +2,10 @@
 //! Standard Webhooks scheme, and records the outcome — any 2xx ends a delivery; anything else
 //! is retried with exponential backoff and jitter for about a day, then marked failed. Many
 //! deliveries run at once, so one slow receiver never holds up the others.
-use crate::api::job_view::job_json;
 use crate::domain::webhook::{retry_delay, sign};
 use crate::fetch::{check_url, guarded_client, UrlPolicy};
-use crate::store::{Store, WebhookDelivery, WebhookOutcome};
+use crate::job_view::{job_json, result_urls};
+use crate::store::{Accounts, Jobs, Outbox, WebhookDelivery, WebhookOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -25,8 +25,9 @@ pub struct DispatcherConfig {
     pub concurrency: usize,
 }
 
-pub fn spawn(
-    store: Arc<dyn Store>,
+/// Reads the job and its account (for the body and the signing secret) besides the outbox.
+pub fn spawn<S: Outbox + Jobs + Accounts + ?Sized>(
+    store: Arc<S>,
     config: DispatcherConfig,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -68,7 +69,12 @@ pub fn spawn(
     })
 }
 
-async fn deliver(store: &dyn Store, client: &reqwest::Client, config: &DispatcherConfig, delivery: WebhookDelivery) {
+async fn deliver<S: Outbox + Jobs + Accounts + ?Sized>(
+    store: &S,
+    client: &reqwest::Client,
+    config: &DispatcherConfig,
+    delivery: WebhookDelivery,
+) {
     let id = delivery.id.clone();
     let outcome = attempt(store, client, config, &delivery).await;
     match &outcome {
@@ -91,7 +97,7 @@ async fn deliver(store: &dyn Store, client: &reqwest::Client, config: &Dispatche
 }
 
 async fn attempt(
-    store: &dyn Store,
+    store: &(impl Jobs + Accounts + ?Sized),
     client: &reqwest::Client,
     config: &DispatcherConfig,
     d: &WebhookDelivery,
@@ -117,7 +123,7 @@ async fn attempt(
         }
         _ => return fail(None, Some("the store was unavailable".into())),
     };
-    let body = serde_json::to_vec(&job_json(&job, config.results.urls(&job).await)).unwrap_or_default();
+    let body = serde_json::to_vec(&job_json(&job, result_urls(&config.results, &job).await)).unwrap_or_default();
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let signature = match sign(&account.webhook_secret, &d.id, timestamp, &body) {
         Ok(signature) => signature,

@@ -7,5 +7,6 @@ use axum::Json;
 use serde_json::Value;
 
 pub async fn show(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    Ok(Json(crate::admin::account_report(&*state.store, caller.account_id).await?))
+    let defaults = state.config.default_storage_quota();
+    Ok(Json(crate::admin::account_report(&*state.store, caller.account_id, Some(defaults)).await?))
 }

@@ -5,32 +5,40 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+pub use super::error_code::ErrorCode;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// `status` must be the code's own (error_code.rs): debug builds (the tests) check it.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        debug_assert_eq!(status, code.status(), "`{}` is answered with its own status", code.as_str());
         ApiError { status, code, message: message.into(), retry_after_secs: None }
     }
+    /// An error answered with its code's status.
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(code.status(), code, message)
+    }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        ApiError::of(ErrorCode::InvalidRequest, message)
     }
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        ApiError::of(ErrorCode::Unauthorized, message)
     }
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::of(ErrorCode::NotFound, message)
     }
     /// A request body that stopped arriving.
     pub fn body_stalled(idle: std::time::Duration) -> ApiError {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            ErrorCode::Timeout,
             format!("The request body sent nothing for {} s and was cut off.", idle.as_secs()),
         )
     }
@@ -52,14 +60,14 @@ impl From<crate::store::StoreError> for ApiError {
                 tracing::warn!(error = %detail, "store unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "The service is temporarily unavailable; retry shortly.",
                 )
                 .retry_after(2)
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error.")
+                ApiError::of(ErrorCode::InternalError, "Internal error.")
             }
         }
     }
@@ -67,7 +75,8 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message, "code": self.code }))).into_response();
+        let mut response =
+            (self.status, Json(json!({ "error": self.message, "code": self.code.as_str() }))).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -85,20 +94,21 @@ pub fn with_json_error_body(response: Response) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "No such resource.".to_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "No such resource.".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "This method is not allowed on this resource.".to_owned())
+            (ErrorCode::MethodNotAllowed, "This method is not allowed on this resource.".to_owned())
         }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large.".to_owned()),
-        StatusCode::REQUEST_TIMEOUT => ("timeout", "The request took too long.".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "The request body is too large.".to_owned()),
+        StatusCode::REQUEST_TIMEOUT => (ErrorCode::Timeout, "The request took too long.".to_owned()),
         s if s.is_client_error() => {
-            ("invalid_request", format!("Invalid request ({}).", s.canonical_reason().unwrap_or("error")))
+            (ErrorCode::InvalidRequest, format!("Invalid request ({}).", s.canonical_reason().unwrap_or("error")))
         }
-        _ => ("internal_error", "Internal error.".to_owned()),
+        _ => (ErrorCode::InternalError, "Internal error.".to_owned()),
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let mut fresh = ApiError::new(status, code, message).into_response();
+    // The framework's status is kept: a 415 or a 504 stays one, under the nearest code.
+    let mut fresh = ApiError { status, code, message, retry_after_secs: None }.into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE {
             fresh.headers_mut().insert(name.clone(), value.clone());

@@ -8,7 +8,7 @@ use crate::domain::pricing;
 use crate::domain::request::GenerateRequest;
 use crate::domain::request::{normalise, NormaliseOptions};
 use crate::fetch::{check_resolution, check_url, UrlPolicy};
-use crate::store::{Idempotency, NewJob, SubmitRefusal};
+use crate::store::{Idempotency, Job, NewJob, SubmitRefusal};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -58,11 +58,10 @@ async fn read_body(body: Body, max: usize, idle: std::time::Duration) -> Result<
             Ok(Some(chunk)) => {
                 let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The request body broke off: {e}.")))?;
                 if bytes.len() + chunk.len() > max {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!("The request body is larger than {max} bytes."),
-                    ));
+                    bytes.extend_from_slice(&chunk[..max - bytes.len()]);
+                    let field = super::json_body::data_uri_cut_off(&bytes);
+                    super::json_body::drain(stream, idle);
+                    return Err(payload_too_large(max, field));
                 }
                 bytes.extend_from_slice(&chunk);
             }
@@ -73,70 +72,121 @@ async fn read_body(body: Body, max: usize, idle: std::time::Duration) -> Result<
 /// The job `type` of this endpoint.
 pub const JOB_KIND: &str = "ltx-video-2.3-22b";
 
+/// Each step refuses with its own error, in this order: the body (type, size, JSON), the fields
+/// (`normalise`), the webhook URL, the media the request points at, its styles, the
+/// `Idempotency-Key`; then the store admits the job or refuses it.
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_content_type(&headers)?;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The request body is larger than {} bytes.", state.config.max_body_bytes),
-        )
-    };
-    // A declared length over the limit is refused before a byte of the body is read.
+    let raw = read_json(&state, &headers, body).await?;
+    let normalised = normalise(&raw, &normalise_options(&state)).map_err(|e| ApiError::bad_request(e.0))?;
+    let request = normalised.request;
+    let policy = UrlPolicy { allow_private: state.config.allow_private_urls };
+    let webhook_url = webhook_url(&headers, policy).await?;
+    check_media_sources(&state, caller.account_id, &request, policy).await?;
+    check_styles(&state, caller.account_id, &request).await?;
+    let idempotency = idempotency(&headers, &request, webhook_url.as_deref())?;
+    let new = new_job(&state, caller.account_id, request, webhook_url, idempotency);
+    let job = state.store.submit(new).await?.map_err(|refusal| refused(&state, refusal))?;
+    respond(&state, &headers, job, !normalised.aliases_used.is_empty()).await
+}
+
+/// The body as JSON, after its `Content-Type` and size are checked.
+async fn read_json(state: &AppState, headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
+    super::json_body::check_content_type(headers)?;
+    let (max, idle) = (state.config.max_body_bytes, state.config.body_idle_timeout);
+    // A declared length over the limit is refused before a byte of the body is read; what the
+    // client sends anyway is read and dropped, so that it gets the answer instead of a reset.
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > state.config.max_body_bytes as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|len| len > max as u64) {
+        super::json_body::drain(body.into_data_stream(), idle);
+        return Err(payload_too_large(max, None));
     }
-    let bytes = read_body(body, state.config.max_body_bytes, state.config.body_idle_timeout).await?;
-    let raw: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
-    let options = NormaliseOptions {
+    let bytes = read_body(body, max, idle).await?;
+    super::json_body::parse(&bytes)
+}
+
+/// 413, naming the field whose `data:` URI the limit cut through when that is known.
+fn payload_too_large(max: usize, field: Option<String>) -> ApiError {
+    let message = match field {
+        Some(field) => format!(
+            "The request body is larger than {max} bytes: `{field}` holds a data: URI too large for it. Upload the \
+             file with POST /assets and send its URL instead."
+        ),
+        None => format!("The request body is larger than {max} bytes."),
+    };
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, crate::api::error::ErrorCode::PayloadTooLarge, message)
+}
+
+/// What `normalise` needs to know of this server: today's date and the operator's limits.
+fn normalise_options(state: &AppState) -> NormaliseOptions {
+    NormaliseOptions {
         today: OffsetDateTime::now_utc().date(),
         aliases_accepted_until: state.config.aliases_accepted_until,
-        max_data_uri_bytes: state.config.max_data_uri_bytes,
+        max_data_uri_bytes: crate::domain::request::data_uri_budget(
+            state.config.max_body_bytes,
+            state.config.max_data_uri_bytes,
+        ),
         max_styles: state.config.max_styles_per_request,
         asset_url_prefix: format!("{}/files/", state.public_url),
         external_image_urls: state.config.external_image_urls,
         allow_private_urls: state.config.allow_private_urls,
-    };
-    let normalised = normalise(&raw, &options).map_err(|e| ApiError::bad_request(e.0))?;
-    let request = normalised.request;
-    let policy = UrlPolicy { allow_private: state.config.allow_private_urls };
-    let webhook_url = webhook_url(&headers, policy).await?;
+    }
+}
+
+/// The images and the clip to continue: the caller's own assets, or addresses the server may fetch.
+async fn check_media_sources(
+    state: &AppState,
+    account: Uuid,
+    request: &GenerateRequest,
+    policy: UrlPolicy,
+) -> Result<(), ApiError> {
     for (field, uri) in [("start_image", &request.start_image), ("end_image", &request.end_image)] {
         if let Some(uri) = uri {
-            check_image_source(&state, caller.account_id, field, uri, policy).await?;
+            check_image_source(state, account, field, uri, policy).await?;
         }
     }
     if let Some(uri) = &request.start_video {
-        super::start_video::check(&state, caller.account_id, uri, policy).await?;
+        super::start_video::check(state, account, uri, policy).await?;
     }
+    Ok(())
+}
 
-    if !request.styles.is_empty() {
-        let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();
-        let usable = state.store.usable_styles(caller.account_id, ids.clone()).await?;
-        if let Some((i, missing)) = ids.iter().enumerate().find(|(_, id)| !usable.contains(id)) {
-            return Err(ApiError::bad_request(format!(
-                "`styles[{i}].id`: no style `{missing}` is available to this account (it must be yours or public)."
-            )));
-        }
+/// Every style must be the caller's or public; the first that is not is named.
+async fn check_styles(state: &AppState, account: Uuid, request: &GenerateRequest) -> Result<(), ApiError> {
+    if request.styles.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<String> = request.styles.iter().map(|s| s.id.clone()).collect();
+    let usable = state.store.usable_styles(account, ids.clone()).await?;
+    if let Some((i, missing)) = ids.iter().enumerate().find(|(_, id)| !usable.contains(id)) {
+        return Err(ApiError::bad_request(format!(
+            "`styles[{i}].id`: no style `{missing}` is available to this account (it must be yours or public)."
+        )));
+    }
+    Ok(())
+}
 
-    let idempotency = idempotency(&headers, &request, webhook_url.as_deref())?;
+/// The job to admit: its price, size in pixels and seed are fixed here, at submit.
+fn new_job(
+    state: &AppState,
+    account: Uuid,
+    request: GenerateRequest,
+    webhook_url: Option<String>,
+    idempotency: Option<Idempotency>,
+) -> NewJob {
     let price = pricing::price(request.num_frames, !request.styles.is_empty());
     let (width, height) = state.config.resolution.size(request.aspect_ratio);
     let seed = request.seed.unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
-    let new = NewJob {
+    NewJob {
         // Time-ordered (UUIDv7): new jobs land at the end of the primary-key index instead of at
         // random pages, so a submit does not get slower as the table grows.
         id: Uuid::now_v7(),
-        account_id: caller.account_id,
+        account_id: account,
         kind: JOB_KIND.to_owned(),
         request,
         seed,
@@ -146,38 +196,40 @@ pub async fn submit(
         price_tier_seconds: price.tier_seconds,
         webhook_url,
         idempotency,
-    };
-    let job = match state.store.submit(new).await? {
-        Ok(job) => job,
-        Err(SubmitRefusal::InsufficientBalance { price, available }) => {
-            return Err(ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_credits",
-                format!("Insufficient credits: this clip costs {price} and the account has {available} available."),
-            ))
-        }
-        Err(SubmitRefusal::IdempotencyConflict { job_id }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_conflict",
-                format!("This Idempotency-Key was already used for job {job_id} with a different request body."),
-            ))
-        }
-        Err(SubmitRefusal::BacklogFull { max_concurrent, max_backlog }) => {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_jobs",
-                format!(
-                    "Too many jobs: the account already has {max_concurrent} running or queued and {max_backlog} backlogged. \
-                     Retry when one finishes."
-                ),
-            )
-            .retry_after(state.config.retry_after.as_secs().max(1)))
-        }
-    };
-    let wait = prefer_wait::requested(&headers);
+    }
+}
+
+/// The store's refusal as the caller sees it: 402, 409 or 429 (with `Retry-After`).
+fn refused(state: &AppState, refusal: SubmitRefusal) -> ApiError {
+    match refusal {
+        SubmitRefusal::InsufficientBalance { price, available } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            crate::api::error::ErrorCode::InsufficientCredits,
+            format!("Insufficient credits: this clip costs {price} and the account has {available} available."),
+        ),
+        SubmitRefusal::IdempotencyConflict { job_id } => ApiError::new(
+            StatusCode::CONFLICT,
+            crate::api::error::ErrorCode::IdempotencyConflict,
+            format!("This Idempotency-Key was already used for job {job_id} with a different request body."),
+        ),
+        SubmitRefusal::BacklogFull { max_concurrent, max_backlog } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::api::error::ErrorCode::TooManyJobs,
+            format!(
+                "Too many jobs: the account already has {max_concurrent} running or queued and {max_backlog} backlogged. \
+                 Retry when one finishes."
+            ),
+        )
+        .retry_after(state.config.retry_after.as_secs().max(1)),
+    }
+}
+
+/// The job as admitted, or as it stands when `Prefer: wait` runs out; with `Deprecation` headers
+/// when the request used a deprecated alias.
+async fn respond(state: &AppState, headers: &HeaderMap, job: Job, used_aliases: bool) -> Result<Response, ApiError> {
+    let wait = prefer_wait::requested(headers);
     let job = match wait {
-        Some(wait) => prefer_wait::until_terminal(&state, job, wait).await?,
+        Some(wait) => prefer_wait::until_terminal(state, job, wait).await?,
         None => job,
     };
     let mut response = Json(state.view(&job).await).into_response();
@@ -185,24 +237,10 @@ pub async fn submit(
         let (name, value) = prefer_wait::applied_header(wait);
         response.headers_mut().insert(name, value);
     }
-    if !normalised.aliases_used.is_empty() {
+    if used_aliases {
         deprecation_headers(response.headers_mut(), state.config.aliases_accepted_until);
     }
     Ok(response)
-}
-
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        return Ok(());
-    }
-    let got = if content_type.is_empty() { "none".to_owned() } else { format!("`{content_type}`") };
-    Err(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_content_type",
-        format!("The request body must be JSON with `Content-Type: application/json` (got {got})."),
-    ))
 }
 
 /// `X-Webhook-URL`: http(s), at most 2048 characters, and (unless the operator allows private

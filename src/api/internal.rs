@@ -1,20 +1,23 @@
 //! The internal worker API that remote workers (`ltx-serve worker`) use, authenticated by
 //! worker tokens (`admin worker-token create`). Every report names its lease; a report from a
-//! lease that was lost (cancelled, expired, taken over) gets 409 and changes nothing.
+//! lease that was lost (cancelled, expired, taken over) gets 409 and changes nothing. The
+//! messages and paths are the ones of `worker_protocol`, which the worker client speaks too.
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::api_key;
-use crate::domain::job::{FailureCode, JobStatus};
-use crate::store::{JobResult, LeaseRef, Progress, StoreError, WorkerInfo, WorkerLease};
-use crate::worker::queue::{lease_within, WorkItem};
-use crate::worker::remote::Hello;
+use crate::domain::job::JobStatus;
+use crate::leasing::{finish, lease_within, work_item, Finish, FinishError};
+use crate::store::{JobResult, LeaseRef, StoreError, WorkerLease};
+use crate::worker_protocol::{
+    self as protocol, paths, Fail, Heartbeat, Hello, LeaseRequest, UploadFile, PROTOCOL_HEADER, PROTOCOL_VERSION,
+};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -22,11 +25,22 @@ use uuid::Uuid;
 
 /// The longest a lease request waits for work.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// The files a worker uploads for a result, then for a first-stage preview
-/// (`--intermediate-previews`, published by `internal_preview::publish`).
-pub(super) const RESULT_FILES: [&str; 4] = ["video.mp4", "poster.jpg", "preview.mp4", "preview.jpg"];
+/// The worker API's routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::HELLO, get(hello))
+        .route(paths::LEASE, post(lease))
+        .route(paths::HEARTBEAT, post(heartbeat))
+        .route(paths::UPLOAD, put(upload))
+        .route(paths::COMPLETE, post(complete))
+        .route(paths::PREVIEW, post(super::internal_preview::publish))
+        .route(paths::FAIL, post(fail))
+        .route(paths::HAND_BACK, post(hand_back))
+        .route(paths::KEPT_FILE, get(kept_file))
+}
 
-/// A caller holding a valid worker token.
+/// A caller holding a valid worker token and speaking our protocol version (a worker that
+/// names none speaks the first).
 pub struct WorkerCaller;
 
 impl FromRequestParts<AppState> for WorkerCaller {
@@ -39,17 +53,21 @@ impl FromRequestParts<AppState> for WorkerCaller {
             .and_then(|v| v.to_str().ok())
             .and_then(api_key::parse_authorization)
             .ok_or_else(|| ApiError::unauthorized("Missing or malformed worker token."))?;
-        match state.store.worker_token(presented.key_id).await? {
-            Some(t) if !t.revoked && api_key::secret_matches(&presented.secret, &t.secret_hash) => Ok(WorkerCaller),
-            _ => Err(ApiError::unauthorized("Invalid or revoked worker token.")),
+        // One secret comparison whether or not the token id exists (`verify`).
+        let token = state.store.worker_token(presented.key_id).await?;
+        if !api_key::verify(&presented.secret, token.as_ref().map(|t| (t.secret_hash.as_str(), t.revoked))) {
+            return Err(ApiError::unauthorized("Invalid or revoked worker token."));
         }
+        let sent = parts.headers.get(PROTOCOL_HEADER).map(|v| v.to_str().unwrap_or("(not text)"));
+        protocol::check_version(sent).map_err(ApiError::bad_request)?;
+        Ok(WorkerCaller)
     }
 }
 
 pub(super) fn lease_lost(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "lease_lost",
+        crate::api::error::ErrorCode::LeaseLost,
         format!("The lease is no longer held (cancelled, expired or taken over); {what}."),
     )
 }
@@ -64,8 +82,9 @@ pub(super) fn lease_error(e: StoreError, what: &str) -> ApiError {
 pub async fn hello(_: WorkerCaller, State(state): State<AppState>) -> Json<Hello> {
     Json(Hello {
         version: env!("CARGO_PKG_VERSION").into(),
+        protocol: PROTOCOL_VERSION,
         lease_ttl_ms: state.config.lease_ttl.as_millis() as u64,
-        heartbeat_every_ms: crate::app::heartbeat_interval(state.config.lease_ttl).as_millis() as u64,
+        heartbeat_every_ms: protocol::heartbeat_interval(state.config.lease_ttl).as_millis() as u64,
         kept_files_url: format!("{}/files/", state.public_url),
     })
 }
@@ -89,13 +108,6 @@ pub async fn kept_file(
     }
 }
 
-#[derive(Deserialize)]
-pub struct LeaseRequest {
-    worker: WorkerInfo,
-    #[serde(default)]
-    wait_ms: u64,
-}
-
 /// Long poll: a job (200) or, after waiting up to `wait_ms`, nothing (204).
 pub async fn lease(
     _: WorkerCaller,
@@ -110,33 +122,19 @@ pub async fn lease(
         .preferring(ask.worker.resident_style_sets.clone(), state.config.affinity_max_wait);
     let wait = Duration::from_millis(ask.wait_ms).min(MAX_WAIT);
     match lease_within(&*state.store, &who, state.config.lease_ttl, wait, &CancellationToken::new()).await? {
-        Some(lease) => Ok(Json(WorkItem::of_lease(&*state.store, lease).await?).into_response()),
+        Some(lease) => Ok(Json(work_item(&*state.store, lease).await?).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct HeartbeatBody {
-    worker: String,
-    status: String,
-    progress: f64,
-    #[serde(default)]
-    engine: Option<String>,
 }
 
 pub async fn heartbeat(
     _: WorkerCaller,
     State(state): State<AppState>,
     Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
-    Json(body): Json<HeartbeatBody>,
+    Json(body): Json<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    let status = JobStatus::parse(&body.status).filter(|s| s.is_leased()).ok_or_else(|| {
-        ApiError::bad_request(
-            "`status` must be a running status (scheduled, processing, sampling, intermediate-complete).",
-        )
-    })?;
+    let update = body.progress().map_err(ApiError::bad_request)?;
     let lease = LeaseRef { job_id, lease_id };
-    let update = Progress { status, progress: body.progress, engine: body.engine.clone() };
     match state.store.heartbeat(lease, update, state.config.lease_ttl).await {
         Ok(()) => {}
         Err(StoreError::LeaseLost) => {
@@ -193,8 +191,9 @@ pub async fn upload(
     Path((job_id, lease_id, name)): Path<(Uuid, Uuid, String)>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    if !RESULT_FILES.contains(&name.as_str()) {
-        return Err(ApiError::not_found(format!("A result file is one of {RESULT_FILES:?}.")));
+    if UploadFile::parse(&name).is_none() {
+        let names = UploadFile::ALL.map(UploadFile::name);
+        return Err(ApiError::not_found(format!("A result file is one of {names:?}.")));
     }
     // A cancelled or expired lease uploads nothing (the worker stops on the 409).
     if !state.store.lease_is_held(LeaseRef { job_id, lease_id }).await? {
@@ -215,7 +214,7 @@ pub async fn upload(
             let _ = tokio::fs::remove_file(&path).await;
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                crate::api::error::ErrorCode::PayloadTooLarge,
                 "The result file is too large.",
             ));
         }
@@ -234,52 +233,52 @@ pub async fn complete(
     Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
     Json(result): Json<JobResult>,
 ) -> Result<StatusCode, ApiError> {
-    let stored = store_uploaded(&state, lease_id, [RESULT_FILES[0], RESULT_FILES[1]], "completing it").await?;
-    let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
-    let result = JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..result };
-    match state.store.complete(LeaseRef { job_id, lease_id }, result).await {
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
-        Err(e) => {
-            state.results.remove(&stored).await;
-            Err(lease_error(e, "the result was discarded"))
-        }
+    let lease = LeaseRef { job_id, lease_id };
+    let finished =
+        finish_uploaded(&state, lease, UploadFile::RESULT, result, Finish::Complete, "completing it").await?;
+    // The uploads are done with once stored, whatever the store said.
+    if !matches!(finished, Err(FinishError::Storage(_))) {
+        let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
     }
+    finished.map_err(|e| finish_error(e, "the result was discarded"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Moves a clip and its poster that the worker uploaded for this lease into result storage (a
-/// 400 naming them when one is missing); `put` takes them out of the staging dir.
-pub(super) async fn store_uploaded(
+/// Finishes a lease with a clip and its poster that the worker uploaded for it (a 400 naming
+/// them when one is missing), through the completion path in-process workers take too.
+pub(super) async fn finish_uploaded(
     state: &AppState,
-    lease_id: Uuid,
-    [video, poster]: [&str; 2],
+    lease: LeaseRef,
+    files: [UploadFile; 2],
+    result: JobResult,
+    what: Finish,
     before: &str,
-) -> Result<crate::storage::StoredResult, ApiError> {
-    let dir = staging_dir(state, lease_id);
-    let (video_path, poster_path) = (dir.join(video), dir.join(poster));
-    if !video_path.is_file() || !poster_path.is_file() {
+) -> Result<Result<(), FinishError>, ApiError> {
+    let dir = staging_dir(state, lease.lease_id);
+    let [video, poster] = files.map(|f| dir.join(f.name()));
+    if !video.is_file() || !poster.is_file() {
+        let [video, poster] = files.map(UploadFile::name);
         return Err(ApiError::bad_request(format!("Upload {video} and {poster} for this lease before {before}.")));
     }
-    state
-        .results
-        .put(&video_path, &poster_path)
-        .await
-        .map_err(|e| ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))))
+    Ok(finish(&*state.store, &state.results, lease, [&video, &poster], result, what).await)
 }
 
-#[derive(Deserialize)]
-pub struct FailBody {
-    code: String,
-    message: String,
+/// The answer to a finish that failed: 503 when result storage did not take the files, 409
+/// when the lease was lost.
+pub(super) fn finish_error(e: FinishError, what: &str) -> ApiError {
+    match e {
+        FinishError::Storage(e) => ApiError::from(StoreError::Unavailable(format!("result storage: {e}"))),
+        FinishError::Store(e) => lease_error(e, what),
+    }
 }
 
 pub async fn fail(
     _: WorkerCaller,
     State(state): State<AppState>,
     Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
-    Json(body): Json<FailBody>,
+    Json(body): Json<Fail>,
 ) -> Result<StatusCode, ApiError> {
-    let code = FailureCode::parse(&body.code).ok_or_else(|| ApiError::bad_request("Unknown failure `code`."))?;
-    let message: String = body.message.chars().take(2000).collect();
+    let (code, message) = body.parse().map_err(ApiError::bad_request)?;
     let _ = tokio::fs::remove_dir_all(staging_dir(&state, lease_id)).await;
     state
         .store

@@ -3,9 +3,11 @@
 //! go to result storage under their own unguessable directory, like a final clip, and the job
 //! shows them as `intermediate-complete` until it completes.
 use super::error::ApiError;
-use super::internal::{lease_error, staging_dir, store_uploaded, WorkerCaller, RESULT_FILES};
+use super::internal::{finish_error, finish_uploaded, staging_dir, WorkerCaller};
 use super::AppState;
+use crate::leasing::{Finish, FinishError};
 use crate::store::{JobResult, LeaseRef};
+use crate::worker_protocol::UploadFile;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -17,18 +19,17 @@ pub async fn publish(
     Path((job_id, lease_id)): Path<(Uuid, Uuid)>,
     Json(preview): Json<JobResult>,
 ) -> Result<StatusCode, ApiError> {
-    // `put` moves the files out of staging (local storage), so the final clip's uploads that
-    // follow never mix with them.
-    let stored = store_uploaded(&state, lease_id, [RESULT_FILES[2], RESULT_FILES[3]], "publishing it").await?;
-    let dir = staging_dir(&state, lease_id);
-    let _ = tokio::fs::remove_file(dir.join(RESULT_FILES[2])).await;
-    let _ = tokio::fs::remove_file(dir.join(RESULT_FILES[3])).await;
-    let preview = JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..preview };
-    match state.store.publish_preview(LeaseRef { job_id, lease_id }, preview).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e) => {
-            state.results.remove(&stored).await;
-            Err(lease_error(e, "the preview was discarded"))
+    let lease = LeaseRef { job_id, lease_id };
+    let files = UploadFile::PREVIEW;
+    let finished = finish_uploaded(&state, lease, files, preview, Finish::Preview, "publishing it").await?;
+    // Stored (`put` moves local files out of staging; S3 copies them): the final clip's
+    // uploads that follow never mix with them.
+    if !matches!(finished, Err(FinishError::Storage(_))) {
+        let dir = staging_dir(&state, lease_id);
+        for file in files {
+            let _ = tokio::fs::remove_file(dir.join(file.name())).await;
         }
     }
+    finished.map_err(|e| finish_error(e, "the preview was discarded"))?;
+    Ok(StatusCode::NO_CONTENT)
 }

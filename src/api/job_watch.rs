@@ -2,7 +2,7 @@
 //! and are woken only when what they show changes; the watcher reads all watched jobs once per
 //! tick in one batch (one query on PostgreSQL), so 1,000 open streams cost the store five reads
 //! a second instead of five thousand.
-use crate::store::{Job, Store};
+use crate::store::{Job, Jobs};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct JobWatch {
 
 impl JobWatch {
     /// Starts the watcher; it stops when the last `Arc<JobWatch>` is dropped.
-    pub fn start(store: Arc<dyn Store>) -> Arc<JobWatch> {
+    pub fn start(store: Arc<dyn Jobs>) -> Arc<JobWatch> {
         let hub = Arc::new(JobWatch::default());
         tokio::spawn(run(Arc::downgrade(&hub), store));
         hub
@@ -64,7 +64,7 @@ impl JobWatch {
     }
 }
 
-async fn run(hub: Weak<JobWatch>, store: Arc<dyn Store>) {
+async fn run(hub: Weak<JobWatch>, store: Arc<dyn Jobs>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

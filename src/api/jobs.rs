@@ -43,7 +43,7 @@ pub async fn cancel(
         Err(CancelRefusal::NotFound) => Err(ApiError::job_not_found()),
         Err(CancelRefusal::AlreadyTerminal(status)) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "job_finished",
+            crate::api::error::ErrorCode::JobFinished,
             format!("The job is already {} and cannot be cancelled.", status.as_str()),
         )),
     }

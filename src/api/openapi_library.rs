@@ -28,7 +28,8 @@ pub fn paths() -> Map<String, Value> {
     let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
     let paging = json!([
         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
-        { "name": "cursor", "in": "query", "schema": { "type": "string", "format": "date-time" } }
+        { "name": "cursor", "in": "query", "schema": { "type": "string", "format": "date-time" },
+          "description": "A `next_cursor` value: the time of the last item seen (items older follow). Where the next item shares that time, `next_cursor` is that time, `~` and the item's id instead, which resumes right after it." }
     ]);
     let asset = json!({ "$ref": "#/components/schemas/Asset" });
     let style = json!({ "$ref": "#/components/schemas/Style" });
@@ -58,6 +59,7 @@ pub fn paths() -> Map<String, Value> {
                 "responses": auth_errors(json!({
                     "200": ok("Asset uploaded successfully", asset.clone()),
                     "400": error_response("Invalid file type or content"),
+                    "403": error_response("The account's storage quota (bytes or files) is used up: `storage_quota_exceeded`"),
                     "413": error_response("The file is too large")
                 }))
             },
@@ -91,6 +93,7 @@ pub fn paths() -> Map<String, Value> {
                 "responses": auth_errors(json!({
                     "200": ok("The style", style.clone()),
                     "400": error_response("The LoRA does not fit LTX-2.3 (the message names the first bad key), or a field is invalid"),
+                    "403": error_response("The account's storage quota (bytes or files) is used up: `storage_quota_exceeded`"),
                     "413": error_response("The file is too large")
                 }))
             }

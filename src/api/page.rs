@@ -35,6 +35,11 @@ impl Page {
     /// when the page is full, from the time of its last item.
     pub fn json<T: serde::Serialize>(&self, items: Vec<T>, last_time: Option<OffsetDateTime>) -> Value {
         let next_cursor = (items.len() == self.limit as usize).then(|| last_time.map(rfc3339)).flatten();
-        json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })
+        page_json(items, next_cursor)
     }
+}
+
+/// `{items, next_cursor, nextCursor}` with the cursor given.
+pub fn page_json<T: serde::Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Value {
+    json!({ "items": items, "next_cursor": next_cursor, "nextCursor": next_cursor })
 }

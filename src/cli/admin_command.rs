@@ -1,5 +1,7 @@
-//! `ltx-serve admin`: accounts, keys, credits, limits, webhook secrets and worker tokens (prints JSON).
+//! `ltx-serve admin`: accounts, keys, credits, limits, storage quotas, webhook secrets and worker
+//! tokens (prints JSON).
 use super::*;
+use crate::store::QuotaSetting;
 
 #[derive(Args)]
 pub(super) struct AdminArgs {
@@ -27,6 +29,9 @@ enum AdminCommand {
     /// Concurrency and backlog limits.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// Storage quotas of an account's uploads (assets and style LoRA files).
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// The account's webhook signing secret.
     #[command(subcommand)]
     WebhookSecret(WebhookSecretCommand),
@@ -66,7 +71,7 @@ enum AccountCommand {
         name: String,
         #[arg(long, default_value = "0", value_parser = parse_usd)]
         credits_usd: MicroUsd,
-        #[arg(long, default_value_t = admin::DEFAULT_MAX_CONCURRENT)]
+        #[arg(long, default_value_t = admin::DEFAULT_MAX_CONCURRENT, value_parser = parse_max_concurrent)]
         max_concurrent: u32,
         #[arg(long, default_value_t = admin::DEFAULT_MAX_BACKLOG)]
         max_backlog: u32,
@@ -113,11 +118,47 @@ enum LimitsCommand {
     Set {
         #[arg(long)]
         account: Uuid,
-        #[arg(long)]
+        /// Jobs running at once (at least 1).
+        #[arg(long, value_parser = parse_max_concurrent)]
         max_concurrent: Option<u32>,
         #[arg(long)]
         max_backlog: Option<u32>,
     },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Give an account its own storage quota (the others follow `serve --account-storage-*`).
+    Set {
+        #[arg(long)]
+        account: Uuid,
+        /// Bytes its uploads may take: a number (0: no limit) or `default` (the server's).
+        #[arg(long, value_parser = parse_quota)]
+        bytes: Option<QuotaSetting>,
+        /// Files (assets and styles) it may store: a number (0: no limit) or `default`.
+        #[arg(long, value_parser = parse_quota)]
+        files: Option<QuotaSetting>,
+    },
+}
+
+/// Refused here, before the store is opened, with the rule's reason (the store refuses it too).
+fn parse_max_concurrent(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1: an account always has room for one job".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}` is not a count of jobs: {e}")),
+    }
+}
+
+fn parse_quota(text: &str) -> Result<QuotaSetting, String> {
+    if text == "default" {
+        return Ok(QuotaSetting::Default);
+    }
+    let n = text.parse::<u64>().map_err(|e| format!("`{text}` is neither a number nor `default`: {e}"))?;
+    if n > i64::MAX as u64 {
+        return Err(format!("`{text}` is more than the store keeps ({})", i64::MAX));
+    }
+    Ok(QuotaSetting::Limit(n))
 }
 
 pub(super) async fn admin(args: AdminArgs) -> anyhow::Result<()> {
@@ -141,6 +182,12 @@ pub(super) async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
             admin::set_limits(store, account, max_concurrent, max_backlog).await?
+        }
+        AdminCommand::Quota(QuotaCommand::Set { account, bytes, files }) => {
+            if bytes.is_none() && files.is_none() {
+                anyhow::bail!("give --bytes, --files or both");
+            }
+            admin::set_storage_quota(store, account, bytes, files).await?
         }
         AdminCommand::WorkerToken(WorkerTokenCommand::Create { label }) => {
             admin::create_worker_token(store, label).await?

@@ -80,6 +80,13 @@ impl EngineArgs {
             required(&self.ltx_spatial_upsampler, "--ltx-spatial-upsampler", "the x2 spatial upsampler")?,
             scratch_dir.join("ltx-engine"),
         );
+        self.apply(&mut config);
+        config.check().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(EngineChoice::Ltx(Box::new(config)))
+    }
+
+    /// The optional flags over `LtxConfig::new`'s defaults (which the flags' defaults equal).
+    fn apply(&self, config: &mut LtxConfig) {
         if let Some(python) = &self.ltx_python {
             config.python.clone_from(python);
         }
@@ -93,7 +100,28 @@ impl EngineArgs {
         config.engine_script.clone_from(&self.ltx_engine_script);
         config.fp8 = self.ltx_fp8;
         config.gpu_memory_gib = self.ltx_gpu_memory_gib;
-        config.check().map_err(|e| anyhow::anyhow!(e))?;
-        Ok(EngineChoice::Ltx(Box::new(config)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_engines_defaults() {
+        // The environment of the test run must not count: the variables are taken off the flags.
+        let matches = Flags::command().mut_args(|arg| arg.env(None)).try_get_matches_from(["x"]).expect("parsed");
+        let flags = Flags::from_arg_matches(&matches).expect("parsed");
+        let fresh = LtxConfig::new("c".into(), "g".into(), "u".into(), "w".into());
+        let mut from_flags = fresh.clone();
+        flags.engine.apply(&mut from_flags);
+        assert_eq!(format!("{from_flags:?}"), format!("{fresh:?}"));
     }
 }

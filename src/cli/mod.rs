@@ -2,7 +2,7 @@
 //! Every flag also reads an `LTX_SERVE_*` environment variable.
 use crate::admin;
 use crate::app::{stop_signal, Application};
-use crate::config::{Resolution, ServeConfig};
+use crate::config::{defaults, Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
 use crate::store::{NewAccount, Store};
 use clap::{Args, Parser, Subcommand};
@@ -15,10 +15,16 @@ use uuid::Uuid;
 
 mod admin_command;
 mod config_check;
+#[cfg(test)]
+mod config_flags;
+mod connection_args;
 mod engine_args;
 mod engine_command;
+mod jobs_command;
+mod quota_args;
 
 use admin_command::{admin, AdminArgs};
+use jobs_command::{jobs, JobsCommand};
 
 #[derive(Parser)]
 #[command(name = "ltx-serve", version, about = "Krea-compatible LTX-2.3 generation API")]
@@ -75,32 +81,16 @@ enum ConfigCommand {
     Example,
 }
 
-#[derive(Subcommand)]
-enum JobsCommand {
-    List {
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-        #[arg(long)]
-        status: Option<String>,
-    },
-    Get {
-        id: String,
-    },
-    Cancel {
-        id: String,
-    },
-}
-
 #[derive(Args)]
 struct ServeArgs {
     /// A TOML file of settings (see ltx-serve.example.toml); flags and LTX_SERVE_* win over it.
     #[arg(long, env = "LTX_SERVE_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, env = "LTX_SERVE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LTX_SERVE_LISTEN", default_value = defaults::LISTEN)]
     listen: SocketAddr,
     /// Where the SQLite store and result files live.
-    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "LTX_SERVE_DATA_DIR", default_value = defaults::DATA_DIR)]
     data_dir: PathBuf,
     /// PostgreSQL URL of a store shared by several replicas (postgres://user@host/db). Without
     /// it the store is SQLite in --data-dir.
@@ -108,74 +98,78 @@ struct ServeArgs {
     database_url: Option<String>,
     /// Result storage: `local` (the data dir, served under /results) or `s3://bucket/prefix`
     /// (credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
-    #[arg(long, env = "LTX_SERVE_STORAGE", default_value = "local", value_parser = crate::storage::StorageConfig::parse)]
+    #[arg(long, env = "LTX_SERVE_STORAGE", default_value = defaults::STORAGE, value_parser = crate::storage::StorageConfig::parse)]
     storage: crate::storage::StorageConfig,
     /// Endpoint of an S3-compatible service (MinIO, Ceph, R2…); default: AWS.
     #[arg(long, env = "LTX_SERVE_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
     /// Seconds a presigned S3 result link stays valid (at most 7 days).
-    #[arg(long, env = "LTX_SERVE_RESULT_URL_TTL_SECS", default_value_t = 86400)]
+    #[arg(long, env = "LTX_SERVE_RESULT_URL_TTL_SECS", default_value_t = defaults::RESULT_URL_TTL_SECS)]
     result_url_ttl_secs: u64,
     /// In-process workers (0: jobs stay queued until a worker appears).
-    #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = 1)]
+    #[arg(long, env = "LTX_SERVE_WORKERS", default_value_t = defaults::WORKERS)]
     workers: usize,
     /// Jobs leased ahead while the engine is busy, with their inputs fetched, so the GPU goes
     /// from one job to the next without waiting (0: leave queued jobs to idle workers).
-    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = 1)]
+    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = defaults::PREFETCH_JOBS)]
     prefetch_jobs: usize,
     /// LoRA affinity: a worker gets a queued job whose styles it has resident ahead of older
     /// jobs while the oldest has waited less than this many seconds (0: strictly oldest first).
-    #[arg(long, env = "LTX_SERVE_AFFINITY_MAX_WAIT_SECS", default_value_t = 30)]
+    #[arg(long, env = "LTX_SERVE_AFFINITY_MAX_WAIT_SECS", default_value_t = defaults::AFFINITY_MAX_WAIT_SECS)]
     affinity_max_wait_secs: u64,
     /// Base URL clients reach this server at (used in result URLs). Default: http://<listen>.
     #[arg(long, env = "LTX_SERVE_PUBLIC_URL")]
     public_url: Option<String>,
     /// Output resolution profile.
-    #[arg(long, env = "LTX_SERVE_RESOLUTION", value_enum, default_value = "720p")]
+    #[arg(long, env = "LTX_SERVE_RESOLUTION", value_enum, default_value_t = defaults::RESOLUTION)]
     resolution: Resolution,
     /// Last day the deprecated camelCase request fields are accepted (YYYY-MM-DD).
-    #[arg(long, env = "LTX_SERVE_ALIASES_ACCEPTED_UNTIL", default_value = "2026-06-19", value_parser = parse_date)]
+    #[arg(long, env = "LTX_SERVE_ALIASES_ACCEPTED_UNTIL", default_value_t = defaults::ALIASES_ACCEPTED_UNTIL, value_parser = parse_date)]
     aliases_accepted_until: time::Date,
     /// Largest request body in bytes.
-    #[arg(long, env = "LTX_SERVE_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "LTX_SERVE_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// A job running longer than this many seconds fails with `timeout` (no charge).
-    #[arg(long, env = "LTX_SERVE_MAX_RUN_TIME_SECS", default_value_t = 7200)]
+    #[arg(long, env = "LTX_SERVE_MAX_RUN_TIME_SECS", default_value_t = defaults::MAX_RUN_TIME_SECS)]
     max_run_time_secs: u64,
     /// A worker lease expires after this many seconds without a heartbeat.
-    #[arg(long, env = "LTX_SERVE_LEASE_TTL_SECS", default_value_t = 30)]
+    #[arg(long, env = "LTX_SERVE_LEASE_TTL_SECS", default_value_t = defaults::LEASE_TTL_SECS)]
     lease_ttl_secs: u64,
     /// Attempts before a job whose worker keeps disappearing fails with `worker_lost`.
-    #[arg(long, env = "LTX_SERVE_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "LTX_SERVE_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
     max_attempts: u32,
     /// Simulated model time of the preview engine per clip, in milliseconds.
-    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = 0)]
+    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = defaults::PREVIEW_SAMPLING_MS)]
     preview_sampling_ms: u64,
     /// Credits of the demo account created on first start with an empty store.
     #[arg(long, env = "LTX_SERVE_DEMO_CREDITS_USD", default_value = "2", value_parser = parse_usd)]
     demo_credits_usd: MicroUsd,
     /// Seconds a verified API key is trusted before the store is asked again (revocations by
     /// `admin key revoke` take effect within this time).
-    #[arg(long, env = "LTX_SERVE_KEY_CACHE_SECS", default_value_t = 2)]
+    #[arg(long, env = "LTX_SERVE_KEY_CACHE_SECS", default_value_t = defaults::KEY_CACHE_SECS)]
     key_cache_secs: u64,
     /// Allow webhook URLs that point to private networks (loopback, 10/8, 192.168/16, …).
     #[arg(long, env = "LTX_SERVE_ALLOW_PRIVATE_URLS")]
     allow_private_urls: bool,
     /// Seconds before the first webhook retry; later retries double, up to an hour, for a day.
-    #[arg(long, env = "LTX_SERVE_WEBHOOK_RETRY_BASE_SECS", default_value_t = 5)]
+    #[arg(long, env = "LTX_SERVE_WEBHOOK_RETRY_BASE_SECS", default_value_t = defaults::WEBHOOK_RETRY_BASE_SECS)]
     webhook_retry_base_secs: u64,
     /// Most styles (LoRAs) one request may use.
-    #[arg(long, env = "LTX_SERVE_MAX_STYLES_PER_REQUEST", default_value_t = 4)]
+    #[arg(long, env = "LTX_SERVE_MAX_STYLES_PER_REQUEST", default_value_t = defaults::MAX_STYLES_PER_REQUEST)]
     max_styles_per_request: usize,
     /// Refuse `start_image`/`end_image` URLs of other sites (only asset URLs and data: URIs).
     #[arg(long, env = "LTX_SERVE_NO_EXTERNAL_IMAGE_URLS")]
     no_external_image_urls: bool,
     /// Largest LoRA file `POST /styles` accepts, in bytes.
-    #[arg(long, env = "LTX_SERVE_MAX_LORA_BYTES", default_value_t = 2 << 30)]
+    #[arg(long, env = "LTX_SERVE_MAX_LORA_BYTES", default_value_t = defaults::MAX_LORA_BYTES)]
     max_lora_bytes: u64,
     /// Seconds a request body may send nothing before it is cut off with 408.
-    #[arg(long, env = "LTX_SERVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "LTX_SERVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = defaults::BODY_IDLE_TIMEOUT_SECS)]
     body_idle_timeout_secs: u64,
+    #[command(flatten)]
+    storage_quota: quota_args::StorageQuotaArgs,
+    #[command(flatten)]
+    connections: connection_args::ConnectionArgs,
     #[command(flatten)]
     engine: engine_args::EngineArgs,
     /// Log format.
@@ -204,13 +198,13 @@ struct WorkerArgs {
     concurrency: usize,
     /// Jobs leased ahead while the engine is busy, with their inputs fetched, so the GPU goes
     /// from one job to the next without waiting (0: leave queued jobs to idle workers).
-    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = 1)]
+    #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = defaults::PREFETCH_JOBS)]
     prefetch_jobs: usize,
     /// Where clips are rendered before upload.
     #[arg(long, env = "LTX_SERVE_SCRATCH_DIR")]
     scratch_dir: Option<PathBuf>,
     /// Simulated model time of the preview engine per clip, in milliseconds.
-    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = 0)]
+    #[arg(long, env = "LTX_SERVE_PREVIEW_SAMPLING_MS", default_value_t = defaults::PREVIEW_SAMPLING_MS)]
     preview_sampling_ms: u64,
     /// Allow input image URLs that point to private networks (loopback, 10/8, 192.168/16, …).
     #[arg(long, env = "LTX_SERVE_ALLOW_PRIVATE_URLS")]
@@ -369,7 +363,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         engine,
         ..ServeConfig::new(PathBuf::new())
     };
-    Ok(config)
+    Ok(args.storage_quota.apply(args.connections.apply(config)))
 }
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
@@ -409,19 +403,6 @@ fn check_ffmpeg() -> anyhow::Result<()> {
         Ok(out) if out.status.success() => Ok(()),
         _ => anyhow::bail!("ffmpeg is not installed or does not run; install it with `apt-get install ffmpeg`"),
     }
-}
-
-async fn jobs(connection: crate::client::Connection, command: JobsCommand) -> anyhow::Result<()> {
-    let client = crate::client::Client::new(&connection)?;
-    let out = match command {
-        JobsCommand::List { limit, status } => {
-            let status = status.map(|s| format!("&status={s}")).unwrap_or_default();
-            client.get(&format!("/jobs?limit={limit}{status}")).await?
-        }
-        JobsCommand::Get { id } => client.get(&format!("/jobs/{id}")).await?,
-        JobsCommand::Cancel { id } => client.delete(&format!("/jobs/{id}")).await?,
-    };
-    print_json(&out)
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

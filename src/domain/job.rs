@@ -1,4 +1,4 @@
-//! The job state machine (DESIGN §2.3): the status vocabulary and which moves are legal.
+//! The job state machine: the status vocabulary and which moves are legal (docs/architecture.md).
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

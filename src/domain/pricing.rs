@@ -1,4 +1,4 @@
-//! The endpoint page's price table and the rule that maps a clip onto it (DESIGN §2.2).
+//! The endpoint page's price table and the rule that maps a clip onto it (docs/api.md, Prices).
 use super::money::MicroUsd;
 
 /// Output frame rate of every clip.

@@ -8,7 +8,6 @@ mod s3;
 pub use local::LocalResults;
 pub use s3::S3Results;
 
-use crate::store::Job;
 use rand::RngCore;
 use std::path::Path;
 use std::time::Duration;
@@ -159,6 +158,10 @@ impl ResultStorage {
         match self {
             ResultStorage::Local { files, .. } => {
                 let file = tokio::fs::File::open(files.library_path(key)).await?;
+                // Opening a directory succeeds on Unix; only its reads fail, after a 200.
+                if !file.metadata().await?.is_file() {
+                    return Err(std::io::ErrorKind::NotFound.into());
+                }
                 Ok(tokio_util::io::ReaderStream::new(file).boxed())
             }
             ResultStorage::S3 { bucket, .. } => bucket.stream(&library_key(key)).await,
@@ -191,24 +194,17 @@ impl ResultStorage {
         }
     }
 
-    /// Links for a completed job's files (presigned for S3, valid for the configured time).
-    pub async fn urls(&self, job: &Job) -> Option<ResultUrls> {
-        let result = job.result.as_ref()?;
+    /// Links for a stored result's files (presigned for S3, valid for the configured time).
+    pub async fn urls(&self, video_key: &str, poster_key: &str) -> std::io::Result<ResultUrls> {
         match self {
-            ResultStorage::Local { public_url, .. } => Some(ResultUrls {
-                video: format!("{public_url}/results/{}", result.video_key),
-                poster: format!("{public_url}/results/{}", result.poster_key),
+            ResultStorage::Local { public_url, .. } => Ok(ResultUrls {
+                video: format!("{public_url}/results/{video_key}"),
+                poster: format!("{public_url}/results/{poster_key}"),
             }),
             ResultStorage::S3 { bucket, url_ttl } => {
-                let video = bucket.presigned_get(&result.video_key, *url_ttl).await;
-                let poster = bucket.presigned_get(&result.poster_key, *url_ttl).await;
-                match (video, poster) {
-                    (Ok(video), Ok(poster)) => Some(ResultUrls { video, poster }),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::error!(job_id = %job.id, error = %e, "could not sign result URLs");
-                        None
-                    }
-                }
+                let video = bucket.presigned_get(video_key, *url_ttl).await;
+                let poster = bucket.presigned_get(poster_key, *url_ttl).await;
+                Ok(ResultUrls { video: video?, poster: poster? })
             }
         }
     }

@@ -1,64 +1,18 @@
 //! Where a worker gets work and reports on it: the store itself (the in-process workers of
 //! `serve`) or a server's internal worker API (remote workers). The worker loop is the same.
 use crate::domain::job::FailureCode;
-use crate::domain::request::GenerateRequest;
+use crate::leasing::{finish, work_item, Finish, FinishError};
 use crate::storage::ResultStorage;
 use crate::store::{JobResult, LeaseRef, Progress, Store, StoreError, WorkerLease};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-/// A leased job and what a worker needs to render it (the wire shape of the worker API).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WorkItem {
-    pub lease: LeaseRef,
-    pub request: GenerateRequest,
-    pub seed: u32,
-    pub width: u32,
-    pub height: u32,
-    /// 1 for the first lease of the job.
-    pub attempt: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// Where the LoRA file of each of the request's styles is kept. A style deleted since the
-    /// job was submitted is missing here.
-    #[serde(default)]
-    pub loras: Vec<LoraInput>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LoraInput {
-    pub style_id: String,
-    /// Storage key of the `.safetensors` file (read with `WorkQueue::fetch_kept_file`).
-    pub file_key: String,
-    pub size_bytes: u64,
-}
-
-impl WorkItem {
-    /// The work item of a lease, with the LoRA files its styles need.
-    pub async fn of_lease(store: &dyn Store, lease: crate::store::Lease) -> Result<WorkItem, StoreError> {
-        let job = lease.job;
-        let ids: Vec<uuid::Uuid> = job.request.styles.iter().filter_map(|s| s.id.parse().ok()).collect();
-        let loras = if ids.is_empty() { Vec::new() } else { store.styles_by_id(ids).await? }
-            .into_iter()
-            .map(|s| LoraInput { style_id: s.id.to_string(), file_key: s.file_key, size_bytes: s.size_bytes })
-            .collect();
-        Ok(WorkItem {
-            lease: lease.lease,
-            request: job.request,
-            seed: job.seed,
-            width: job.width,
-            height: job.height,
-            attempt: job.attempts,
-            created_at: job.created_at,
-            loras,
-        })
-    }
-}
+pub use crate::leasing::lease_within;
+/// What a worker is given to render: the wire shape of the worker API.
+pub use crate::worker_protocol::{LoraInput, WorkItem};
 
 /// A rendered clip's files (in the worker's scratch dir) and what it is.
 #[derive(Clone, Debug)]
@@ -112,74 +66,6 @@ pub struct StoreQueue {
     pub kept_files_url: String,
 }
 
-/// Waits for a lease from `store`: looks, and if the queue is empty sleeps until a job may have
-/// been queued (the store's signal) or a second passes, until `wait` is over. Shared by the
-/// in-process workers and the worker API's long poll.
-pub async fn lease_within(
-    store: &dyn Store,
-    worker: &WorkerLease,
-    ttl: Duration,
-    wait: Duration,
-    stop: &CancellationToken,
-) -> Result<Option<crate::store::Lease>, StoreError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let signal = store.queue_signal();
-    loop {
-        if stop.is_cancelled() {
-            return Ok(None);
-        }
-        // Register for the wake-up before looking, so a job queued in between is not missed.
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(lease) = store.lease(worker.clone(), ttl).await? {
-            count_affinity(&lease.job.request.styles, &worker.resident_style_sets);
-            return Ok(Some(lease));
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        let nap = (deadline - now).min(Duration::from_secs(1));
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(nap) => {}
-            _ = stop.cancelled() => return Ok(None),
-        }
-    }
-}
-
-/// What a granted lease means for the worker's resident LoRA set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Affinity {
-    /// The job's set is one the worker announced: it starts without a switch.
-    Hit,
-    /// The worker must change its LoRA set (or load one it did not announce having).
-    Switch,
-    /// A job without styles for a worker that announced nothing: nothing to load.
-    Neither,
-}
-
-pub fn affinity(job_key: &str, announced: &[String]) -> Affinity {
-    if announced.iter().any(|k| k == job_key) {
-        Affinity::Hit
-    } else if announced.is_empty() && job_key.is_empty() {
-        Affinity::Neither
-    } else {
-        Affinity::Switch
-    }
-}
-
-/// Counts `ltx_affinity_hits_total` / `ltx_style_switches_total` where leases are granted (the
-/// server), so in-process and remote workers are both counted.
-fn count_affinity(styles: &[crate::domain::request::StyleRef], announced: &[String]) {
-    match affinity(&crate::store::codec::style_set_key(styles), announced) {
-        Affinity::Hit => metrics::counter!("ltx_affinity_hits_total").increment(1),
-        Affinity::Switch => metrics::counter!("ltx_style_switches_total").increment(1),
-        Affinity::Neither => {}
-    }
-}
-
 #[async_trait]
 impl WorkQueue for StoreQueue {
     async fn next(
@@ -190,7 +76,7 @@ impl WorkQueue for StoreQueue {
     ) -> Result<Option<WorkItem>, StoreError> {
         let worker = self.worker.clone().preferring(resident_style_sets, self.affinity_max_wait);
         match lease_within(&*self.store, &worker, self.lease_ttl, wait, stop).await? {
-            Some(lease) => Ok(Some(WorkItem::of_lease(&*self.store, lease).await?)),
+            Some(lease) => Ok(Some(work_item(&*self.store, lease).await?)),
             None => Ok(None),
         }
     }
@@ -198,31 +84,10 @@ impl WorkQueue for StoreQueue {
         self.store.heartbeat(lease, update, self.lease_ttl).await
     }
     async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
-        // Not `Unavailable`: the clip was moved (or is gone), so repeating this cannot help; the
-        // lease expires and the job runs again.
-        let stored = (self.results.put(&clip.video, &clip.poster).await)
-            .map_err(|e| StoreError::Internal(format!("result storage: {e}")))?;
-        let result =
-            JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..clip.result };
-        match self.store.complete(lease, result).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // Nobody will ever link to these files.
-                self.results.remove(&stored).await;
-                Err(e)
-            }
-        }
+        self.finish(lease, clip, Finish::Complete).await
     }
     async fn publish_preview(&self, lease: LeaseRef, preview: FinishedClip) -> Result<(), StoreError> {
-        let stored = (self.results.put(&preview.video, &preview.poster).await)
-            .map_err(|e| StoreError::Internal(format!("result storage: {e}")))?;
-        let result =
-            JobResult { video_key: stored.video_key.clone(), poster_key: stored.poster_key.clone(), ..preview.result };
-        let published = self.store.publish_preview(lease, result).await;
-        if published.is_err() {
-            self.results.remove(&stored).await;
-        }
-        published
+        self.finish(lease, preview, Finish::Preview).await
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
         self.store.fail(lease, code, message).await.map(|_| ())
@@ -239,18 +104,14 @@ impl WorkQueue for StoreQueue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_is_a_hit_when_its_set_was_announced_and_a_switch_otherwise() {
-        let announced = vec!["a@1".to_owned(), "b@0.5".to_owned()];
-        assert_eq!(affinity("b@0.5", &announced), Affinity::Hit);
-        assert_eq!(affinity("c@1", &announced), Affinity::Switch);
-        assert_eq!(affinity("", &announced), Affinity::Switch, "unloading the styles changes the model too");
-        assert_eq!(affinity("", &["".to_owned()]), Affinity::Hit, "the plain model was resident");
-        assert_eq!(affinity("a@1", &[]), Affinity::Switch, "a worker that announced nothing loads it");
-        assert_eq!(affinity("", &[]), Affinity::Neither);
+impl StoreQueue {
+    async fn finish(&self, lease: LeaseRef, clip: FinishedClip, what: Finish) -> Result<(), StoreError> {
+        let files = [clip.video.as_path(), clip.poster.as_path()];
+        finish(&*self.store, &self.results, lease, files, clip.result, what).await.map_err(|e| match e {
+            // Not `Unavailable`: the clip was moved (or is gone), so repeating this cannot
+            // help; the lease expires and the job runs again.
+            FinishError::Storage(e) => StoreError::Internal(format!("result storage: {e}")),
+            FinishError::Store(e) => e,
+        })
     }
 }

@@ -4,26 +4,16 @@ use super::engine::Engine;
 use super::queue::{FinishedClip, WorkItem, WorkQueue};
 use crate::domain::job::FailureCode;
 use crate::store::{LeaseRef, Progress, StoreError, WorkerInfo};
+use crate::worker_protocol::{
+    paths, Fail, HandBack, Heartbeat, Hello, LeaseRequest, UploadFile, PROTOCOL_HEADER, PROTOCOL_VERSION,
+};
 use async_trait::async_trait;
-use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// What `GET /internal/v1/hello` answers: the server's lease timing.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Hello {
-    pub version: String,
-    pub lease_ttl_ms: u64,
-    pub heartbeat_every_ms: u64,
-    /// Where the server links its kept files from (input image URLs that start with it are
-    /// fetched through the worker API).
-    #[serde(default)]
-    pub kept_files_url: String,
-}
 
 pub struct HttpQueue {
     client: reqwest::Client,
@@ -49,27 +39,41 @@ impl HttpQueue {
         self
     }
 
-    /// Checks the server and the token; a clear error at start-up rather than at the first job.
+    /// Every call: the token and the protocol version this worker speaks.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+    }
+
+    /// Checks the server, the token and the protocol version; a clear error at start-up rather
+    /// than at the first job.
     pub async fn hello(&self) -> anyhow::Result<Hello> {
         let response = self
-            .client
-            .get(format!("{}/internal/v1/hello", self.base))
-            .bearer_auth(&self.token)
+            .request(Method::GET, paths::HELLO)
             .timeout(Duration::from_secs(10))
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the server at {}: {e}", self.base))?;
         match response.status() {
-            StatusCode::OK => Ok(response.json().await?),
+            StatusCode::OK => {
+                let hello: Hello = response.json().await?;
+                hello.check().map_err(anyhow::Error::msg)?;
+                Ok(hello)
+            }
             StatusCode::UNAUTHORIZED => anyhow::bail!(
                 "the server refused the worker token (create one with `ltx-serve admin worker-token create`)"
             ),
+            StatusCode::BAD_REQUEST => {
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                match body["error"].as_str() {
+                    Some(why) => anyhow::bail!("the server refused this worker: {why}"),
+                    None => anyhow::bail!("the server answered 400 to hello; is {} an ltx-serve server?", self.base),
+                }
+            }
             other => anyhow::bail!("the server answered {other} to hello; is {} an ltx-serve server?", self.base),
         }
-    }
-
-    fn lease_url(&self, lease: LeaseRef, action: &str) -> String {
-        format!("{}/internal/v1/leases/{}/{}/{action}", self.base, lease.job_id, lease.lease_id)
     }
 
     /// Maps a reply about a lease: 2xx is fine, 409 means the lease is gone.
@@ -84,12 +88,10 @@ impl HttpQueue {
         }
     }
 
-    async fn post(&self, url: String, body: serde_json::Value) -> Result<(), StoreError> {
+    async fn post(&self, path: &str, lease: LeaseRef, body: &impl Serialize) -> Result<(), StoreError> {
         let response = self
-            .client
-            .post(url)
-            .bearer_auth(&self.token)
-            .json(&body)
+            .request(Method::POST, &paths::for_lease(path, lease))
+            .json(body)
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -97,15 +99,13 @@ impl HttpQueue {
         Self::lease_reply(response).await
     }
 
-    async fn upload(&self, lease: LeaseRef, name: &str, path: &Path) -> Result<(), StoreError> {
-        let file =
+    async fn upload(&self, lease: LeaseRef, file: UploadFile, path: &Path) -> Result<(), StoreError> {
+        let opened =
             tokio::fs::File::open(path).await.map_err(|e| StoreError::Internal(format!("{}: {e}", path.display())))?;
-        let length = file.metadata().await.map_err(|e| StoreError::Internal(e.to_string()))?.len();
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let length = opened.metadata().await.map_err(|e| StoreError::Internal(e.to_string()))?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(opened));
         let response = self
-            .client
-            .put(self.lease_url(lease, &format!("files/{name}")))
-            .bearer_auth(&self.token)
+            .request(Method::PUT, &paths::upload(lease, file))
             .header(reqwest::header::CONTENT_LENGTH, length)
             .body(body)
             .timeout(Duration::from_secs(600))
@@ -113,6 +113,19 @@ impl HttpQueue {
             .await
             .map_err(unavailable)?;
         Self::lease_reply(response).await
+    }
+
+    /// Uploads a clip and its poster, then reports them (`complete` or `preview`).
+    async fn finish(
+        &self,
+        lease: LeaseRef,
+        clip: FinishedClip,
+        files: [UploadFile; 2],
+        path: &str,
+    ) -> Result<(), StoreError> {
+        self.upload(lease, files[0], &clip.video).await?;
+        self.upload(lease, files[1], &clip.poster).await?;
+        self.post(path, lease, &clip.result).await
     }
 }
 
@@ -126,10 +139,8 @@ impl WorkQueue for HttpQueue {
     ) -> Result<Option<WorkItem>, StoreError> {
         let info = WorkerInfo { resident_style_sets, ..self.info.clone() };
         let request = self
-            .client
-            .post(format!("{}/internal/v1/lease", self.base))
-            .bearer_auth(&self.token)
-            .json(&json!({ "worker": info, "wait_ms": wait.as_millis() as u64 }))
+            .request(Method::POST, paths::LEASE)
+            .json(&LeaseRequest { worker: info, wait_ms: wait.as_millis() as u64 })
             .timeout(wait + Duration::from_secs(10))
             .send();
         // The long poll is abandoned on stop: a lease the server grants in that instant is
@@ -146,38 +157,26 @@ impl WorkQueue for HttpQueue {
         }
     }
     async fn heartbeat(&self, lease: LeaseRef, update: Progress) -> Result<(), StoreError> {
-        let body = json!({
-            "worker": self.info.name,
-            "status": update.status.as_str(),
-            "progress": update.progress,
-            "engine": update.engine,
-        });
-        self.post(self.lease_url(lease, "heartbeat"), body).await
+        self.post(paths::HEARTBEAT, lease, &Heartbeat::new(&self.info.name, &update)).await
     }
     async fn complete(&self, lease: LeaseRef, clip: FinishedClip) -> Result<(), StoreError> {
-        self.upload(lease, "video.mp4", &clip.video).await?;
-        self.upload(lease, "poster.jpg", &clip.poster).await?;
-        self.post(self.lease_url(lease, "complete"), serde_json::to_value(&clip.result).unwrap_or_default()).await
+        self.finish(lease, clip, UploadFile::RESULT, paths::COMPLETE).await
     }
     async fn publish_preview(&self, lease: LeaseRef, preview: FinishedClip) -> Result<(), StoreError> {
-        self.upload(lease, "preview.mp4", &preview.video).await?;
-        self.upload(lease, "preview.jpg", &preview.poster).await?;
-        self.post(self.lease_url(lease, "preview"), serde_json::to_value(&preview.result).unwrap_or_default()).await
+        self.finish(lease, preview, UploadFile::PREVIEW, paths::PREVIEW).await
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> Result<(), StoreError> {
-        self.post(self.lease_url(lease, "fail"), json!({ "code": code.as_str(), "message": message })).await
+        self.post(paths::FAIL, lease, &Fail::new(code, message)).await
     }
     async fn hand_back(&self, lease: LeaseRef) -> Result<(), StoreError> {
-        self.post(self.lease_url(lease, "hand-back"), json!({})).await
+        self.post(paths::HAND_BACK, lease, &HandBack {}).await
     }
     fn kept_files_url(&self) -> String {
         self.kept_files_url.clone()
     }
     async fn fetch_kept_file(&self, key: &str, to: &Path, max: u64) -> Result<(), String> {
         let response = self
-            .client
-            .get(format!("{}/internal/v1/files/{key}", self.base))
-            .bearer_auth(&self.token)
+            .request(Method::GET, &paths::KEPT_FILE.replace("{*key}", key))
             .timeout(Duration::from_secs(600))
             .send()
             .await
@@ -212,7 +211,7 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
     let info = WorkerInfo { name: worker.name.clone(), engine: worker.engine.name().to_owned(), ..Default::default() };
     let probe = HttpQueue::new(&worker.server, &worker.token, info.clone())?;
     let hello = probe.hello().await?;
-    tracing::info!(server = %worker.server, version = %hello.version, lease_ttl_ms = hello.lease_ttl_ms, "connected");
+    tracing::info!(server = %worker.server, version = %hello.version, protocol = hello.protocol, lease_ttl_ms = hello.lease_ttl_ms, "connected");
     let config = super::WorkerConfig {
         name: worker.name.clone(),
         heartbeat_every: Duration::from_millis(hello.heartbeat_every_ms.max(50)),

@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use ltx_serve::admin;
 use ltx_serve::domain::money::MicroUsd;
-use ltx_serve::store::{LedgerKind, NewAccount, Store};
+use ltx_serve::store::{Accounts, Jobs, LedgerKind, NewAccount, Store};
 use ltx_serve::worker::engines::preview::PreviewEngine;
 use ltx_serve::worker::queue::WorkQueue;
 use ltx_serve::worker::remote::{HttpQueue, RemoteWorker};

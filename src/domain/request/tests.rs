@@ -1,4 +1,5 @@
 use super::*;
+use base64::Engine as _;
 use serde_json::json;
 use time::macros::date;
 
@@ -314,4 +315,44 @@ fn has_lora_must_agree_with_styles() {
     assert!(with_styles.contains("`has_lora` is false but `styles` holds 1"), "{with_styles}");
     assert!(err(json!({"prompt": "x", "has_lora": "yes"})).contains("`has_lora` must be true or false"));
     assert!(err(json!({"prompt": "x", "has_lora": null})).contains("`has_lora` must be true or false"));
+}
+
+#[test]
+fn prompt_is_bounded_in_characters_and_must_say_something() {
+    assert_eq!(ok(json!({"prompt": "é".repeat(MAX_PROMPT_CHARS)})).prompt.chars().count(), 20_000);
+    assert!(err(json!({"prompt": "x".repeat(20_001)})).contains("`prompt` may be at most 20000 characters (got 20001)"));
+    for blank in [" ", "\t\n", "\u{3000}"] {
+        assert!(err(json!({"prompt": blank})).starts_with("`prompt` must describe the clip"));
+    }
+    assert!(err(json!({"prompt": "a\u{0}b"})).contains("control characters (U+0000 at character 1)"));
+    assert_eq!(ok(json!({"prompt": "two\nlines\tand a tab\r\n"})).prompt, "two\nlines\tand a tab\r\n");
+}
+
+#[test]
+fn a_style_item_takes_only_id_and_strength() {
+    let e = err(json!({"prompt": "x", "styles": [{"id": "a", "strength": 1}, {"id": "b", "strength": 1, "x": 0}]}));
+    assert!(e.starts_with("Unknown field `styles[1].x`"), "{e}");
+}
+
+#[test]
+fn data_uris_share_one_budget_and_the_field_over_it_is_named() {
+    let data = |n: usize| format!("data:image/png;base64,{}", "A".repeat(n / 3 * 4));
+    assert!(normalise(&json!({"prompt": "x", "start_image": data(510), "end_image": data(510)}), &options()).is_ok());
+    let e = err(json!({"prompt": "x", "start_image": data(510), "end_image": data(516)}));
+    assert!(e.starts_with("`end_image` is a 516-byte data: URI; with `start_image`"), "{e}");
+    assert!(e.contains("hold 1026 bytes, and together they may hold at most 1024 bytes"), "{e}");
+    // The budget is lowered to what the body limit can carry in base64, beside the other fields.
+    assert_eq!(data_uri_budget(8 * 1024 * 1024, 6_000_000), 6_000_000);
+    assert_eq!(data_uri_budget(8 * 1024 * 1024, 7_000_000), (8 * 1024 * 1024 - 256 * 1024) / 4 * 3);
+    assert_eq!(data_uri_budget(1000, 6_000_000), 0);
+}
+
+#[test]
+fn urls_are_bounded_but_data_uris_are_not_by_that_bound() {
+    let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
+    assert!(err(json!({"prompt": "x", "end_image": long})).starts_with("`end_image` may be at most 8192 characters"));
+    let mut wide = options();
+    wide.max_data_uri_bytes = 1 << 20;
+    let data = format!("data:image/png;base64,{}", "A".repeat(12_000));
+    assert!(normalise(&json!({"prompt": "x", "end_image": data}), &wide).is_ok());
 }

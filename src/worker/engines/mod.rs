@@ -3,10 +3,18 @@ pub mod clip;
 pub mod ltx;
 pub mod preview;
 
-use crate::config::EngineChoice;
 use crate::worker::engine::Engine;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What a role runs jobs on (`--engine`).
+#[derive(Clone, Debug)]
+pub enum EngineChoice {
+    /// The deterministic CPU sandbox.
+    Preview,
+    /// LTX-2.3 through the engine process.
+    Ltx(Box<ltx::LtxConfig>),
+}
 
 /// Starts the configured engine. The LTX engine loads its models here, so a bad model path or
 /// environment stops the role at start-up rather than failing its first job.

@@ -7,6 +7,7 @@ mod canvas;
 pub mod config;
 mod encode;
 mod intermediate;
+mod job;
 mod process;
 pub mod protocol;
 mod source;
@@ -14,14 +15,14 @@ mod source;
 use super::super::engine::*;
 use crate::domain::job::FailureCode;
 use async_trait::async_trait;
-use canvas::{job_progress, Canvas};
+use canvas::Canvas;
 pub use config::{default_python, LtxConfig, Pipeline};
+use job::{failure_code, generate_command, SentJob};
 use process::EngineProcess;
-use protocol::{Command, ErrorCode, Event, Generate, ImageInput, LoraInput};
 pub use source::write_to as write_engine_source;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub struct LtxEngine {
@@ -92,22 +93,6 @@ fn failure(code: FailureCode, message: impl Into<String>) -> EngineError {
     EngineError::new(code, message)
 }
 
-/// Tells the engine to stop a job whose future was dropped (cancelled, lease lost, shutdown)
-/// before its result arrived; the engine stops at its next step.
-struct CancelOnDrop {
-    id: String,
-    commands: mpsc::UnboundedSender<String>,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.commands.send(Command::Cancel { id: self.id.clone() }.to_line());
-        }
-    }
-}
-
 #[async_trait]
 impl Engine for LtxEngine {
     fn name(&self) -> &'static str {
@@ -120,6 +105,8 @@ impl Engine for LtxEngine {
         self.resident.sets()
     }
 
+    /// One job at a time (the process lock): its inputs written, the engine's frames and audio
+    /// waited for (`job`), then encoded as the clip.
     async fn render(
         &self,
         spec: RenderSpec,
@@ -128,153 +115,20 @@ impl Engine for LtxEngine {
         cancel: CancellationToken,
     ) -> Result<RenderedClip, EngineError> {
         let mut slot = self.process.lock().await;
-        if slot.as_mut().is_some_and(|p| p.has_exited()) {
-            tracing::warn!("the LTX engine process had exited; starting a new one");
-            self.lose(&mut slot);
-        }
-        if slot.is_none() {
-            let process = start_process(&self.config).await.map_err(|e| failure(FailureCode::EngineError, e))?;
-            adopt_resident(&self.resident, &process);
-            *slot = Some(process);
-        }
-        let process = slot.as_mut().expect("started above");
+        self.ensure_process(&mut slot).await?;
         let canvas = Canvas::covering(spec.width, spec.height);
         let mut command = generate_command(&spec, self.config.pipeline, canvas, out_dir)
             .map_err(|e| failure(FailureCode::EngineError, format!("could not write the engine's inputs: {e}")))?;
         command.preview = progress.wants_intermediate();
-        let id = command.id.clone();
-        if !process.send(&Command::Generate(command)) {
-            let why = process.exit_description().await;
-            self.lose(&mut slot);
-            self.restart_soon();
-            return Err(failure(FailureCode::EngineError, why));
-        }
-        let mut guard = CancelOnDrop { id: id.clone(), commands: process.sender(), armed: true };
-        let deadline = tokio::time::sleep(self.config.job_timeout);
-        tokio::pin!(deadline);
-        let mut cancel_deadline: Option<tokio::time::Instant> = None;
-        let outcome = loop {
-            let cancel_wait = async {
-                match cancel_deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                event = process.next_event() => match event {
-                    Some(Event::Progress { id: of, stage, step, total }) if of == id => {
-                        let (status, fraction) = job_progress(&stage, step, total);
-                        progress.report(status, fraction);
-                    }
-                    Some(Event::Intermediate { id: of, frames }) if of == id => {
-                        // Encoded beside the model's work; a preview that fails costs only itself.
-                        let (spec, out_dir, progress) = (spec.clone(), out_dir.to_owned(), progress.clone());
-                        tokio::task::spawn_blocking(move || match intermediate::clip(&spec, canvas, &frames, &out_dir) {
-                            Ok(preview) => progress.intermediate(preview),
-                            Err(e) => tracing::warn!(error = %e, "the stage-1 preview could not be encoded"),
-                        });
-                    }
-                    Some(Event::Result(result)) if result.id == id => {
-                        if let Some(key) = &result.resident_style_set {
-                            self.resident.replace(key.clone());
-                        }
-                        break Ok(result);
-                    }
-                    Some(Event::Error { id: Some(of), code, message }) if of == id => {
-                        // A job that failed may have stopped mid-swap or with a stage's LoRA
-                        // still applied: what the engine holds is unknown until its next result.
-                        self.resident.forget();
-                        break Err((code, message));
-                    }
-                    Some(Event::Error { id: None, message, .. }) => tracing::warn!(%message, "LTX engine error"),
-                    // Events of an earlier job that was dropped before its end.
-                    Some(_) => {}
-                    None => {
-                        guard.armed = false;
-                        let why = process.exit_description().await;
-                        self.lose(&mut slot);
-                        self.restart_soon();
-                        return Err(failure(FailureCode::EngineError, format!("{why}; it will be restarted for the next job")));
-                    }
-                },
-                _ = cancel.cancelled(), if cancel_deadline.is_none() => {
-                    process.send(&Command::Cancel { id: id.clone() });
-                    cancel_deadline = Some(tokio::time::Instant::now() + self.config.cancel_grace);
-                }
-                _ = cancel_wait => {
-                    guard.armed = false;
-                    process.kill().await;
-                    self.lose(&mut slot);
-                    self.restart_soon();
-                    return Err(failure(FailureCode::EngineError, "cancelled; the engine did not stop in time and was restarted"));
-                }
-                _ = &mut deadline => {
-                    guard.armed = false;
-                    process.kill().await;
-                    self.lose(&mut slot);
-                    self.restart_soon();
-                    return Err(failure(FailureCode::Timeout, format!(
-                        "no result from the LTX engine within {} s; it was restarted", self.config.job_timeout.as_secs()
-                    )));
-                }
-            }
-        };
-        guard.armed = false;
+        let job = SentJob { id: command.id.clone(), spec: &spec, canvas, out_dir, progress: &progress };
+        let outcome = self.run_job(&mut slot, command, &job, &cancel).await?;
         drop(slot);
         progress.model_finished();
-        let result = outcome.map_err(|(code, message)| {
-            let code = match code {
-                ErrorCode::InvalidInput => FailureCode::InvalidInput,
-                ErrorCode::OutOfMemory => FailureCode::OutOfMemory,
-                ErrorCode::Cancelled | ErrorCode::EngineError | ErrorCode::Unknown => FailureCode::EngineError,
-            };
-            failure(code, message)
-        })?;
+        let result = outcome.map_err(|(code, message)| failure(failure_code(code), message))?;
         progress.report(crate::domain::job::JobStatus::Sampling, 0.95);
         let out_dir = out_dir.to_owned();
         tokio::task::spawn_blocking(move || encode::clip(&spec, canvas, &result, &out_dir))
             .await
             .map_err(|e| failure(FailureCode::EngineError, format!("encoding panicked: {e}")))?
     }
-}
-
-/// The job as the engine gets it: images extended to the canvas and written as PNG files.
-fn generate_command(
-    spec: &RenderSpec,
-    pipeline: Pipeline,
-    canvas: Canvas,
-    out_dir: &Path,
-) -> std::io::Result<Generate> {
-    let mut images = Vec::new();
-    let last = spec.num_frames.saturating_sub(1);
-    for (name, image, frame_idx) in [("start", &spec.start_image, 0), ("end", &spec.end_image, last)] {
-        if let Some(image) = image {
-            let path = out_dir.join(format!("{name}_image.png"));
-            canvas.extend(image).save(&path).map_err(std::io::Error::other)?;
-            images.push(ImageInput { path: path.to_string_lossy().into_owned(), frame_idx, strength: 1.0 });
-        }
-    }
-    Ok(Generate {
-        id: uuid::Uuid::new_v4().to_string(),
-        pipeline: pipeline.as_str(),
-        prompt: spec.prompt.clone(),
-        seed: spec.seed,
-        width: canvas.width,
-        height: canvas.height,
-        num_frames: spec.num_frames,
-        fps: spec.fps,
-        images,
-        loras: spec
-            .loras
-            .iter()
-            .map(|l| LoraInput {
-                style_id: l.style_id.clone(),
-                path: l.path.to_string_lossy().into_owned(),
-                strength: l.strength,
-            })
-            .collect(),
-        audio: spec.generate_audio,
-        out_dir: out_dir.join("engine").to_string_lossy().into_owned(),
-        preview: false,
-    })
 }

@@ -2,7 +2,7 @@
 //! the engine's Python environment. Written to a directory on `PYTHONPATH` before each start.
 use std::path::Path;
 
-const FILES: [(&str, &str); 12] = [
+const FILES: [(&str, &str); 13] = [
     ("__init__.py", include_str!("../../../../engines/ltx/ltx_engine/__init__.py")),
     ("protocol.py", include_str!("../../../../engines/ltx/ltx_engine/protocol.py")),
     ("flags.py", include_str!("../../../../engines/ltx/ltx_engine/flags.py")),
@@ -13,7 +13,8 @@ const FILES: [(&str, &str); 12] = [
     ("outputs.py", include_str!("../../../../engines/ltx/ltx_engine/outputs.py")),
     ("server.py", include_str!("../../../../engines/ltx/ltx_engine/server.py")),
     ("plan.py", include_str!("../../../../engines/ltx/ltx_engine/plan.py")),
-    // plan.py reads the full-size config from beside itself.
+    ("weights.py", include_str!("../../../../engines/ltx/ltx_engine/weights.py")),
+    // weights.py reads the full-size config from beside itself.
     ("ltx23_full.json", include_str!("../../../../engines/ltx/ltx_engine/ltx23_full.json")),
     ("placement.py", include_str!("../../../../engines/ltx/ltx_engine/placement.py")),
 ];

@@ -1,10 +1,11 @@
 //! A job as clients see it: Krea's fields first (`job_id`, `status`, `created_at`,
 //! `completed_at`, `result`), then our additive ones. Serialised straight from borrowed fields
-//! (no intermediate JSON tree): this runs on every poll.
+//! (no intermediate JSON tree): this runs on every poll. The API and the webhook dispatcher both
+//! send it, so it sits below both.
 use crate::domain::job::JobStatus;
 use crate::domain::money::MicroUsd;
 use crate::domain::request::{AspectRatio, StyleRef};
-use crate::storage::ResultUrls;
+use crate::storage::{ResultStorage, ResultUrls};
 use crate::store::{Job, WebhookState};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -85,7 +86,19 @@ struct RequestView<'a> {
     styles: &'a [StyleRef],
 }
 
-/// The job as the API shows it; `urls` are its result links (`ResultStorage::urls`).
+/// Links to a job's result files, if it has any (presigned for S3, valid for the configured time).
+pub async fn result_urls(results: &ResultStorage, job: &Job) -> Option<ResultUrls> {
+    let result = job.result.as_ref()?;
+    match results.urls(&result.video_key, &result.poster_key).await {
+        Ok(urls) => Some(urls),
+        Err(e) => {
+            tracing::error!(job_id = %job.id, error = %e, "could not sign result URLs");
+            None
+        }
+    }
+}
+
+/// The job as the API shows it; `urls` are its result links (`result_urls`).
 pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
     let error = job.failure.as_ref().map(|f| ErrorView { code: f.code.as_str(), message: &f.message });
     let result = match (job.status, &job.result, error) {
