@@ -129,9 +129,16 @@ impl Application {
         let janitor = spawn_upload_janitor(config.data_dir.clone(), config.max_run_time, shutdown.clone());
 
         let http_stop = shutdown.clone();
-        let router = api::router(self.state);
-        let server =
-            axum::serve(self.listener, router).with_graceful_shutdown(async move { http_stop.cancelled().await });
+        let limits = crate::server::ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        };
+        // Outermost: a request is in flight (not idle) until its response body is done.
+        let router = api::router(self.state).layer(axum::middleware::from_fn(crate::server::track_requests));
+        let listener = crate::server::GuardedListener::new(self.listener, limits);
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<crate::server::Connection>())
+            .with_graceful_shutdown(async move { http_stop.cancelled().await });
         let trigger = shutdown.clone();
         tokio::spawn(async move {
             stop.await;
@@ -183,11 +190,8 @@ fn spawn_upload_janitor(data_dir: PathBuf, max_age: Duration, shutdown: Cancella
     })
 }
 
-/// How often a worker reports progress for a lease that expires after `lease_ttl`: often
-/// enough that progress reads as live and a lost heartbeat or two does not expire the lease.
-pub fn heartbeat_interval(lease_ttl: Duration) -> Duration {
-    (lease_ttl / 6).clamp(Duration::from_millis(100), Duration::from_secs(1))
-}
+/// The same interval the worker API tells remote workers.
+pub use crate::worker_protocol::heartbeat_interval;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn stop_signal() {

@@ -1,8 +1,10 @@
-//! Outbound HTTP to addresses users give us (webhook receivers, later image URLs), guarded
-//! against SSRF: only http(s); no loopback, private, link-local, multicast, unspecified,
-//! IPv4-mapped or metadata addresses — checked on the URL itself (reqwest never asks a resolver
-//! about IP literals) *and* on every address DNS returns; no redirects; no proxies; timeouts.
-use crate::domain::request::is_public_ip;
+//! Outbound HTTP to addresses users give us (webhook receivers, `start_image`, `start_video`),
+//! guarded against SSRF: only http(s); only public unicast addresses (`domain::address`: IANA's
+//! special-purpose blocks refused, IPv4 addresses embedded in IPv6 ones judged as IPv4, every
+//! spelling of `localhost` refused) — checked on the URL itself (reqwest never asks a resolver
+//! about IP literals) *and* on every address DNS returns when connecting; no redirects; no
+//! proxies; timeouts.
+use crate::domain::address::{is_local_name, is_public_ip};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +26,9 @@ pub fn check_url(text: &str, policy: UrlPolicy) -> Result<Url, String> {
         None => return Err("has no host".into()),
         Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(Host::Domain(name)) if !policy.allow_private && is_local_name(name) => {
+            return Err("points to a private or reserved address".into());
+        }
         Some(Host::Domain(_)) => None,
     };
     if let Some(ip) = literal {
@@ -185,6 +190,16 @@ mod tests {
             "http://0x7f.1/hook",
             "http://[::ffff:7f00:1]/hook",
             "http://0.0.0.0/",
+            // What an adversarial probe reached or could have: IETF protocol assignments, NAT64,
+            // IPv4-compatible, IPv4-translated, 6to4 of a private address, localhost spelled otherwise.
+            "http://192.0.0.170/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:a00:1]/",
+            "http://[2002:c0a8:101::1]/",
+            "http://LOCALHOST./hook",
+            "http://LocalHost/hook",
+            "http://api.localhost/hook",
         ] {
             assert!(check_url(url, STRICT).unwrap_err().contains("private or reserved"), "{url}");
             assert!(check_url(url, UrlPolicy { allow_private: true }).is_ok(), "{url}");

@@ -4,10 +4,10 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::job_view::rfc3339;
-use super::page::Page;
+use super::library_page::LibraryPage;
 use super::upload::{read_form, FormSpec};
 use super::AppState;
-use crate::domain::asset::{sniff, AssetKind, ACCEPTED, MAX_ASSET_BYTES};
+use crate::domain::asset::{check_claims, sniff, AssetKind, ACCEPTED, MAX_ASSET_BYTES};
 use crate::store::{Asset, StoreError};
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Path, Query, State};
@@ -67,6 +67,17 @@ fn asset_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| asset_not_found())
 }
 
+/// A store error on an upload: a full storage quota is the client's to resolve (403 naming the
+/// quota, its limit and the use), anything else is ours.
+pub(super) fn upload_refused(e: StoreError) -> ApiError {
+    match e {
+        StoreError::StorageQuotaExceeded(over) => {
+            ApiError::of(super::error_code::ErrorCode::StorageQuotaExceeded, over.to_string())
+        }
+        other => other.into(),
+    }
+}
+
 fn storage_error(e: std::io::Error) -> ApiError {
     tracing::error!(error = %e, "asset storage");
     ApiError::from(StoreError::Unavailable(format!("asset storage: {e}")))
@@ -87,6 +98,8 @@ pub async fn upload(
             "The file is not a {ACCEPTED} file (its type is told from its bytes, not its name)."
         ))
     })?;
+    check_claims(kind, file.declared_type.as_deref(), file.file_name.as_deref())
+        .map_err(|why| ApiError::bad_request(format!("`file`: {why}; send it with the type it is.")))?;
     let (width, height) = if kind.is_decodable_image() {
         let _permit = DECODES.acquire().await.map_err(|e| ApiError::from(StoreError::Internal(e.to_string())))?;
         let path = file.path.to_path_buf();
@@ -107,13 +120,18 @@ pub async fn upload(
         width,
         height,
         description: form.text.remove("description").filter(|d| !d.is_empty()),
-        uploaded_at: crate::store::codec::now(),
+        // Stamped by the store, so an account's assets never share a time.
+        uploaded_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     state.results.put_file(&asset.file_key, &file.path, kind.mime_type()).await.map_err(storage_error)?;
-    if let Err(e) = state.store.create_asset(asset.clone()).await {
-        state.results.delete_file(&asset.file_key).await;
-        return Err(e.into());
-    }
+    let file_key = asset.file_key.clone();
+    let asset = match state.store.create_asset_within(asset, state.config.default_storage_quota()).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            state.results.delete_file(&file_key).await;
+            return Err(upload_refused(e));
+        }
+    };
     Ok(Json(asset_json(&state, &asset)))
 }
 
@@ -128,10 +146,9 @@ pub async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = Page::parse(params.limit.as_deref(), params.cursor.as_deref())?;
-    let assets = state.store.list_assets(caller.account_id, page.before, page.limit).await?;
-    let items = assets.iter().map(|a| asset_json(&state, a)).collect();
-    Ok(Json(page.json(items, assets.last().map(|a| a.uploaded_at))))
+    let page = LibraryPage::parse(params.limit.as_deref(), params.cursor.as_deref())?;
+    let assets = state.store.list_assets(caller.account_id, page.before, page.fetch()).await?;
+    Ok(Json(page.json(assets, |a| (a.uploaded_at, a.id), |a| asset_json(&state, a))))
 }
 
 pub async fn get(

@@ -1,40 +1,72 @@
-//! A short-lived cache of API key records, so a poll costs one store read instead of two.
-//! Only keys that exist are cached (random keys cannot fill it); a revocation made by another
-//! process (the admin CLI) takes effect within the TTL.
+//! A short-lived cache of API key lookups, so a poll costs one store read instead of two.
+//! Unknown key ids are cached too, in a map of their own: otherwise a known id would answer
+//! from memory while an unknown one always went to the store, and the time to a 401 would tell
+//! which ids exist. Negatives are safe to keep: key ids are random UUIDs made when the key is,
+//! so no id is looked up before it exists. Random ids can fill only the negative map, never
+//! evict real keys. A revocation made by another process (the admin CLI) takes effect within
+//! the TTL.
 use crate::store::KeyRecord;
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Entries kept at most; the cache is cleared when full (simple, and keys are few).
+/// Entries kept at most in each map; a map is cleared when full (simple, and keys are few).
 const MAX_ENTRIES: usize = 10_000;
+
+/// What the cache knows of a key id.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// The store had this key (revoked or not) within the TTL.
+    Known(KeyRecord),
+    /// The store had no key with this id within the TTL.
+    Unknown,
+    /// Not asked recently: ask the store.
+    Miss,
+}
 
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, (KeyRecord, Instant)>>,
+    known: RwLock<HashMap<Uuid, (KeyRecord, Instant)>>,
+    unknown: RwLock<HashMap<Uuid, Instant>>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> KeyCache {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()) }
+        KeyCache { ttl, known: RwLock::new(HashMap::new()), unknown: RwLock::new(HashMap::new()) }
     }
 
-    pub fn get(&self, key_id: Uuid) -> Option<KeyRecord> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(&key_id).filter(|(_, at)| at.elapsed() < self.ttl).map(|(record, _)| record.clone())
+    pub fn get(&self, key_id: Uuid) -> Cached {
+        let fresh = |at: &Instant| at.elapsed() < self.ttl;
+        // Both maps are read whatever the first says, so a hit costs the same either way.
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let known = known.get(&key_id).filter(|(_, at)| fresh(at)).map(|(record, _)| record.clone());
+        let unknown = self.unknown.read().unwrap_or_else(|e| e.into_inner()).get(&key_id).is_some_and(fresh);
+        match (known, unknown) {
+            (Some(record), _) => Cached::Known(record),
+            (None, true) => Cached::Unknown,
+            (None, false) => Cached::Miss,
+        }
     }
 
-    pub fn put(&self, record: KeyRecord) {
+    /// Remembers what the store answered for `key_id`: its record, or `None` for no such key.
+    pub fn put(&self, key_id: Uuid, found: Option<&KeyRecord>) {
         if self.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
+        match found {
+            Some(record) => insert(&self.known, key_id, (record.clone(), Instant::now())),
+            None => insert(&self.unknown, key_id, Instant::now()),
         }
-        entries.insert(record.key_id, (record, Instant::now()));
     }
+}
+
+fn insert<V>(map: &RwLock<HashMap<Uuid, V>>, key_id: Uuid, value: V) {
+    let mut entries = map.write().unwrap_or_else(|e| e.into_inner());
+    if entries.len() >= MAX_ENTRIES {
+        entries.clear();
+    }
+    entries.insert(key_id, value);
 }
 
 #[cfg(test)]
@@ -48,18 +80,38 @@ mod tests {
     #[test]
     fn entries_expire_after_the_ttl() {
         let cache = KeyCache::new(Duration::from_millis(30));
-        let r = record();
-        cache.put(r.clone());
-        assert_eq!(cache.get(r.key_id).map(|k| k.account_id), Some(r.account_id));
+        let (r, absent) = (record(), Uuid::new_v4());
+        cache.put(r.key_id, Some(&r));
+        cache.put(absent, None);
+        assert!(matches!(cache.get(r.key_id), Cached::Known(k) if k.account_id == r.account_id));
+        assert!(matches!(cache.get(absent), Cached::Unknown));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(cache.get(r.key_id).is_none());
+        assert!(matches!(cache.get(r.key_id), Cached::Miss));
+        assert!(matches!(cache.get(absent), Cached::Miss));
     }
 
     #[test]
     fn a_zero_ttl_caches_nothing() {
         let cache = KeyCache::new(Duration::ZERO);
         let r = record();
-        cache.put(r.clone());
-        assert!(cache.get(r.key_id).is_none());
+        cache.put(r.key_id, Some(&r));
+        cache.put(Uuid::new_v4(), None);
+        assert!(matches!(cache.get(r.key_id), Cached::Miss));
+    }
+
+    #[test]
+    fn unknown_ids_answer_from_memory_like_known_ones_and_cannot_evict_them() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let r = record();
+        cache.put(r.key_id, Some(&r));
+        let first = Uuid::new_v4();
+        cache.put(first, None);
+        assert!(matches!(cache.get(first), Cached::Unknown), "a second try of an unknown id does not go to the store");
+        for _ in 0..=MAX_ENTRIES {
+            cache.put(Uuid::new_v4(), None);
+        }
+        let kept = matches!(cache.get(r.key_id), Cached::Known(k) if k.account_id == r.account_id);
+        assert!(kept, "a flood of random ids leaves real keys cached");
+        assert!(matches!(cache.get(first), Cached::Miss), "the negative map was cleared, not grown without bound");
     }
 }

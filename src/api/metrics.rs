@@ -4,7 +4,7 @@
 //! - `ltx_job_queue_wait_seconds{engine}`, `ltx_job_run_seconds{engine,outcome}`
 //! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live{kind}`
 //! - `ltx_affinity_hits_total`, `ltx_style_switches_total` (counted where leases are granted:
-//!   `worker::queue::lease_within`)
+//!   `leasing::lease_within`)
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
@@ -62,8 +62,23 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 /// label set). The metric handles of each (route, method, status) are looked up once and kept.
 pub struct RequestTimer {
     route: String,
-    method: Method,
+    method: &'static str,
     started: Instant,
+}
+
+/// The `method` label: the methods the API serves, else `other`. A client chooses the method
+/// string, so it must never become a label value as sent (each new one would add series).
+fn method_label(method: &Method) -> &'static str {
+    let known = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    known.into_iter().find(|(known, _)| known == method).map_or("other", |(_, label)| label)
 }
 
 impl RequestTimer {
@@ -73,7 +88,7 @@ impl RequestTimer {
             None if request.uri().path().starts_with("/results/") => "/results".to_owned(),
             None => "unmatched".to_owned(),
         };
-        RequestTimer { route, method: request.method().clone(), started: Instant::now() }
+        RequestTimer { route, method: method_label(request.method()), started: Instant::now() }
     }
 
     pub fn finish(self, response: Response) -> Response {
@@ -89,9 +104,9 @@ struct RouteHandles {
     duration: metrics::Histogram,
 }
 
-type HandleKey = (String, Method, u16);
+type HandleKey = (String, &'static str, u16);
 
-fn route_handles(route: String, method: Method, status: u16) -> Arc<RouteHandles> {
+fn route_handles(route: String, method: &'static str, status: u16) -> Arc<RouteHandles> {
     static CACHE: OnceLock<RwLock<HashMap<HandleKey, Arc<RouteHandles>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (route, method, status);
@@ -100,10 +115,9 @@ fn route_handles(route: String, method: Method, status: u16) -> Arc<RouteHandles
     }
     // `/jobs/{id}` is labelled `/jobs/:id`: braces inside label values trip up simple parsers.
     let label = key.0.replace('{', ":").replace('}', "");
-    let method_label = key.1.as_str().to_owned();
     let handles = Arc::new(RouteHandles {
-        requests: metrics::counter!("http_requests_total", "method" => method_label.clone(), "route" => label.clone(), "status" => status.to_string()),
-        duration: metrics::histogram!("http_request_duration_seconds", "method" => method_label, "route" => label),
+        requests: metrics::counter!("http_requests_total", "method" => method, "route" => label.clone(), "status" => status.to_string()),
+        duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => label),
     });
     let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
     // Unknown paths all share "unmatched", so the map stays as small as the route table.

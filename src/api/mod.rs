@@ -3,15 +3,18 @@ mod account;
 pub mod assets;
 mod auth;
 pub mod error;
+mod error_code;
 mod events;
 mod generate;
 mod health;
 pub(crate) mod internal;
 mod internal_preview;
-pub mod job_view;
+pub use crate::job_view;
 pub mod job_watch;
 mod jobs;
+mod json_body;
 pub mod key_cache;
+mod library_page;
 pub mod metrics;
 mod openapi;
 mod openapi_library;
@@ -45,20 +48,24 @@ pub struct AppState {
 impl AppState {
     /// The job as the API shows it, with its result links.
     pub async fn view<'a>(&self, job: &'a crate::store::Job) -> job_view::JobView<'a> {
-        job_view::job_json(job, self.results.urls(job).await)
+        job_view::job_json(job, job_view::result_urls(&self.results, job).await)
     }
 }
 
 pub const GENERATE_PATH: &str = "/generate/video/lightricks/ltx-video-2.3-22b";
 
 pub fn router(state: AppState) -> Router {
-    let results = tower_http::services::ServeDir::new(state.config.data_dir.join("results"));
+    // A directory is no result: 404, not ServeDir's redirect to `<dir>/`, whose Location drops
+    // the `/results` prefix (and any prefix of --public-url) and leads nowhere anyway.
+    let results = tower_http::services::ServeDir::new(state.config.data_dir.join("results"))
+        .append_index_html_on_directories(false);
     // Uploads are streamed to disk under their own limits (upload.rs), not axum's default.
     let uploads = axum::extract::DefaultBodyLimit::disable();
     let asset_files: Router<AppState> = match &*state.results {
         crate::storage::ResultStorage::Local { .. } => Router::new().nest_service(
             "/files/assets",
-            tower_http::services::ServeDir::new(state.config.data_dir.join("library").join("assets")),
+            tower_http::services::ServeDir::new(state.config.data_dir.join("library").join("assets"))
+                .append_index_html_on_directories(false),
         ),
         crate::storage::ResultStorage::S3 { .. } => {
             Router::new().route("/files/assets/{name}", get(assets::file_redirect))
@@ -79,15 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/internal/v1/hello", get(internal::hello))
-        .route("/internal/v1/lease", post(internal::lease))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/heartbeat", post(internal::heartbeat))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/files/{name}", axum::routing::put(internal::upload))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/complete", post(internal::complete))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/preview", post(internal_preview::publish))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/fail", post(internal::fail))
-        .route("/internal/v1/leases/{job_id}/{lease_id}/hand-back", post(internal::hand_back))
-        .route("/internal/v1/files/{*key}", get(internal::kept_file))
+        .merge(internal::routes())
         .nest_service("/results", results)
         .merge(asset_files)
         .layer(axum::middleware::from_fn(around_every_request))
@@ -95,26 +94,35 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What every request gets, in one layer (each layer costs on every poll): a request id on the
-/// response and on the log span (kept when the client sent one), `{error}` bodies on bare error
-/// responses, and its count and latency in `/metrics`.
+/// response and on the log span (kept when the client sent a short plain one), `{error}` bodies
+/// on bare error responses, `X-Content-Type-Options: nosniff`, and its count and latency in
+/// `/metrics`.
 async fn around_every_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
-    let id = request.headers().get(request_id::HEADER).cloned().unwrap_or_else(request_id::next);
+    let id = request_id::of(request.headers());
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
     let timer = metrics::RequestTimer::start(&request);
     // The access log (debug level: it would be most of the log at load). The path only: no
     // query string, no headers, so no key or signed link can end up in it.
     let access = tracing::enabled!(tracing::Level::DEBUG)
         .then(|| (request.method().clone(), request.uri().path().to_owned(), std::time::Instant::now()));
-    let response = error::with_json_error_body(next.run(request).instrument(span.clone()).await);
+    let response = match json_body::refuse_content_encoding(request) {
+        Ok(request) => error::with_json_error_body(next.run(request).instrument(span.clone()).await),
+        Err(refused) => *refused,
+    };
     if let Some((method, path, started)) = access {
         let (status, ms) = (response.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
         span.in_scope(|| tracing::debug!(%method, path, status, ms, "request"));
     }
     let mut response = timer.finish(response);
     response.headers_mut().insert(request_id::HEADER, id);
+    // Every answer is what its Content-Type says, never sniffed: an uploaded PNG that is also
+    // valid HTML must not be rendered as a page from this origin.
+    response
+        .headers_mut()
+        .insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
     response
 }

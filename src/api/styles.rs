@@ -5,7 +5,8 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use super::job_view::rfc3339;
-use super::page::Page;
+use super::library_page::LibraryPage;
+use super::page::page_json;
 use super::upload::{read_form, FormSpec, StagedFile};
 use super::AppState;
 use crate::domain::lora::{self, LoraSummary};
@@ -25,7 +26,12 @@ const MAX_TITLE_CHARS: usize = 200;
 const MAX_URLS: usize = 20;
 const MAX_URL_CHARS: usize = 2048;
 
-fn style_json(s: &Style) -> Value {
+/// A style as `viewer` sees it. The owner's account id and name are shown to the owner only:
+/// another account reading a public style gets `owner: null` (Krea's schema allows it, for its
+/// own styles), so public styles do not reveal who made them.
+fn style_json(s: &Style, viewer: Uuid) -> Value {
+    let owner =
+        (s.account_id == viewer).then(|| json!({ "id": s.account_id, "name": s.owner_name, "avatar_url": null }));
     json!({
         "id": s.id.to_string(),
         "title": s.title,
@@ -34,7 +40,7 @@ fn style_json(s: &Style) -> Value {
         "cover_url": s.cover_url,
         "prompt": s.prompt,
         "models": [MODEL],
-        "owner": { "id": s.account_id, "name": s.owner_name, "avatar_url": null },
+        "owner": owner,
         "like_count": 0,
         "created_at": rfc3339(s.created_at),
         // additive
@@ -88,15 +94,20 @@ pub async fn upload(
         file_key: crate::storage::new_file_key("styles", "safetensors"),
         size_bytes: file.size,
         lora_rank: summary.rank as u32,
-        created_at: crate::store::codec::now(),
+        // Stamped by the store, so an account's styles never share a time.
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     let stored = state.results.put_file(&style.file_key, &file.path, "application/octet-stream").await;
     stored.map_err(|e| ApiError::from(StoreError::Unavailable(format!("style storage: {e}"))))?;
-    if let Err(e) = state.store.create_style(style.clone()).await {
-        state.results.delete_file(&style.file_key).await;
-        return Err(e.into());
-    }
-    Ok(Json(style_json(&style)))
+    let file_key = style.file_key.clone();
+    let style = match state.store.create_style_within(style, state.config.default_storage_quota()).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            state.results.delete_file(&file_key).await;
+            return Err(super::assets::upload_refused(e));
+        }
+    };
+    Ok(Json(style_json(&style, caller.account_id)))
 }
 
 /// Reads the safetensors header (and only the header) of the staged file and checks it.
@@ -112,6 +123,10 @@ async fn check_lora(file: &StagedFile) -> Result<LoraSummary, String> {
 }
 
 fn check_title(title: &str) -> Result<(), ApiError> {
+    // A blank title would list as an unnamed style that cannot be told apart from the others.
+    if title.trim().is_empty() {
+        return Err(ApiError::bad_request("`title` must not be empty or only whitespace."));
+    }
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::bad_request(format!("`title` may be at most {MAX_TITLE_CHARS} characters.")));
     }
@@ -134,7 +149,7 @@ pub async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = Page::parse(params.limit.as_deref(), params.cursor.as_deref())?;
+    let page = LibraryPage::parse(params.limit.as_deref(), params.cursor.as_deref())?;
     let filter = match params.filter.as_deref().unwrap_or("all") {
         "all" => Some(StyleFilter::All),
         "user" => Some(StyleFilter::Own),
@@ -159,26 +174,23 @@ pub async fn list(
         Some(_) => return Err(ApiError::bad_request("`liked` must be true or false.")),
     };
     let (Some(filter), false, false) = (filter, other_model, liked_only) else {
-        return Ok(Json(page.json(Vec::<Value>::new(), None)));
+        return Ok(Json(page_json(Vec::<Value>::new(), None)));
     };
-    let styles = match params.ids.as_deref().filter(|ids| !ids.is_empty()) {
-        Some(ids) => {
-            // Named styles, each as `GET /styles/{id}` would show it (unknown ones left out).
-            let mut found = Vec::new();
-            for id in ids.split(',').map(str::trim).filter_map(|id| Uuid::parse_str(id).ok()).take(100) {
-                if let Some(style) = state.store.style(caller.account_id, id).await? {
-                    found.push(style);
-                }
+    if let Some(ids) = params.ids.as_deref().filter(|ids| !ids.is_empty()) {
+        // Named styles, each as `GET /styles/{id}` would show it (unknown ones left out): one
+        // list, not paged, whose cursor is still the last one's time once they fill `limit`.
+        let mut found = Vec::new();
+        for id in ids.split(',').map(str::trim).filter_map(|id| Uuid::parse_str(id).ok()).take(100) {
+            if let Some(style) = state.store.style(caller.account_id, id).await? {
+                found.push(style);
             }
-            found
         }
-        None => {
-            let query = StyleQuery { filter, owner, before: page.before, limit: page.limit };
-            state.store.list_styles(caller.account_id, query).await?
-        }
-    };
-    let items = styles.iter().map(style_json).collect();
-    Ok(Json(page.json(items, styles.last().map(|s| s.created_at))))
+        let next_cursor = found.last().filter(|_| found.len() == page.limit() as usize).map(|s| rfc3339(s.created_at));
+        return Ok(Json(page_json(found.iter().map(|s| style_json(s, caller.account_id)).collect(), next_cursor)));
+    }
+    let query = StyleQuery { filter, owner, before: page.before, limit: page.fetch() };
+    let styles = state.store.list_styles(caller.account_id, query).await?;
+    Ok(Json(page.json(styles, |s| (s.created_at, s.id), |s| style_json(s, caller.account_id))))
 }
 
 pub async fn get(
@@ -187,7 +199,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let style = state.store.style(caller.account_id, style_id(&id)?).await?.ok_or_else(style_not_found)?;
-    Ok(Json(style_json(&style)))
+    Ok(Json(style_json(&style, caller.account_id)))
 }
 
 fn url_list(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
@@ -243,15 +255,15 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::json_body::StrictJson, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let id = style_id(&id)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))?;
+    let super::json_body::StrictJson(body) = body?;
     let object = body.as_object().ok_or_else(|| ApiError::bad_request("The request body must be a JSON object."))?;
     let patch = patch_of(object)?;
     let not_owner = || ApiError::not_found("The style was not found or you are not its owner.");
     let style = state.store.update_style(caller.account_id, id, patch).await?.ok_or_else(not_owner)?;
-    Ok(Json(style_json(&style)))
+    Ok(Json(style_json(&style, caller.account_id)))
 }
 
 pub async fn delete(
@@ -269,7 +281,7 @@ pub async fn delete(
         }
         Err(StyleDeleteRefusal::InUse { jobs }) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "style_in_use",
+            crate::api::error::ErrorCode::StyleInUse,
             format!("{jobs} unfinished job(s) use this style; delete it when they have finished or been cancelled."),
         )),
     }

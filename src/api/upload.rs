@@ -18,6 +18,10 @@ pub struct StagedFile {
     pub size: u64,
     /// The first bytes, for telling the file's type.
     pub head: Vec<u8>,
+    /// What the client said the file is: the part's `Content-Type` and file name, if any
+    /// (checked against the bytes, never trusted instead of them).
+    pub declared_type: Option<String>,
+    pub file_name: Option<String>,
 }
 
 pub struct Form {
@@ -36,7 +40,7 @@ pub struct FormSpec {
 fn too_large(spec: &FormSpec) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        crate::api::error::ErrorCode::PayloadTooLarge,
         format!("`{}` is larger than {} bytes.", spec.file_field, spec.max_file_bytes),
     )
 }
@@ -128,8 +132,12 @@ async fn stage(
 ) -> Result<StagedFile, ApiError> {
     let io = |e: std::io::Error| {
         tracing::error!(error = %e, "staging an upload");
-        ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_unavailable", "The upload could not be stored.")
-            .retry_after(30)
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            crate::api::error::ErrorCode::StorageUnavailable,
+            "The upload could not be stored.",
+        )
+        .retry_after(30)
     };
     tokio::fs::create_dir_all(staging_dir).await.map_err(io)?;
     let staged = tempfile::Builder::new().prefix("upload-").tempfile_in(staging_dir).map_err(io)?;
@@ -137,6 +145,8 @@ async fn stage(
     let mut file = tokio::fs::File::from_std(file);
     let mut size: u64 = 0;
     let mut head = Vec::new();
+    let declared_type = field.content_type().map(str::to_owned);
+    let file_name = field.file_name().map(str::to_owned);
     while let Some(chunk) = within(idle, field.chunk()).await? {
         size += chunk.len() as u64;
         if size > spec.max_file_bytes {
@@ -152,5 +162,5 @@ async fn stage(
     // sync_all alone would not report it, leaving a short file that looks like a bad upload.
     file.flush().await.map_err(io)?;
     file.sync_all().await.map_err(io)?;
-    Ok(StagedFile { path, size, head })
+    Ok(StagedFile { path, size, head, declared_type, file_name })
 }

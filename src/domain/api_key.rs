@@ -1,5 +1,5 @@
 //! API keys look like `<key-id-uuid>:<secret>`. Only a SHA-256 of the secret is stored; the
-//! check is constant-time.
+//! check is constant-time, and costs the same for an unknown key id (see `verify`).
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -51,7 +51,36 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Constant-time comparison of a presented secret against a stored hash.
 pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
+    #[cfg(test)]
+    COMPARISONS.with(|n| n.set(n.get() + 1));
     hash_secret(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+/// A stored hash no secret has (it is not hex): what an unknown key id's secret is checked
+/// against, so that the answer for an id that does not exist costs the same as for one that does.
+const NO_KEY_HASH: &str = "unknown-key-unknown-key-unknown-key-unknown-key-unknown-key-0000";
+
+/// Whether `secret` opens the key stored as `(secret_hash, revoked)`, or `None` when the key id is
+/// unknown. Every outcome (unknown id, revoked key, wrong secret, right secret) hashes the secret
+/// and compares it once, so how long the check takes does not tell which ids exist.
+pub fn verify(secret: &str, stored: Option<(&str, bool)>) -> bool {
+    let (hash, usable) = match stored {
+        Some((hash, revoked)) => (hash, !revoked),
+        None => (NO_KEY_HASH, false),
+    };
+    // `&` rather than `&&`: the comparison runs whatever `usable` is.
+    secret_matches(secret, hash) & usable
+}
+
+// How many secret comparisons this thread made (tests prove every path makes one).
+#[cfg(test)]
+thread_local! {
+    static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+pub fn comparisons_on_this_thread() -> u64 {
+    COMPARISONS.with(|n| n.get())
 }
 
 #[cfg(test)]
@@ -66,6 +95,25 @@ mod tests {
         assert!(secret_matches(&parsed.secret, &key.secret_hash));
         assert!(!secret_matches("wrong", &key.secret_hash));
         assert!(!key.secret_hash.contains(&parsed.secret));
+    }
+
+    #[test]
+    fn unknown_and_revoked_keys_are_checked_like_known_ones() {
+        let key = generate();
+        let secret = parse_key(&key.token).unwrap().secret;
+        assert_eq!(NO_KEY_HASH.len(), key.secret_hash.len(), "the stand-in compares as many bytes");
+        let cases = [
+            (Some((key.secret_hash.as_str(), false)), true),
+            (Some((key.secret_hash.as_str(), true)), false),
+            (None, false),
+        ];
+        for (stored, opens) in cases {
+            let before = comparisons_on_this_thread();
+            assert_eq!(verify(&secret, stored), opens, "{stored:?}");
+            assert!(!verify("wrong", stored), "{stored:?}");
+            assert_eq!(comparisons_on_this_thread() - before, 2, "one comparison per check: {stored:?}");
+        }
+        assert!(!verify(NO_KEY_HASH, None), "nothing opens an unknown id");
     }
 
     #[test]

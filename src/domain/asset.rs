@@ -1,5 +1,11 @@
 //! What an uploaded file is, told from its first bytes — never from its name or the client's
-//! `Content-Type` — and the kinds Krea's `POST /assets` accepts.
+//! `Content-Type`, though those must agree with the bytes when given — and the kinds Krea's
+//! `POST /assets` accepts.
+//!
+//! The magic-byte table is our own rather than the `infer` crate's: it is a closed list of
+//! Krea's kinds (GLB among them) with the exact `ftyp` brands we accept, it is already
+//! tested, and `infer` would be a new dependency for no new check. The decodable images are then
+//! decoded by the `image` crate, which is the real proof of those.
 
 /// Krea's limit ("Maximum size: 75MB"), read as decimal megabytes so that neither reading of a
 /// 76 MB file gets through.
@@ -78,6 +84,78 @@ const ALL: [AssetKind; 10] = [
 
 /// The sentence a refused file gets.
 pub const ACCEPTED: &str = "JPEG, PNG, WebP, HEIC, MP4, MOV, WebM, GLB, WAV or MP3";
+
+/// What a client's own description of an upload claims it is: `Some(kind)`, or `None` when it
+/// claims nothing (no type, a generic binary one, an extension we do not know).
+fn claimed_by_type(declared: &str) -> Result<Option<AssetKind>, ()> {
+    let essence = declared.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    Ok(Some(match essence.as_str() {
+        "" | "application/octet-stream" | "binary/octet-stream" | "application/binary" | "application/unknown" => {
+            return Ok(None)
+        }
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => AssetKind::Jpeg,
+        "image/png" | "image/x-png" => AssetKind::Png,
+        "image/webp" => AssetKind::Webp,
+        "image/heic" | "image/heif" => AssetKind::Heic,
+        "video/mp4" | "video/x-m4v" => AssetKind::Mp4,
+        "video/quicktime" => AssetKind::Mov,
+        "video/webm" | "audio/webm" => AssetKind::Webm,
+        "model/gltf-binary" => AssetKind::Glb,
+        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => AssetKind::Wav,
+        "audio/mpeg" | "audio/mp3" | "audio/x-mpeg" | "audio/mpeg3" => AssetKind::Mp3,
+        // Any other named type (`text/html`, `image/svg+xml`, `image/gif`) is a claim the
+        // bytes of an accepted kind cannot meet.
+        _ => return Err(()),
+    }))
+}
+
+fn claimed_by_name(file_name: &str) -> Option<AssetKind> {
+    let (_, ext) = file_name.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" | "jpe" | "jfif" => AssetKind::Jpeg,
+        "png" => AssetKind::Png,
+        "webp" => AssetKind::Webp,
+        "heic" | "heif" => AssetKind::Heic,
+        "mp4" | "m4v" => AssetKind::Mp4,
+        "mov" | "qt" => AssetKind::Mov,
+        "webm" => AssetKind::Webm,
+        "glb" => AssetKind::Glb,
+        "wav" | "wave" => AssetKind::Wav,
+        "mp3" => AssetKind::Mp3,
+        _ => return None,
+    })
+}
+
+/// MP4 and QuickTime are one container (ISO base media): cameras, phones and editors label
+/// either as the other, so a claim of one is met by the bytes of the other.
+fn same_kind(a: AssetKind, b: AssetKind) -> bool {
+    let family = |k| if k == AssetKind::Mov { AssetKind::Mp4 } else { k };
+    family(a) == family(b)
+}
+
+/// Checks what the client said an upload is (its part's `Content-Type` and file name) against
+/// `kind`, what its bytes are. A claim that disagrees is refused, naming both, rather than
+/// stored and served as something the client did not say it was (a PNG/HTML polyglot sent as
+/// `text/html`, a script named `.png`, a JPEG labelled PNG). No claim at all is fine: then the
+/// bytes alone decide.
+pub fn check_claims(kind: AssetKind, declared_type: Option<&str>, file_name: Option<&str>) -> Result<(), String> {
+    let is = kind.mime_type();
+    if let Some(declared) = declared_type {
+        let agrees = match claimed_by_type(declared) {
+            Ok(claimed) => claimed.is_none_or(|c| same_kind(c, kind)),
+            Err(()) => false,
+        };
+        if !agrees {
+            return Err(format!("the file is declared `{declared}` but its bytes are {is}"));
+        }
+    }
+    if let Some(name) = file_name {
+        if let Some(claimed) = claimed_by_name(name).filter(|c| !same_kind(*c, kind)) {
+            return Err(format!("the file is named `{name}` ({}) but its bytes are {is}", claimed.mime_type()));
+        }
+    }
+    Ok(())
+}
 
 /// ISO base media brands (`ftyp`) of HEIF/HEIC images.
 const HEIC_BRANDS: [&[u8; 4]; 8] = [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"];
@@ -182,6 +260,34 @@ mod tests {
         ] {
             assert_eq!(sniff(&padded(head)), None, "{head:?}");
             assert_eq!(sniff(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_must_agree_with_the_bytes_and_no_claim_is_fine() {
+        let fine = [
+            (AssetKind::Png, None, None),
+            (AssetKind::Png, Some("image/png"), Some("a.png")),
+            (AssetKind::Png, Some("application/octet-stream"), Some("a")),
+            (AssetKind::Png, Some("IMAGE/PNG; charset=binary"), Some("A.PNG")),
+            (AssetKind::Jpeg, Some("image/jpg"), Some("photo.JPEG")),
+            (AssetKind::Mov, Some("video/mp4"), Some("clip.mp4")),
+            (AssetKind::Mp4, Some("video/quicktime"), Some("clip.MOV")),
+            (AssetKind::Glb, None, Some("thing.bin")),
+        ];
+        for (kind, declared, name) in fine {
+            assert_eq!(check_claims(kind, declared, name), Ok(()), "{kind:?} {declared:?} {name:?}");
+        }
+        let refused = [
+            (AssetKind::Png, Some("image/jpeg"), None, "declared `image/jpeg` but its bytes are image/png"),
+            (AssetKind::Png, Some("text/html"), Some("a.png"), "declared `text/html` but its bytes are image/png"),
+            (AssetKind::Jpeg, None, Some("x.png"), "named `x.png` (image/png) but its bytes are image/jpeg"),
+            (AssetKind::Mp4, Some("image/png"), None, "declared `image/png` but its bytes are video/mp4"),
+            (AssetKind::Webp, None, Some("clip.webm"), "named `clip.webm` (video/webm) but its bytes are image/webp"),
+        ];
+        for (kind, declared, name, needle) in refused {
+            let why = check_claims(kind, declared, name).unwrap_err();
+            assert!(why.contains(needle), "{why}");
         }
     }
 

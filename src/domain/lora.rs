@@ -143,6 +143,7 @@ pub fn check_header(
     let mut layers: BTreeMap<String, (Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut rank: Option<(u64, String)> = None;
     let mut dtype: Option<String> = None;
+    let mut extents: Vec<(u64, u64, &str)> = Vec::new();
     for (key, value) in &entries {
         if key == "__metadata__" {
             continue;
@@ -187,6 +188,7 @@ pub fn check_header(
                 "`{key}`: its data ends at byte {end} of a data section of {data_len} bytes (is the file truncated?)"
             ));
         }
+        extents.push((start, end, key));
         dtype.get_or_insert_with(|| entry.dtype.clone());
         let slot = layers.entry(module.to_owned()).or_default();
         if is_a {
@@ -209,7 +211,34 @@ pub fn check_header(
     let (Some((rank, _)), Some(dtype)) = (rank, dtype) else {
         return Err("the file holds no LoRA weights".into());
     };
+    check_tiling(extents, data_len)?;
     Ok(LoraSummary { rank, layers: layers.len(), dtype })
+}
+
+/// The tensors' bytes must tile the data section, as the safetensors format requires: no two
+/// overlap (one weight read as two) and no byte belongs to none (hidden content).
+fn check_tiling(mut extents: Vec<(u64, u64, &str)>, data_len: u64) -> Result<(), String> {
+    extents.sort_unstable();
+    let mut covered = 0;
+    let mut previous: Option<&str> = None;
+    for (start, end, key) in extents {
+        if start < covered {
+            let other = previous.unwrap_or_default();
+            return Err(format!("`{key}`: its data overlaps the data of `{other}`"));
+        }
+        if start > covered {
+            return Err(format!("`{key}`: bytes {covered} to {start} of the data section belong to no tensor"));
+        }
+        covered = end;
+        previous = Some(key);
+    }
+    if covered != data_len {
+        return Err(format!(
+            "the file has {} bytes after its last tensor's data; a LoRA file holds only its tensors",
+            data_len - covered
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -335,5 +364,25 @@ pub mod tests {
         assert!(err.contains("do not match its shape"), "{err}");
         let err = check_header(b"[1, 2]", 10, &LTX_2_3, &DEFAULT_LIMITS).unwrap_err();
         assert!(err.contains("not a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn tensors_must_tile_the_data_without_overlap_gaps_or_trailing_bytes() {
+        let pair = |a: [u64; 2], b: [u64; 2]| {
+            serde_json::to_vec(&json!({
+                Q_A: {"dtype": "F16", "shape": [4, 4096], "data_offsets": a},
+                Q_B: {"dtype": "F16", "shape": [4096, 4], "data_offsets": b},
+            }))
+            .unwrap()
+        };
+        let n = 4 * 4096 * 2;
+        let check = |header: Vec<u8>, data_len| check_header(&header, data_len, &LTX_2_3, &DEFAULT_LIMITS);
+        assert!(check(pair([0, n], [n, 2 * n]), 2 * n).is_ok(), "back to back, exactly filling the data");
+        let overlap = check(pair([0, n], [0, n]), 2 * n).unwrap_err();
+        assert!(overlap.contains("overlaps the data of"), "{overlap}");
+        let gap = check(pair([0, n], [n + 2, 2 * n + 2]), 2 * n + 2).unwrap_err();
+        assert!(gap.contains("belong to no tensor"), "{gap}");
+        let trailing = check(pair([0, n], [n, 2 * n]), 2 * n + 10).unwrap_err();
+        assert!(trailing.contains("10 bytes after its last tensor"), "{trailing}");
     }
 }

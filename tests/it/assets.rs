@@ -86,12 +86,13 @@ async fn an_uploaded_image_is_an_asset_only_its_account_sees() {
     let (owner, other) = (app.account("5").await, app.account("5").await);
     let png = encode(&quadrants(40, 30, WARM), image::ImageFormat::Png);
     let form = Form::new()
-        .part("file", Part::bytes(png.clone()).file_name("holiday.jpg").mime_str("image/jpeg").unwrap())
+        .part("file", Part::bytes(png.clone()).file_name("holiday").mime_str("application/octet-stream").unwrap())
         .text("description", "a test card");
     let response = upload_form(&app, &owner.key, "/assets", form).await;
     assert_eq!(response.status(), 200);
     let asset: Value = response.json().await.unwrap();
-    // The type comes from the bytes, not the name or the declared type.
+    // The type comes from the bytes (a name or declared type that disagrees is refused:
+    // hardening_library.rs), not from a generic name and type.
     assert_eq!(asset["mime_type"], "image/png", "{asset}");
     assert_eq!((asset["width"].as_u64(), asset["height"].as_u64()), (Some(40), Some(30)));
     assert_eq!(asset["size_bytes"].as_u64(), Some(png.len() as u64));
@@ -297,4 +298,86 @@ async fn a_70_mb_upload_streams_to_disk_and_a_76_mb_one_is_refused() {
     };
     assert_eq!((status.as_u16(), page["items"].as_array().unwrap().len()), (200, 1));
     assert!(crate::cli::sigterm(&mut server).success(), "it stops cleanly after a refused upload");
+}
+
+/// Every item of a list, read page by page through `next_cursor` (which `nextCursor` repeats);
+/// `path` ends with its query (`…?limit=4`). Returns the items and the cursors handed out.
+pub async fn every_page(app: &TestApp, key: &str, path: &str) -> (Vec<Value>, Vec<String>) {
+    let (mut items, mut cursors, mut next) = (Vec::new(), Vec::new(), path.to_owned());
+    loop {
+        let (status, page) = app.get(key, &next).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["next_cursor"], page["nextCursor"]);
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        let Some(cursor) = page["next_cursor"].as_str() else { return (items, cursors) };
+        next = format!("{path}&cursor={}", cursor.replace(':', "%3A").replace('+', "%2B"));
+        cursors.push(cursor.to_owned());
+        assert!(cursors.len() <= items.len(), "every page but the last is full");
+    }
+}
+
+/// The items newest first by their `field` time, ties by id (descending): every list's order.
+pub fn newest_first(mut items: Vec<Value>, field: &str) -> Vec<Value> {
+    let key = |item: &Value| {
+        let time = item[field].as_str().unwrap();
+        let time = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).unwrap();
+        (time, uuid::Uuid::parse_str(item["id"].as_str().unwrap()).unwrap())
+    };
+    items.sort_by_key(|item| std::cmp::Reverse(key(item)));
+    items
+}
+
+/// The app's SQLite database, opened beside the app (to write rows as an older release did).
+pub fn database(app: &TestApp) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(app.data_dir.path().join("ltx-serve.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assets_uploaded_at_once_page_each_once_newest_first() {
+    let app = TestApp::start().await;
+    let acct = app.account("1").await;
+    let png = encode(&quadrants(8, 8, WARM), image::ImageFormat::Png);
+    let uploaded =
+        futures_util::future::join_all((0..30).map(|_| upload_ok(&app, &acct.key, png.clone(), "a.png"))).await;
+    for asset in &uploaded {
+        let path = format!("/assets/{}", asset["id"].as_str().unwrap());
+        assert_eq!(app.get(&acct.key, &path).await, (200, asset.clone()), "the upload answers what is stored");
+    }
+    let (items, cursors) = every_page(&app, &acct.key, "/assets?limit=4").await;
+    assert_eq!(items, newest_first(uploaded, "uploaded_at"), "each asset once, newest first");
+    let times: Vec<&str> = items.iter().map(|a| a["uploaded_at"].as_str().unwrap()).collect();
+    let distinct: std::collections::HashSet<&&str> = times.iter().collect();
+    assert_eq!(distinct.len(), 30, "one account's assets never share a time");
+    // Krea's cursor: the time of each full page's last asset.
+    let last_of_pages: Vec<String> = times.chunks(4).filter(|page| page.len() == 4).map(|p| p[3].to_owned()).collect();
+    assert_eq!(cursors, last_of_pages);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assets_sharing_a_time_from_an_older_release_page_each_once() {
+    let app = TestApp::start().await;
+    let acct = app.account("1").await;
+    let db = database(&app);
+    for _ in 0..9 {
+        let id = uuid::Uuid::new_v4();
+        db.execute(
+            "INSERT INTO assets (id, account_id, file_key, mime_type, size_bytes, uploaded_at) \
+             VALUES (?1, ?2, ?3, 'image/png', 1, 1700000000000000)",
+            [id.to_string(), acct.id.to_string(), format!("assets/{}.png", id.simple())],
+        )
+        .unwrap();
+    }
+    let newer = upload_ok(&app, &acct.key, encode(&quadrants(8, 8, COOL), image::ImageFormat::Png), "b.png").await;
+    let (items, cursors) = every_page(&app, &acct.key, "/assets?limit=4").await;
+    assert_eq!(items.len(), 10);
+    assert_eq!((&items[0], newest_first(items.clone(), "uploaded_at")), (&newer, items.clone()), "each once, in order");
+    // Where the next asset shares the page's last time, the cursor carries that asset's id too.
+    let tied = |a: &Value| format!("{}~{}", a["uploaded_at"].as_str().unwrap(), a["id"].as_str().unwrap());
+    assert_eq!(cursors, vec![tied(&items[3]), tied(&items[7])]);
+    // A cursor of the time alone (what clients held before) still means "older than this".
+    let path = format!("/assets?limit=100&cursor={}", newer["uploaded_at"].as_str().unwrap().replace(':', "%3A"));
+    assert_eq!(app.get(&acct.key, &path).await.1["items"], json!(items[1..]));
+    assert_eq!(app.get(&acct.key, "/assets?cursor=2026-01-01T00%3A00%3A00Z~nonsense").await.0, 400);
 }

@@ -226,7 +226,7 @@ async fn a_configuration_file_sets_what_flags_and_environment_do_not() {
 }
 
 /// Starts `serve` with its log (stderr) going to a file, as under a service manager.
-fn start_server_logging_to(data_dir: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Server {
+pub fn start_server_logging_to(data_dir: &std::path::Path, log: &std::path::Path, extra: &[&str]) -> Server {
     let mut command = Command::new(BIN);
     command
         .env("RUST_LOG", "debug,hyper=info,sqlx=info,h2=info,reqwest=info")

@@ -1,7 +1,7 @@
 //! Styles: LoRA uploads checked against LTX-2.3 before they are kept, private until made
 //! public, changed only by their owner, applied to clips (by in-process and remote workers,
 //! which receive the LoRA file), and not deletable while a job uses them.
-use crate::assets::{encode, quadrants, upload_form, upload_ok};
+use crate::assets::{database, encode, every_page, newest_first, quadrants, upload_form, upload_ok};
 use crate::helpers::*;
 use crate::probe::*;
 use reqwest::multipart::{Form, Part};
@@ -50,6 +50,12 @@ async fn style_ok(app: &TestApp, key: &str) -> Value {
     let response = upload_style(app, key, valid_lora(), Some("noir")).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
+}
+
+/// A style as an account other than its owner sees it: without the owner's id and name.
+fn as_seen_by_others(mut style: Value) -> Value {
+    style["owner"] = Value::Null;
+    style
 }
 
 async fn patch(app: &TestApp, key: &str, id: &str, body: Value) -> (u16, Value) {
@@ -138,11 +144,13 @@ async fn a_style_is_private_until_made_public_and_only_its_owner_changes_it() {
         (json!(["https://cdn.example/a.jpg"]), style["prompt"].clone())
     );
 
-    assert_eq!(app.get(&other.key, &path).await, (200, changed.clone()));
-    assert_eq!(app.get(&other.key, "/styles?filter=public").await.1["items"], json!([changed]));
+    // Another account sees the public style without its owner (`owner` is shown to the owner only).
+    let seen = as_seen_by_others(changed.clone());
+    assert_eq!(app.get(&other.key, &path).await, (200, seen.clone()));
+    assert_eq!(app.get(&other.key, "/styles?filter=public").await.1["items"], json!([seen]));
     assert_eq!(app.get(&other.key, "/styles?filter=user").await.1["items"], json!([]));
     assert_eq!(app.get(&other.key, "/styles?filter=krea").await.1["items"], json!([]));
-    assert_eq!(app.get(&other.key, &format!("/styles?ids={id}")).await.1["items"], json!([changed]));
+    assert_eq!(app.get(&other.key, &format!("/styles?ids={id}")).await.1["items"], json!([seen]));
     assert_eq!(app.get(&other.key, "/styles?filter=nonsense").await.0, 400);
     let job = app.submit_ok(&other.key, use_it).await;
     let plain = app.submit_ok(&other.key, json!({"prompt": "x", "num_frames": 9})).await;
@@ -212,4 +220,43 @@ async fn a_remote_worker_gets_the_asset_and_the_lora_through_the_worker_api() {
     assert_eq!(anonymous.status(), 401);
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_styles_of_many_accounts_page_each_once_newest_first() {
+    let app = TestApp::start().await;
+    let (viewer, owners) = (app.account("1").await, [app.account("1").await, app.account("1").await]);
+    // Styles of both owners sharing one time, as an older release could store them.
+    let db = database(&app);
+    for i in 0..6 {
+        db.execute(
+            "INSERT INTO styles (id, account_id, title, public, created_at) VALUES (?1, ?2, 'old', 1, 1700000000000000)",
+            [uuid::Uuid::new_v4().to_string(), owners[i % 2].id.to_string()],
+        )
+        .unwrap();
+    }
+    let (app_ref, key) = (&app, &owners[0].key);
+    let made_public = move |style: Value| async move {
+        let id = style["id"].as_str().unwrap().to_owned();
+        let (status, style) = patch(app_ref, key, &id, json!({"public": true})).await;
+        assert_eq!(status, 200, "{style}");
+        style
+    };
+    let uploads = (0..12).map(|_| style_ok(&app, &owners[0].key));
+    let uploaded =
+        futures_util::future::join_all(futures_util::future::join_all(uploads).await.into_iter().map(made_public))
+            .await;
+    // The viewer is not their owner: it sees them without one.
+    let uploaded: Vec<Value> = uploaded.into_iter().map(as_seen_by_others).collect();
+    for style in &uploaded {
+        let path = format!("/styles/{}", style["id"].as_str().unwrap());
+        assert_eq!(app.get(&viewer.key, &path).await, (200, style.clone()), "the upload answers what is stored");
+    }
+    let (items, cursors) = every_page(&app, &viewer.key, "/styles?filter=public&limit=4").await;
+    assert_eq!(items.len(), 18);
+    assert_eq!(items[..12], newest_first(uploaded, "created_at")[..], "the uploads first, newest first");
+    assert_eq!(items, newest_first(items.clone(), "created_at"), "each once; those sharing a time by id");
+    let tied = |s: &Value| format!("{}~{}", s["created_at"].as_str().unwrap(), s["id"].as_str().unwrap());
+    let plain = |s: &Value| s["created_at"].as_str().unwrap().to_owned();
+    assert_eq!(cursors, vec![plain(&items[3]), plain(&items[7]), plain(&items[11]), tied(&items[15])]);
 }
