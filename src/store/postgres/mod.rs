@@ -123,7 +123,13 @@ async fn transaction<T: Send>(
         let mut tx = pool.begin().await.map_err(pg_err)?;
         let outcome = match op(&mut tx).await {
             Ok(value) => tx.commit().await.map_err(pg_err).map(|()| value),
-            Err(e) => Err(e), // dropping `tx` rolls it back
+            Err(e) => {
+                // Roll back before answering, not when the pool gets round to a dropped
+                // transaction: a refused operation (a lost lease) may hold row locks, and a
+                // lease's SKIP LOCKED would pass over the job meanwhile.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         };
         match outcome {
             Err(StoreError::Conflict(why)) if attempt < RETRIES => {
