@@ -1,6 +1,6 @@
 //! Fencing: a lease holds its job until the job ends or moves on, and every report on a lost
 //! lease is refused without changing the job; failing and handing back settle as they should.
-use super::{account, assert_consistent, new_job, progress, result};
+use super::{account, assert_consistent, new_job, one_running_one_waiting, progress, result};
 use ltx_serve::domain::job::{FailureCode, JobStatus};
 use ltx_serve::store::*;
 use std::sync::Arc;
@@ -82,12 +82,7 @@ async fn every_report_on_a_lost_lease_is_refused_and_changes_nothing(store: Arc<
 
 async fn a_failed_job_releases_its_hold_frees_its_slot_and_enqueues_its_webhook(store: Arc<dyn Store>) {
     let store = &*store;
-    let acct = account(store, 1_000_000, 1, 1).await;
-    let mut hooked = new_job(acct.id, 179_800);
-    hooked.webhook_url = Some("https://example.com/hook".into());
-    let running = store.submit(hooked).await.unwrap().unwrap();
-    let waiting = store.submit(new_job(acct.id, 200_000)).await.unwrap().unwrap();
-    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    let (acct, running, waiting, lease) = one_running_one_waiting(store, Duration::from_secs(60)).await;
     let failed = store.fail(lease.lease, FailureCode::OutOfMemory, "too big".into()).await.unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.failure, Some(JobFailure { code: FailureCode::OutOfMemory, message: "too big".into() }));

@@ -37,6 +37,7 @@ use ltx_serve::domain::job::JobStatus;
 use ltx_serve::domain::money::MicroUsd;
 use ltx_serve::domain::request::{AspectRatio, GenerateRequest};
 use ltx_serve::store::*;
+use std::time::Duration;
 use uuid::Uuid;
 
 pub(crate) fn new_job(account: Uuid, price: i64) -> NewJob {
@@ -81,6 +82,18 @@ pub(crate) fn result() -> JobResult {
 
 pub(crate) fn progress(status: JobStatus) -> Progress {
     Progress { status, progress: 0.5, engine: Some("test".into()) }
+}
+
+/// One account with one slot and a backlog of one: a job with a webhook leased for `ttl`, and a
+/// second waiting in the backlog behind it.
+pub(crate) async fn one_running_one_waiting(store: &dyn Store, ttl: Duration) -> (Account, Job, Job, Lease) {
+    let acct = account(store, 1_000_000, 1, 1).await;
+    let mut hooked = new_job(acct.id, 179_800);
+    hooked.webhook_url = Some("https://example.com/hook".into());
+    let running = store.submit(hooked).await.unwrap().unwrap();
+    let waiting = store.submit(new_job(acct.id, 200_000)).await.unwrap().unwrap();
+    let lease = store.lease(WorkerLease::named("w"), ttl).await.unwrap().unwrap();
+    (acct, running, waiting, lease)
 }
 
 pub(crate) async fn account(store: &dyn Store, credits: i64, max_concurrent: u32, max_backlog: u32) -> Account {

@@ -1,5 +1,5 @@
 //! The scheduler's sweep of overrunning jobs (its requeue of expired leases is in `leases`).
-use super::{account, assert_consistent, new_job, result};
+use super::{assert_consistent, one_running_one_waiting, result};
 use ltx_serve::domain::job::{FailureCode, JobStatus};
 use ltx_serve::store::*;
 use std::sync::Arc;
@@ -7,13 +7,8 @@ use std::time::Duration;
 
 async fn a_job_running_past_the_maximum_run_time_fails_with_timeout(store: Arc<dyn Store>) {
     let store = &*store;
-    let acct = account(store, 1_000_000, 1, 1).await;
-    let mut hooked = new_job(acct.id, 179_800);
-    hooked.webhook_url = Some("https://example.com/hook".into());
-    let running = store.submit(hooked).await.unwrap().unwrap();
-    let waiting = store.submit(new_job(acct.id, 200_000)).await.unwrap().unwrap();
     // A long lease: only the run time is over, the worker is still there.
-    let lease = store.lease(WorkerLease::named("w"), Duration::from_secs(3600)).await.unwrap().unwrap();
+    let (acct, running, waiting, lease) = one_running_one_waiting(store, Duration::from_secs(3600)).await;
     let report = store.sweep(3, Duration::from_secs(3600)).await.unwrap();
     assert!(report.failed.is_empty() && report.requeued.is_empty(), "within the run time nothing happens");
 
