@@ -39,4 +39,24 @@ for gpu, total in (("H100 80 GB", 79.6), ("H200 141 GB", 139.8)):
                     why = "" if plan.fits else f"short by {plan.shortfall_bytes / GIB:.1f} GiB at {max(plan.phases, key=plan.phases.get)}"
                     print(f"| {gpu} | {pipeline} | {weights} | {label} {w}×{h} | {seconds} s ({frames}) | "
                           f"{'yes' if plan.fits else '**no**'} | {plan.peak_bytes / GIB:.1f} | {cpu} | {why} |")
+print()
+print("What each mode and preset needs (bf16; the peak of the phases it runs; the engine's plan is the")
+print("largest of them, as it serves every mode):")
+print()
+print("| GPU | pipeline | size | clip | text/image → video | keyframes (8) | audio-to-video | retake | best (HQ, res_2s) |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|")
+standard = ("encode_prompt", "stage_1", "lora_delta", "stage_2", "decode")
+needs = {"keyframes": standard + ("keyframes_stage_1", "keyframes_stage_2"),
+         "audio": standard + ("encode_audio",),
+         "retake": ("encode_prompt", "lora_delta", "stage_2", "decode", "encode_video", "encode_audio"),
+         "best": standard + ("best_stage_1", "best_stage_2")}
+for gpu, total in (("H100 80 GB", 79.6), ("H200 141 GB", 139.8)):
+    for pipeline in ("distilled", "dev"):
+        for label, (w, h) in (("720p", (1280, 768)), ("1080p", (1920, 1088))):
+            for seconds, frames in ((5, 121), (20, 481)):
+                plan = p.make_plan(pipeline, int(total * GIB), False, w, h, frames, sizes=sizes)
+                peak = lambda names: f"{max(plan.phases[n] for n in names if n in plan.phases) / GIB:.1f}"
+                best = peak(needs["best"]) if pipeline == "dev" else "– (dev weights)"
+                print(f"| {gpu} | {pipeline} | {label} | {seconds} s | {peak(standard)} | {peak(needs['keyframes'])} | "
+                      f"{peak(needs['audio'])} | {peak(needs['retake'])} | {best} |")
 PY

@@ -30,6 +30,9 @@ fn job(account: Uuid) -> NewJob {
             seed: Some(1),
             generate_audio: true,
             styles: vec![],
+            mode: None,
+            quality: None,
+            enhance_prompt: false,
         },
         seed: 1,
         width: 1280,
@@ -60,6 +63,7 @@ fn result() -> JobResult {
         fps: 24,
         has_audio: true,
         engine: "bench".into(),
+        enhanced_prompt: None,
     }
 }
 

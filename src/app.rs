@@ -43,15 +43,19 @@ impl Application {
         let results = ResultStorage::open(&config.storage, &config.data_dir, &public_url, config.result_url_ttl)
             .await
             .context("opening result storage (--storage)")?;
-        let state = AppState {
+        let mut state = AppState {
             results: Arc::new(results),
             job_watch: crate::api::job_watch::JobWatch::start(store.clone()),
             store,
             key_cache: Arc::new(crate::api::key_cache::KeyCache::new(config.key_cache_ttl)),
+            rate_limiter: Arc::new(crate::api::rate_limit::RateLimiter::new(config.rate_limit_per_minute)),
             config: Arc::new(config),
             public_url: public_url.trim_end_matches('/').into(),
+            in_process_engine: None,
         };
         let engine = start_engine(&state.config).await?;
+        // With `--workers 0` the engine is a stand-in that runs nothing: the API must not use it.
+        state.in_process_engine = (state.config.workers > 0).then(|| engine.clone());
         Ok(Application { listener, address, state, engine })
     }
 
@@ -96,6 +100,7 @@ impl Application {
             ),
             lora_cache_bytes: crate::worker::inputs::LORA_CACHE_BYTES,
             prefetch: config.prefetch_jobs,
+            prefetch_max_wait: config.prefetch_max_wait,
             intermediate_previews: config.intermediate_previews,
         };
         let store = self.state.store.clone();
@@ -127,6 +132,17 @@ impl Application {
         );
         let workers = spawn_workers(config.workers, queue, engine, worker_config, shutdown.clone());
         let janitor = spawn_upload_janitor(config.data_dir.clone(), config.max_run_time, shutdown.clone());
+        let retention = crate::retention::spawn(
+            self.state.store.clone(),
+            self.state.results.clone(),
+            config.retention_policy(),
+            shutdown.clone(),
+        );
+        let replica_count = api::rate_limit::spawn_replica_count(
+            self.state.store.clone(),
+            self.state.rate_limiter.clone(),
+            shutdown.clone(),
+        );
 
         let http_stop = shutdown.clone();
         let limits = crate::server::ConnectionLimits {
@@ -161,6 +177,8 @@ impl Application {
         }
         let _ = scheduler.await;
         let _ = janitor.await;
+        let _ = retention.await;
+        let _ = replica_count.await;
         let _ = dispatcher.await;
         served.context("HTTP server")
     }

@@ -45,6 +45,9 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Jobs the in-process workers lease ahead while the engine is busy (worker::WorkerConfig).
     pub prefetch_jobs: usize,
+    /// How long a job leased ahead waits for the engine before it is handed back to the queue
+    /// (worker::WorkerConfig::prefetch_max_wait).
+    pub prefetch_max_wait: Duration,
     /// LoRA affinity: a worker is given a queued job whose LoRA set it has resident ahead of
     /// older jobs only while the oldest queued job has waited less than this (zero: strictly
     /// oldest first).
@@ -97,6 +100,21 @@ pub struct ServeConfig {
     /// in files; 0 is no limit. `admin quota set` gives an account its own.
     pub account_storage_bytes: u64,
     pub account_storage_files: u64,
+    /// Result files of jobs that finished longer ago than this are deleted (the job stays; its
+    /// result URLs answer 410 `result_expired`); zero keeps them forever. Flag in days; tests
+    /// set seconds.
+    pub result_retention: Duration,
+    /// Assets uploaded longer ago than this are deleted as if their owner had; zero keeps them
+    /// forever. Flag in days.
+    pub asset_retention: Duration,
+    /// Requests each API key may make a minute (a bucket of that many, refilled evenly); 0 is
+    /// no limit. `admin limits set --rate-limit-per-minute` gives an account its own.
+    pub rate_limit_per_minute: u32,
+    /// What `POST /prompts/enhance` costs (0: free).
+    pub prompt_enhance_price: crate::domain::money::MicroUsd,
+    /// Prices of the additive endpoints (keyframes, audio-to-video, retake): per clip second,
+    /// per quality preset, plus a LoRA surcharge (domain::pricing::additive).
+    pub additive_prices: crate::domain::pricing::additive::AdditivePrices,
     /// What the in-process workers run jobs on.
     pub engine: EngineChoice,
 }
@@ -114,6 +132,7 @@ impl ServeConfig {
             public_url: None,
             workers: defaults::WORKERS,
             prefetch_jobs: defaults::PREFETCH_JOBS,
+            prefetch_max_wait: Duration::from_secs(defaults::PREFETCH_MAX_WAIT_SECS),
             affinity_max_wait: Duration::from_secs(defaults::AFFINITY_MAX_WAIT_SECS),
             resolution: defaults::RESOLUTION,
             aliases_accepted_until: defaults::ALIASES_ACCEPTED_UNTIL,
@@ -142,8 +161,18 @@ impl ServeConfig {
             max_connections: defaults::MAX_CONNECTIONS,
             account_storage_bytes: defaults::ACCOUNT_STORAGE_BYTES,
             account_storage_files: defaults::ACCOUNT_STORAGE_FILES,
+            result_retention: crate::retention::policy::days(defaults::RESULT_RETENTION_DAYS),
+            asset_retention: crate::retention::policy::days(defaults::ASSET_RETENTION_DAYS),
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            prompt_enhance_price: crate::domain::money::MicroUsd(0),
+            additive_prices: crate::domain::pricing::additive::AdditivePrices::default(),
             engine: EngineChoice::Preview,
         }
+    }
+
+    /// How long results and assets are kept (the retention sweeper's settings).
+    pub fn retention_policy(&self) -> crate::retention::policy::RetentionPolicy {
+        crate::retention::policy::RetentionPolicy::new(self.result_retention, self.asset_retention)
     }
 
     /// The storage quota of an account without its own.

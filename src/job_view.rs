@@ -13,6 +13,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod mode_view;
+
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -63,6 +65,14 @@ enum ResultView<'a> {
         engine: &'a str,
         /// True when the clip came from the `preview` sandbox engine, not the model.
         sandbox: bool,
+        /// The prompt the model was given, when the job asked for `enhance_prompt` (the
+        /// request keeps the original).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        enhanced_prompt: Option<&'a str>,
+        /// When the retention sweeper deleted the files (their URLs then answer 410); absent
+        /// while they are kept.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expired_at: Option<String>,
     },
     Failed {
         error: ErrorView<'a>,
@@ -84,6 +94,13 @@ struct RequestView<'a> {
     seed: u32,
     generate_audio: bool,
     styles: &'a [StyleRef],
+    /// The additive endpoints' fields; absent on Krea's jobs, which look exactly as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<mode_view::ModeView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<crate::domain::request::Quality>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    enhance_prompt: bool,
 }
 
 /// Links to a job's result files, if it has any (presigned for S3, valid for the configured time).
@@ -96,6 +113,14 @@ pub async fn result_urls(results: &ResultStorage, job: &Job) -> Option<ResultUrl
             None
         }
     }
+}
+
+/// Links to a job's result files once retention deleted them: this server's own `/results/…`
+/// paths (whatever the storage), which answer 410 `result_expired`.
+pub fn expired_result_urls(public_url: &str, job: &Job) -> Option<ResultUrls> {
+    let result = job.result.as_ref()?;
+    let url = |key: &str| format!("{}/results/{key}", public_url.trim_end_matches('/'));
+    Some(ResultUrls { video: url(&result.video_key), poster: url(&result.poster_key) })
 }
 
 /// The job as the API shows it; `urls` are its result links (`result_urls`).
@@ -118,6 +143,8 @@ pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
                 seed: job.seed,
                 engine: &r.engine,
                 sandbox: r.engine == "preview",
+                enhanced_prompt: r.enhanced_prompt.as_deref(),
+                expired_at: job.results_expired_at.map(rfc3339),
             }
         }),
         (JobStatus::Failed, _, Some(error)) => Some(ResultView::Failed { error }),
@@ -148,6 +175,9 @@ pub fn job_json<'a>(job: &'a Job, urls: Option<ResultUrls>) -> JobView<'a> {
             seed: job.seed,
             generate_audio: request.generate_audio,
             styles: &request.styles,
+            mode: request.mode.as_ref().map(mode_view::ModeView::of),
+            quality: request.quality,
+            enhance_prompt: request.enhance_prompt,
         },
         width: job.width,
         height: job.height,

@@ -178,6 +178,7 @@ mod tests {
             fps: 24,
             has_audio: false,
             engine: "preview".into(),
+            enhanced_prompt: None,
         };
         // No job holds this lease, as after a cancel or a takeover.
         let lost = LeaseRef { job_id: uuid::Uuid::new_v4(), lease_id: uuid::Uuid::new_v4() };

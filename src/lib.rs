@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod job_view;
 pub mod leasing;
 pub mod media;
+pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod storage;

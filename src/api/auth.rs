@@ -1,6 +1,6 @@
 //! `Authorization: Bearer <key>` or `Key <key>` → the calling account. Unknown, malformed and
 //! revoked keys all get the same 401 so the answer reveals nothing about which keys exist.
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::key_cache::Cached;
 use super::AppState;
 use crate::domain::api_key;
@@ -35,18 +35,41 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         match caller_of(&presented.secret, record.as_ref()) {
-            Some(account_id) => Ok(Caller { account_id }),
-            None => Err(ApiError::unauthorized("Invalid or revoked API key.")),
+            Verdict::Opens(account_id) => {
+                let own_limit = record.as_ref().and_then(|k| k.rate_limit_per_minute);
+                super::rate_limit::admit(&state.rate_limiter, parts, presented.key_id, own_limit)?;
+                Ok(Caller { account_id })
+            }
+            Verdict::Suspended => Err(ApiError::of(
+                ErrorCode::AccountSuspended,
+                "This account is suspended; contact the operator of this service.",
+            )),
+            Verdict::Refused => Err(ApiError::unauthorized("Invalid or revoked API key.")),
         }
     }
 }
 
+/// What a presented key gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Opens(Uuid),
+    /// The right secret of a live key whose account the operator suspended (said only to a
+    /// caller who proved they hold the key).
+    Suspended,
+    Refused,
+}
+
 /// The account a presented secret opens, given what the store holds for its key id. The secret
-/// is hashed and compared once whether the id is known, revoked or unknown.
-fn caller_of(secret: &str, record: Option<&KeyRecord>) -> Option<Uuid> {
+/// is hashed and compared once whether the id is known, revoked or unknown. A suspended
+/// account's flag comes with its key record (and so from the key cache): no extra read.
+fn caller_of(secret: &str, record: Option<&KeyRecord>) -> Verdict {
     let stored = record.map(|k| (k.secret_hash.as_str(), k.revoked));
     let opens = api_key::verify(secret, stored);
-    record.filter(|_| opens).map(|k| k.account_id)
+    match record.filter(|_| opens) {
+        Some(key) if key.account_suspended => Verdict::Suspended,
+        Some(key) => Verdict::Opens(key.account_id),
+        None => Verdict::Refused,
+    }
 }
 
 #[cfg(test)]
@@ -57,18 +80,24 @@ mod tests {
     fn an_unknown_key_id_costs_the_same_secret_check_as_a_known_one() {
         let key = api_key::generate();
         let secret = api_key::parse_key(&key.token).unwrap().secret;
-        let record = |revoked| KeyRecord {
+        let record = |revoked, account_suspended| KeyRecord {
             key_id: key.key_id,
             account_id: Uuid::nil(),
             secret_hash: key.secret_hash.clone(),
             revoked,
+            account_suspended,
+            rate_limit_per_minute: None,
         };
-        let (live, revoked) = (record(false), record(true));
+        let (live, revoked) = (record(false, false), record(true, false));
+        let (suspended, suspended_and_revoked) = (record(false, true), record(true, true));
         let cases = [
-            ("known", Some(&live), secret.as_str(), Some(Uuid::nil())),
-            ("wrong secret", Some(&live), "wrong", None),
-            ("revoked", Some(&revoked), secret.as_str(), None),
-            ("unknown id", None, secret.as_str(), None),
+            ("known", Some(&live), secret.as_str(), Verdict::Opens(Uuid::nil())),
+            ("wrong secret", Some(&live), "wrong", Verdict::Refused),
+            ("revoked", Some(&revoked), secret.as_str(), Verdict::Refused),
+            ("unknown id", None, secret.as_str(), Verdict::Refused),
+            ("suspended account", Some(&suspended), secret.as_str(), Verdict::Suspended),
+            ("suspended, wrong secret: says nothing of the account", Some(&suspended), "wrong", Verdict::Refused),
+            ("suspended and revoked", Some(&suspended_and_revoked), secret.as_str(), Verdict::Refused),
         ];
         for (what, record, presented, opens) in cases {
             let before = api_key::comparisons_on_this_thread();

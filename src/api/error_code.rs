@@ -21,10 +21,14 @@ pub enum ErrorCode {
     Unavailable,
     StorageUnavailable,
     StorageQuotaExceeded,
+    AccountSuspended,
+    RateLimited,
+    EnhanceUnavailable,
+    ResultExpired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidContentType,
         ErrorCode::Unauthorized,
@@ -42,6 +46,10 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::StorageUnavailable,
         ErrorCode::StorageQuotaExceeded,
+        ErrorCode::AccountSuspended,
+        ErrorCode::RateLimited,
+        ErrorCode::EnhanceUnavailable,
+        ErrorCode::ResultExpired,
     ];
 
     /// The code on the wire, its usual status, and what it means (docs/api.md repeats these).
@@ -84,6 +92,24 @@ impl ErrorCode {
                 "storage_quota_exceeded",
                 StatusCode::FORBIDDEN,
                 "an upload past the account's storage quota of bytes or of files",
+            ),
+            AccountSuspended => {
+                ("account_suspended", StatusCode::FORBIDDEN, "the key's account is suspended by the operator")
+            }
+            RateLimited => (
+                "rate_limited",
+                StatusCode::TOO_MANY_REQUESTS,
+                "the key's request rate limit; see `Retry-After` and `RateLimit`",
+            ),
+            EnhanceUnavailable => (
+                "enhance_unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "`POST /prompts/enhance` where no in-process engine can enhance prompts",
+            ),
+            ResultExpired => (
+                "result_expired",
+                StatusCode::GONE,
+                "a result file deleted by the server's retention policy; the job remains",
             ),
         }
     }
@@ -149,7 +175,8 @@ mod tests {
         match InvalidRequest {
             InvalidRequest | InvalidContentType | Unauthorized | InsufficientCredits | NotFound | MethodNotAllowed
             | Timeout | JobFinished | IdempotencyConflict | StyleInUse | LeaseLost | PayloadTooLarge | TooManyJobs
-            | InternalError | Unavailable | StorageUnavailable | StorageQuotaExceeded => {}
+            | InternalError | Unavailable | StorageUnavailable | StorageQuotaExceeded | AccountSuspended
+            | RateLimited | EnhanceUnavailable | ResultExpired => {}
         }
         let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 /// An image URL of ours must name an asset of the caller's; another site's must not resolve to
 /// a private address. (`data:` URIs were checked by `normalise`.)
-async fn check_image_source(
+pub(super) async fn check_image_source(
     state: &AppState,
     account: Uuid,
     field: &str,
@@ -69,8 +69,16 @@ async fn read_body(body: Body, max: usize, idle: std::time::Duration) -> Result<
     }
 }
 
-/// The job `type` of this endpoint.
+/// The job `type` of this endpoint; an additive endpoint's jobs add `/<mode>` (`job_kind`).
 pub const JOB_KIND: &str = "ltx-video-2.3-22b";
+
+/// The job `type` of a request: Krea's, or `ltx-video-2.3-22b/keyframes` and the like.
+pub fn job_kind(request: &GenerateRequest) -> String {
+    match &request.mode {
+        None => JOB_KIND.to_owned(),
+        Some(mode) => format!("{JOB_KIND}/{}", mode.path_segment()),
+    }
+}
 
 /// Each step refuses with its own error, in this order: the body (type, size, JSON), the fields
 /// (`normalise`), the webhook URL, the media the request points at, its styles, the
@@ -87,15 +95,32 @@ pub async fn submit(
     let policy = UrlPolicy { allow_private: state.config.allow_private_urls };
     let webhook_url = webhook_url(&headers, policy).await?;
     check_media_sources(&state, caller.account_id, &request, policy).await?;
-    check_styles(&state, caller.account_id, &request).await?;
-    let idempotency = idempotency(&headers, &request, webhook_url.as_deref())?;
-    let new = new_job(&state, caller.account_id, request, webhook_url, idempotency);
-    let job = state.store.submit(new).await?.map_err(|refusal| refused(&state, refusal))?;
-    respond(&state, &headers, job, !normalised.aliases_used.is_empty()).await
+    admit(&state, caller.account_id, &headers, request, webhook_url, !normalised.aliases_used.is_empty()).await
+}
+
+/// What every generate endpoint does once its own fields and media are checked: the styles, the
+/// `Idempotency-Key`, then the store admits the job (or refuses it) and the answer is sent.
+pub(super) async fn admit(
+    state: &AppState,
+    account: Uuid,
+    headers: &HeaderMap,
+    request: GenerateRequest,
+    webhook_url: Option<String>,
+    used_aliases: bool,
+) -> Result<Response, ApiError> {
+    check_styles(state, account, &request).await?;
+    let idempotency = idempotency(headers, &request, webhook_url.as_deref())?;
+    let new = new_job(state, account, request, webhook_url, idempotency);
+    let job = state.store.submit(new).await?.map_err(|refusal| refused(state, refusal))?;
+    respond(state, headers, job, used_aliases).await
 }
 
 /// The body as JSON, after its `Content-Type` and size are checked.
-async fn read_json(state: &AppState, headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
+pub(super) async fn read_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Value, ApiError> {
     super::json_body::check_content_type(headers)?;
     let (max, idle) = (state.config.max_body_bytes, state.config.body_idle_timeout);
     // A declared length over the limit is refused before a byte of the body is read; what the
@@ -123,7 +148,7 @@ fn payload_too_large(max: usize, field: Option<String>) -> ApiError {
 }
 
 /// What `normalise` needs to know of this server: today's date and the operator's limits.
-fn normalise_options(state: &AppState) -> NormaliseOptions {
+pub(super) fn normalise_options(state: &AppState) -> NormaliseOptions {
     NormaliseOptions {
         today: OffsetDateTime::now_utc().date(),
         aliases_accepted_until: state.config.aliases_accepted_until,
@@ -179,7 +204,11 @@ fn new_job(
     webhook_url: Option<String>,
     idempotency: Option<Idempotency>,
 ) -> NewJob {
-    let price = pricing::price(request.num_frames, !request.styles.is_empty());
+    // Krea's endpoint keeps Krea's table; the additive ones bill per second (pricing::additive).
+    let price = match request.mode {
+        None => pricing::price(request.num_frames, !request.styles.is_empty()),
+        Some(_) => state.config.additive_prices.price(request.num_frames, request.quality, !request.styles.is_empty()),
+    };
     let (width, height) = state.config.resolution.size(request.aspect_ratio);
     let seed = request.seed.unwrap_or_else(|| rand::random::<u32>() % (crate::domain::request::MAX_SEED as u32 + 1));
     NewJob {
@@ -187,7 +216,7 @@ fn new_job(
         // random pages, so a submit does not get slower as the table grows.
         id: Uuid::now_v7(),
         account_id: account,
-        kind: JOB_KIND.to_owned(),
+        kind: job_kind(&request),
         request,
         seed,
         width,
@@ -245,7 +274,7 @@ async fn respond(state: &AppState, headers: &HeaderMap, job: Job, used_aliases: 
 
 /// `X-Webhook-URL`: http(s), at most 2048 characters, and (unless the operator allows private
 /// networks) neither naming nor resolving to a private or reserved address.
-async fn webhook_url(headers: &HeaderMap, policy: UrlPolicy) -> Result<Option<String>, ApiError> {
+pub(super) async fn webhook_url(headers: &HeaderMap, policy: UrlPolicy) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("x-webhook-url") else { return Ok(None) };
     let text = value.to_str().map_err(|_| ApiError::bad_request("`X-Webhook-URL` must be a URL."))?;
     if text.len() > 2048 {

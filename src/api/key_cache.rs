@@ -3,8 +3,8 @@
 //! from memory while an unknown one always went to the store, and the time to a 401 would tell
 //! which ids exist. Negatives are safe to keep: key ids are random UUIDs made when the key is,
 //! so no id is looked up before it exists. Random ids can fill only the negative map, never
-//! evict real keys. A revocation made by another process (the admin CLI) takes effect within
-//! the TTL.
+//! evict real keys. A revocation or a suspension made by another process (the admin CLI,
+//! another replica) takes effect within the TTL; one made by this process's admin API, at once.
 use crate::store::KeyRecord;
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -61,6 +61,19 @@ impl KeyCache {
     }
 }
 
+impl KeyCache {
+    /// Drops the cached keys of `account_id` (the admin API suspended or unsuspended it): this
+    /// process asks the store again at once; other processes within the TTL.
+    pub fn forget_account(&self, account_id: Uuid) {
+        self.known.write().unwrap_or_else(|e| e.into_inner()).retain(|_, (record, _)| record.account_id != account_id);
+    }
+
+    /// Drops the cached key (the admin API revoked it).
+    pub fn forget_key(&self, key_id: Uuid) {
+        self.known.write().unwrap_or_else(|e| e.into_inner()).remove(&key_id);
+    }
+}
+
 fn insert<V>(map: &RwLock<HashMap<Uuid, V>>, key_id: Uuid, value: V) {
     let mut entries = map.write().unwrap_or_else(|e| e.into_inner());
     if entries.len() >= MAX_ENTRIES {
@@ -74,7 +87,14 @@ mod tests {
     use super::*;
 
     fn record() -> KeyRecord {
-        KeyRecord { key_id: Uuid::new_v4(), account_id: Uuid::new_v4(), secret_hash: "h".into(), revoked: false }
+        KeyRecord {
+            key_id: Uuid::new_v4(),
+            account_id: Uuid::new_v4(),
+            secret_hash: "h".into(),
+            revoked: false,
+            account_suspended: false,
+            rate_limit_per_minute: None,
+        }
     }
 
     #[test]
@@ -88,6 +108,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(matches!(cache.get(r.key_id), Cached::Miss));
         assert!(matches!(cache.get(absent), Cached::Miss));
+    }
+
+    #[test]
+    fn forgetting_an_account_drops_only_its_keys() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let (mine, other, revoked) = (record(), record(), record());
+        for r in [&mine, &other, &revoked] {
+            cache.put(r.key_id, Some(r));
+        }
+        cache.forget_account(mine.account_id);
+        cache.forget_key(revoked.key_id);
+        assert!(matches!(cache.get(mine.key_id), Cached::Miss), "the suspended account's key is read again");
+        assert!(matches!(cache.get(revoked.key_id), Cached::Miss), "the revoked key is read again");
+        assert!(matches!(cache.get(other.key_id), Cached::Known(_)), "other accounts keep their entries");
     }
 
     #[test]

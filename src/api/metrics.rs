@@ -5,6 +5,8 @@
 //! - `ltx_webhook_deliveries_total{outcome}`, `ltx_workers_live{kind}`
 //! - `ltx_affinity_hits_total`, `ltx_style_switches_total` (counted where leases are granted:
 //!   `leasing::lease_within`)
+//! - `ltx_retention_bytes_freed_total{kind}`, `ltx_retention_files_deleted_total{kind}` (`kind`:
+//!   `result` or `asset`; counted by the retention sweeper, src/retention)
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};

@@ -1,10 +1,12 @@
 //! The public HTTP API: one file per resource.
 mod account;
+mod admin;
 pub mod assets;
 mod auth;
 pub mod error;
 mod error_code;
 mod events;
+mod expired_results;
 mod generate;
 mod health;
 pub(crate) mod internal;
@@ -16,11 +18,17 @@ mod json_body;
 pub mod key_cache;
 mod library_page;
 pub mod metrics;
+mod modes;
 mod openapi;
 mod openapi_library;
+mod openapi_modes;
+mod openapi_prompts;
 mod page;
 mod playground;
 mod prefer_wait;
+pub mod presets;
+mod prompts;
+pub mod rate_limit;
 mod request_id;
 mod start_video;
 mod styles;
@@ -43,12 +51,22 @@ pub struct AppState {
     pub results: Arc<crate::storage::ResultStorage>,
     /// What the event streams of this process follow (one reader of the store for all).
     pub job_watch: Arc<job_watch::JobWatch>,
+    /// The per-key request buckets of this process (`Caller` takes from them).
+    pub rate_limiter: Arc<rate_limit::RateLimiter>,
+    /// The engine of this process's in-process workers (`None` with `--workers 0`): it answers
+    /// `POST /prompts/enhance` and tells which quality presets are loaded (`presets`).
+    pub in_process_engine: Option<Arc<dyn crate::worker::engine::Engine>>,
 }
 
 impl AppState {
     /// The job as the API shows it, with its result links.
     pub async fn view<'a>(&self, job: &'a crate::store::Job) -> job_view::JobView<'a> {
-        job_view::job_json(job, job_view::result_urls(&self.results, job).await)
+        let urls = match job.results_expired_at {
+            // Deleted by retention: our own `/results/…` links, which answer 410 (S3 ones would 404).
+            Some(_) => job_view::expired_result_urls(&self.public_url, job),
+            None => job_view::result_urls(&self.results, job).await,
+        };
+        job_view::job_json(job, urls)
     }
 }
 
@@ -58,7 +76,9 @@ pub fn router(state: AppState) -> Router {
     // A directory is no result: 404, not ServeDir's redirect to `<dir>/`, whose Location drops
     // the `/results` prefix (and any prefix of --public-url) and leads nowhere anyway.
     let results = tower_http::services::ServeDir::new(state.config.data_dir.join("results"))
-        .append_index_html_on_directories(false);
+        .append_index_html_on_directories(false)
+        // No file: 410 if the retention sweeper deleted it (expired_results.rs), else 404.
+        .fallback(axum::handler::Handler::with_state(expired_results::missing_result, state.clone()));
     // Uploads are streamed to disk under their own limits (upload.rs), not axum's default.
     let uploads = axum::extract::DefaultBodyLimit::disable();
     let asset_files: Router<AppState> = match &*state.results {
@@ -73,6 +93,9 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .route(GENERATE_PATH, post(generate::submit))
+        .route(&format!("{GENERATE_PATH}/keyframes"), post(modes::keyframes))
+        .route(&format!("{GENERATE_PATH}/audio-to-video"), post(modes::audio_to_video))
+        .route(&format!("{GENERATE_PATH}/retake"), post(modes::retake))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(events::stream_job))
@@ -81,12 +104,14 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/styles", post(styles::upload).layer(uploads).get(styles::list))
         .route("/styles/{id}", get(styles::get).patch(styles::update).delete(styles::delete))
+        .route("/prompts/enhance", post(prompts::enhance))
         .route("/", get(playground::page))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(internal::routes())
+        .nest("/admin/v1", admin::routes())
         .nest_service("/results", results)
         .merge(asset_files)
         .layer(axum::middleware::from_fn(around_every_request))
@@ -96,15 +121,16 @@ pub fn router(state: AppState) -> Router {
 /// What every request gets, in one layer (each layer costs on every poll): a request id on the
 /// response and on the log span (kept when the client sent a short plain one), `{error}` bodies
 /// on bare error responses, `X-Content-Type-Options: nosniff`, and its count and latency in
-/// `/metrics`.
+/// `/metrics`; and the rate-limit headers `Caller` decided on (rate_limit.rs).
 async fn around_every_request(
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
     let id = request_id::of(request.headers());
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
     let timer = metrics::RequestTimer::start(&request);
+    let rate_limit = rate_limit::HeaderSlot::plant(&mut request);
     // The access log (debug level: it would be most of the log at load). The path only: no
     // query string, no headers, so no key or signed link can end up in it.
     let access = tracing::enabled!(tracing::Level::DEBUG)
@@ -119,6 +145,7 @@ async fn around_every_request(
     }
     let mut response = timer.finish(response);
     response.headers_mut().insert(request_id::HEADER, id);
+    rate_limit.stamp(&mut response);
     // Every answer is what its Content-Type says, never sniffed: an uploaded PNG that is also
     // valid HTML must not be rendered as a page from this origin.
     response

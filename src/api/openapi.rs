@@ -11,7 +11,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 pub async fn serve(State(state): State<AppState>) -> Json<Value> {
-    Json(document(&state.public_url))
+    let mut document = document(&state.public_url);
+    super::openapi_modes::extend(&mut document, &state.config.additive_prices);
+    super::openapi_prompts::extend(&mut document, state.config.prompt_enhance_price);
+    Json(document)
 }
 
 pub(super) fn error_response(description: &str) -> Value {
@@ -79,6 +82,7 @@ fn job_schema() -> Value {
                 "properties": {
                     "urls": { "type": "array", "items": { "type": "string", "format": "uri" } },
                     "thumbnail_url": { "type": "string", "format": "uri", "x-ltx-serve-additive": true },
+                    "expired_at": { "type": "string", "format": "date-time", "x-ltx-serve-additive": true, "description": "When the server's retention deleted the files (absent while kept); `urls` and `thumbnail_url` then answer 410 `result_expired`." },
                     "error": error
                 }
             },

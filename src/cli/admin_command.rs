@@ -1,7 +1,10 @@
-//! `ltx-serve admin`: accounts, keys, credits, limits, storage quotas, webhook secrets and worker
-//! tokens (prints JSON).
+//! `ltx-serve admin`: accounts, keys, credits, limits, storage quotas, webhook secrets, worker
+//! tokens, admin tokens, usage and any account's jobs (prints JSON). The same actions
+//! (crate::admin) answer the admin HTTP API.
 use super::*;
 use crate::store::QuotaSetting;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 #[derive(Args)]
 pub(super) struct AdminArgs {
@@ -26,7 +29,7 @@ enum AdminCommand {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Concurrency and backlog limits.
+    /// Concurrency, backlog and request rate limits.
     #[command(subcommand)]
     Limits(LimitsCommand),
     /// Storage quotas of an account's uploads (assets and style LoRA files).
@@ -38,6 +41,42 @@ enum AdminCommand {
     /// Tokens that let remote workers (`ltx-serve worker`) take jobs.
     #[command(subcommand)]
     WorkerToken(WorkerTokenCommand),
+    /// Tokens that open the admin HTTP API (`/admin/v1/…`).
+    #[command(subcommand)]
+    Token(AdminTokenCommand),
+    /// An account's jobs and money over a period.
+    Usage {
+        #[arg(long)]
+        account: Uuid,
+        /// Start of the period (RFC 3339, included).
+        #[arg(long, value_parser = parse_rfc3339)]
+        from: OffsetDateTime,
+        /// End of the period (RFC 3339, excluded; default: now).
+        #[arg(long, value_parser = parse_rfc3339)]
+        to: Option<OffsetDateTime>,
+    },
+    /// Any account's job.
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCommand {
+    /// Create an admin token (printed once).
+    Create {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke an admin token by its id (the part before the colon); effective at once.
+    Revoke { id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// The job, its account, price and attempts.
+    Show { id: Uuid },
+    /// Cancel the job (its hold is released).
+    Cancel { id: Uuid },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +120,25 @@ enum AccountCommand {
         #[arg(long)]
         account: Uuid,
     },
+    /// Accounts, newest first.
+    List {
+        /// Accounts on the page (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only accounts created before this time (RFC 3339: a `next_cursor` value).
+        #[arg(long, value_parser = parse_rfc3339)]
+        before: Option<OffsetDateTime>,
+    },
+    /// Refuse the account's API keys (403 `account_suspended`) until `unsuspend`.
+    Suspend {
+        #[arg(long)]
+        account: Uuid,
+    },
+    /// Accept the account's API keys again.
+    Unsuspend {
+        #[arg(long)]
+        account: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +151,14 @@ enum CreditsCommand {
         usd: MicroUsd,
         #[arg(long, default_value = "admin credit")]
         note: String,
+    },
+    /// The account's latest ledger entries, newest first.
+    Ledger {
+        #[arg(long)]
+        account: Uuid,
+        /// Entries to show (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }
 
@@ -123,7 +189,24 @@ enum LimitsCommand {
         max_concurrent: Option<u32>,
         #[arg(long)]
         max_backlog: Option<u32>,
+        /// Requests each of its API keys may make a minute: a number (0: no limit) or
+        /// `default` (the server's --rate-limit-per-minute).
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit_per_minute: Option<RateLimitSetting>,
     },
+}
+
+/// `admin limits set --rate-limit-per-minute`: the account's own limit, or `None` for the
+/// server's default.
+#[derive(Clone, Copy)]
+struct RateLimitSetting(Option<u32>);
+
+fn parse_rate_limit(text: &str) -> Result<RateLimitSetting, String> {
+    if text == "default" {
+        return Ok(RateLimitSetting(None));
+    }
+    let n = text.parse::<u32>().map_err(|e| format!("`{text}` is neither a count of requests nor `default`: {e}"))?;
+    Ok(RateLimitSetting(Some(n)))
 }
 
 #[derive(Subcommand)]
@@ -150,6 +233,10 @@ fn parse_max_concurrent(text: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))
+}
+
 fn parse_quota(text: &str) -> Result<QuotaSetting, String> {
     if text == "default" {
         return Ok(QuotaSetting::Default);
@@ -171,7 +258,27 @@ pub(super) async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             }
             admin::create_account(store, NewAccount { name, credits: credits_usd, max_concurrent, max_backlog }).await?
         }
-        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account).await?,
+        AdminCommand::Account(AccountCommand::Show { account }) => admin::show_account(store, account, None).await?,
+        AdminCommand::Account(AccountCommand::List { limit, before }) => {
+            admin::list_accounts(store, before, limit).await?
+        }
+        AdminCommand::Account(AccountCommand::Suspend { account }) => {
+            admin::set_suspended(store, account, true).await?
+        }
+        AdminCommand::Account(AccountCommand::Unsuspend { account }) => {
+            admin::set_suspended(store, account, false).await?
+        }
+        AdminCommand::Credits(CreditsCommand::Ledger { account, limit }) => {
+            admin::ledger(store, account, limit).await?
+        }
+        AdminCommand::Token(AdminTokenCommand::Create { label }) => admin::create_admin_token(store, label).await?,
+        AdminCommand::Token(AdminTokenCommand::Revoke { id }) => admin::revoke_admin_token(store, id).await?,
+        AdminCommand::Usage { account, from, to } => {
+            let to = to.unwrap_or_else(OffsetDateTime::now_utc);
+            admin::usage_between(store, account, from, to).await?
+        }
+        AdminCommand::Job(JobCommand::Show { id }) => admin::show_job(store, None, id).await?,
+        AdminCommand::Job(JobCommand::Cancel { id }) => admin::cancel_job(store, None, id).await?,
         AdminCommand::Credits(CreditsCommand::Add { account, usd, note }) => {
             admin::add_credits(store, account, usd, note).await?
         }
@@ -180,8 +287,12 @@ pub(super) async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::WebhookSecret(WebhookSecretCommand::Rotate { account }) => {
             admin::rotate_webhook_secret(store, account).await?
         }
-        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog }) => {
-            admin::set_limits(store, account, max_concurrent, max_backlog).await?
+        AdminCommand::Limits(LimitsCommand::Set { account, max_concurrent, max_backlog, rate_limit_per_minute }) => {
+            let changed = admin::set_limits(store, account, max_concurrent, max_backlog).await?;
+            match rate_limit_per_minute {
+                Some(RateLimitSetting(per_minute)) => admin::set_rate_limit(store, account, per_minute).await?,
+                None => changed,
+            }
         }
         AdminCommand::Quota(QuotaCommand::Set { account, bytes, files }) => {
             if bytes.is_none() && files.is_none() {

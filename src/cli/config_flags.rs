@@ -62,6 +62,7 @@ fn every_serve_config_field_has_its_flag_but_four() {
         public_url: _,
         workers: _,
         prefetch_jobs: _,
+        prefetch_max_wait: _,
         affinity_max_wait: _,
         resolution: _,
         aliases_accepted_until: _,
@@ -89,15 +90,21 @@ fn every_serve_config_field_has_its_flag_but_four() {
         max_connections: _,
         account_storage_bytes: _,
         account_storage_files: _,
+        result_retention: _,
+        asset_retention: _,
+        rate_limit_per_minute: _,
+        prompt_enhance_price: _,
+        additive_prices: _,
         engine: _,
     } = ServeConfig::new(PathBuf::new());
-    let field_flags: [(&str, Option<&str>); 34] = [
+    let field_flags: [(&str, Option<&str>); 40] = [
         ("listen", Some("listen")),
         ("data_dir", Some("data-dir")),
         ("database_url", Some("database-url")),
         ("public_url", Some("public-url")),
         ("workers", Some("workers")),
         ("prefetch_jobs", Some("prefetch-jobs")),
+        ("prefetch_max_wait", Some("prefetch-max-wait-secs")),
         ("affinity_max_wait", Some("affinity-max-wait-secs")),
         ("resolution", Some("resolution")),
         ("aliases_accepted_until", Some("aliases-accepted-until")),
@@ -125,6 +132,11 @@ fn every_serve_config_field_has_its_flag_but_four() {
         ("max_connections", Some("max-connections")),
         ("account_storage_bytes", Some("account-storage-bytes")),
         ("account_storage_files", Some("account-storage-files")),
+        ("result_retention", Some("result-retention-days")),
+        ("asset_retention", Some("asset-retention-days")),
+        ("rate_limit_per_minute", Some("rate-limit-per-minute")),
+        ("prompt_enhance_price", Some("prompt-enhance-price-usd")),
+        ("additive_prices", Some("additive-price-fast-usd")),
         ("engine", Some("engine")),
     ];
     let without: Vec<&str> = field_flags.iter().filter(|(_, f)| f.is_none()).map(|(field, _)| *field).collect();
@@ -140,6 +152,11 @@ fn every_serve_config_field_has_its_flag_but_four() {
     let engine = engine_args::EngineArgs::augment_args(clap::Command::new("engine"));
     for arg in engine.get_arguments() {
         unclaimed.remove(arg.get_long().expect("engine flags are long"));
+    }
+    // `additive_prices` is the four additive-price flags together.
+    let prices = additive_price_args::AdditivePriceArgs::augment_args(clap::Command::new("prices"));
+    for arg in prices.get_arguments() {
+        unclaimed.remove(arg.get_long().expect("price flags are long"));
     }
     let expected: BTreeSet<String> = SERVE_FLAGS_WITHOUT_FIELDS.iter().map(|f| f.to_string()).collect();
     assert_eq!(unclaimed, expected, "`serve` flags that are no field");

@@ -26,6 +26,12 @@ pub struct EngineArgs {
     /// ltx: `distilled` (8+3 steps, fastest) or `dev` (30 guided steps + 3, best quality).
     #[arg(long, env = "LTX_SERVE_LTX_PIPELINE", value_enum, default_value = "distilled")]
     pub ltx_pipeline: Pipeline,
+    /// ltx: the quality presets the engine loads, comma-separated: `fast` (distilled), `balanced`
+    /// (dev, two stages), `best` (the official HQ two-stage pipeline). An additive request for
+    /// another preset is refused at submit. Default: what the --ltx-pipeline checkpoint runs
+    /// (distilled: fast; dev: balanced,best).
+    #[arg(long, env = "LTX_SERVE_LTX_PRESETS", value_delimiter = ',', value_parser = parse_quality)]
+    pub ltx_presets: Vec<crate::domain::request::Quality>,
     /// Publish a low-resolution preview of a job's first stage while it samples: the job shows it
     /// as `intermediate-complete` (`result.urls`) until the final clip replaces it. The `ltx`
     /// engine decodes its stage-1 latents (a few seconds of decode, no extra denoising); the
@@ -92,6 +98,7 @@ impl EngineArgs {
         }
         config.distilled_lora.clone_from(&self.ltx_distilled_lora);
         config.pipeline = self.ltx_pipeline;
+        config.presets.clone_from(&self.ltx_presets);
         config.device.clone_from(&self.ltx_device);
         config.job_timeout = Duration::from_secs(self.ltx_job_timeout_secs.max(1));
         config.start_timeout = Duration::from_secs(self.ltx_start_timeout_secs.max(1));
@@ -101,6 +108,15 @@ impl EngineArgs {
         config.fp8 = self.ltx_fp8;
         config.gpu_memory_gib = self.ltx_gpu_memory_gib;
     }
+}
+
+/// One preset of `--ltx-presets`.
+fn parse_quality(text: &str) -> Result<crate::domain::request::Quality, String> {
+    use crate::domain::request::Quality;
+    Quality::ALL
+        .into_iter()
+        .find(|q| q.as_str() == text.trim())
+        .ok_or_else(|| format!("`{text}` is no quality preset (fast, balanced, best)"))
 }
 
 #[cfg(test)]
@@ -123,5 +139,27 @@ mod tests {
         let mut from_flags = fresh.clone();
         flags.engine.apply(&mut from_flags);
         assert_eq!(format!("{from_flags:?}"), format!("{fresh:?}"));
+    }
+
+    #[test]
+    fn ltx_presets_default_to_what_the_pipeline_runs_and_are_a_checked_list() {
+        use crate::domain::request::Quality;
+        let parse = |args: &[&str]| {
+            let command = Flags::command().mut_args(|arg| arg.env(None));
+            let matches = command.try_get_matches_from([&["x"], args].concat())?;
+            Ok::<_, clap::Error>(Flags::from_arg_matches(&matches).expect("parsed").engine)
+        };
+        let config = |flags: EngineArgs| {
+            let mut config = LtxConfig::new("c".into(), "g".into(), "u".into(), "w".into());
+            flags.apply(&mut config);
+            config.presets()
+        };
+        assert_eq!(config(parse(&[]).unwrap()), [Quality::Fast]);
+        assert_eq!(config(parse(&["--ltx-pipeline", "dev"]).unwrap()), [Quality::Balanced, Quality::Best]);
+        let listed = parse(&["--ltx-presets", "best,fast"]).unwrap();
+        assert_eq!(listed.ltx_presets, [Quality::Best, Quality::Fast]);
+        assert_eq!(config(listed), [Quality::Fast, Quality::Best], "in the presets' own order");
+        let wrong = parse(&["--ltx-presets", "fast,ultra"]).err().expect("refused").to_string();
+        assert!(wrong.contains("`ultra` is no quality preset"), "{wrong}");
     }
 }

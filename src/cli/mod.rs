@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod additive_price_args;
 mod admin_command;
 mod config_check;
 #[cfg(test)]
@@ -22,6 +23,8 @@ mod engine_args;
 mod engine_command;
 mod jobs_command;
 mod quota_args;
+mod rate_limit_args;
+mod retention_args;
 
 use admin_command::{admin, AdminArgs};
 use jobs_command::{jobs, JobsCommand};
@@ -42,7 +45,7 @@ enum Command {
     /// Run jobs for a server on this host (a GPU worker of a fleet), with a worker token.
     Worker(Box<WorkerArgs>),
     /// Generate a clip: submit, follow its progress, download the MP4.
-    Generate(crate::client::GenerateArgs),
+    Generate(Box<crate::client::GenerateArgs>),
     /// List, show or cancel your jobs (prints JSON).
     Jobs {
         #[command(flatten)]
@@ -113,6 +116,10 @@ struct ServeArgs {
     /// from one job to the next without waiting (0: leave queued jobs to idle workers).
     #[arg(long, env = "LTX_SERVE_PREFETCH_JOBS", default_value_t = defaults::PREFETCH_JOBS)]
     prefetch_jobs: usize,
+    /// Seconds a job leased ahead waits for the engine at most; then it goes back to the queue
+    /// for an idle worker elsewhere, and no job is leased ahead until the engine frees up.
+    #[arg(long, env = "LTX_SERVE_PREFETCH_MAX_WAIT_SECS", default_value_t = defaults::PREFETCH_MAX_WAIT_SECS)]
+    prefetch_max_wait_secs: u64,
     /// LoRA affinity: a worker gets a queued job whose styles it has resident ahead of older
     /// jobs while the oldest has waited less than this many seconds (0: strictly oldest first).
     #[arg(long, env = "LTX_SERVE_AFFINITY_MAX_WAIT_SECS", default_value_t = defaults::AFFINITY_MAX_WAIT_SECS)]
@@ -166,8 +173,17 @@ struct ServeArgs {
     /// Seconds a request body may send nothing before it is cut off with 408.
     #[arg(long, env = "LTX_SERVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = defaults::BODY_IDLE_TIMEOUT_SECS)]
     body_idle_timeout_secs: u64,
+    /// Price of one `POST /prompts/enhance`, in dollars (0: free), charged from the caller's balance.
+    #[arg(long, env = "LTX_SERVE_PROMPT_ENHANCE_PRICE_USD", default_value = "0", value_parser = parse_usd)]
+    prompt_enhance_price_usd: MicroUsd,
     #[command(flatten)]
     storage_quota: quota_args::StorageQuotaArgs,
+    #[command(flatten)]
+    retention: retention_args::RetentionArgs,
+    #[command(flatten)]
+    rate_limit: rate_limit_args::RateLimitArgs,
+    #[command(flatten)]
+    additive_prices: additive_price_args::AdditivePriceArgs,
     #[command(flatten)]
     connections: connection_args::ConnectionArgs,
     #[command(flatten)]
@@ -253,7 +269,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(*args).await,
             Command::Admin(args) => admin(args).await,
             Command::Worker(args) => worker(*args).await,
-            Command::Generate(args) => crate::client::generate(args).await,
+            Command::Generate(args) => crate::client::generate(*args).await,
             Command::Jobs { connection, command } => jobs(connection, command).await,
             Command::Account { connection } => {
                 let client = crate::client::Client::new(&connection)?;
@@ -309,8 +325,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent: admin::DEFAULT_MAX_CONCURRENT,
             max_backlog: admin::DEFAULT_MAX_BACKLOG,
         };
-        let created = admin::create_account(&*app.store(), demo).await?;
-        let key = created["api_key"].as_str().unwrap_or_default();
+        // Only if still none: a replica starting at the same moment may have created it.
+        let created = admin::create_first_account(&*app.store(), demo).await?;
+        let key = created.as_ref().and_then(|c| c["api_key"].as_str()).unwrap_or_default();
+        print_first_start(key, demo_credits, &base);
+    }
+    println!("ltx-serve listening on {base} (engine: {engine}; Ctrl-C to stop)");
+    app.run_until_stopped(stop_signal()).await
+}
+
+/// What a first start prints: the demo account's key (shown only this once) and how to use it.
+/// Nothing when `key` is empty (another replica created the account).
+fn print_first_start(key: &str, demo_credits: MicroUsd, base: &str) {
+    if !key.is_empty() {
         println!("ltx-serve: created the default account with {demo_credits} of demo credit.");
         println!("Its API key is shown only this once — keep it:\n\n  export LTX_SERVE_API_KEY='{key}'\n");
         println!("Try it:\n");
@@ -321,8 +348,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  curl -s {base}/jobs/<job_id> -H \"Authorization: Bearer $LTX_SERVE_API_KEY\"\n");
         println!("Or open {base}/ in a browser (the playground) and paste the key.\n");
     }
-    println!("ltx-serve listening on {base} (engine: {engine}; Ctrl-C to stop)");
-    app.run_until_stopped(stop_signal()).await
 }
 
 /// The settings `serve` runs with, checked (what `config check` validates too).
@@ -335,6 +360,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         anyhow::bail!("--result-url-ttl-secs must be between 1 and 604800 (S3's limit for presigned links)");
     }
     let engine = args.engine.choice(&args.data_dir.join("tmp"))?;
+    if args.prompt_enhance_price_usd.0 < 0 {
+        anyhow::bail!("--prompt-enhance-price-usd must not be negative");
+    }
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -344,6 +372,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         public_url: args.public_url,
         workers: args.workers,
         prefetch_jobs: args.prefetch_jobs,
+        prefetch_max_wait: Duration::from_secs(args.prefetch_max_wait_secs),
         affinity_max_wait: Duration::from_secs(args.affinity_max_wait_secs),
         resolution: args.resolution,
         aliases_accepted_until: args.aliases_accepted_until,
@@ -360,10 +389,12 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         external_image_urls: !args.no_external_image_urls,
         max_lora_bytes: args.max_lora_bytes,
         body_idle_timeout: Duration::from_secs(args.body_idle_timeout_secs.max(1)),
+        prompt_enhance_price: args.prompt_enhance_price_usd,
         engine,
         ..ServeConfig::new(PathBuf::new())
     };
-    Ok(args.storage_quota.apply(args.connections.apply(config)))
+    let config = args.additive_prices.apply(config)?;
+    Ok(args.retention.apply(args.rate_limit.apply(args.storage_quota.apply(args.connections.apply(config)))))
 }
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {

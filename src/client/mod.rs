@@ -8,6 +8,9 @@ use std::time::Duration;
 
 pub const GENERATE_PATH: &str = crate::api::GENERATE_PATH;
 
+mod modes;
+pub use modes::ModeCommand;
+
 #[derive(clap::Args, Clone)]
 pub struct Connection {
     /// Base URL of the server.
@@ -18,12 +21,17 @@ pub struct Connection {
     pub api_key: Option<String>,
 }
 
+/// `generate --prompt …` (Krea's endpoint), or `generate keyframes|audio-to-video|retake …`.
 #[derive(clap::Args)]
+#[command(subcommand_negates_reqs = true)]
 pub struct GenerateArgs {
     #[command(flatten)]
     pub connection: Connection,
-    #[arg(long)]
-    pub prompt: String,
+    /// An additive mode instead of Krea's text/image-to-video.
+    #[command(subcommand)]
+    pub mode: Option<ModeCommand>,
+    #[arg(long, required = true)]
+    pub prompt: Option<String>,
     /// 5, 10, 15 or 20 seconds.
     #[arg(long)]
     pub duration: Option<u32>,
@@ -86,7 +94,12 @@ impl Client {
     }
 
     pub async fn submit(&self, body: &Value) -> anyhow::Result<Value> {
-        self.call(self.http.post(format!("{}{GENERATE_PATH}", self.base)).json(body)).await
+        self.submit_to(GENERATE_PATH, body).await
+    }
+
+    /// Submits to another generate endpoint (an additive mode's).
+    pub async fn submit_to(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
     /// Uploads a local file as an asset (streamed) and returns the asset.
@@ -121,19 +134,26 @@ pub fn request_body(args: &GenerateArgs) -> anyhow::Result<Value> {
     if args.no_audio {
         body["generate_audio"] = json!(false);
     }
-    if !args.styles.is_empty() {
-        let styles: Vec<Value> = args
-            .styles
-            .iter()
-            .map(|s| {
-                let (id, strength) = s.rsplit_once(':').context("--style takes ID:STRENGTH")?;
-                let strength: f64 = strength.parse().with_context(|| format!("`{strength}` is not a number"))?;
-                Ok(json!({ "id": id, "strength": strength }))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        body["styles"] = json!(styles);
+    if let Some(styles) = styles(&args.styles)? {
+        body["styles"] = styles;
     }
     Ok(body)
+}
+
+/// `--style ID:STRENGTH` flags as `styles` (`None` when there are none).
+fn styles(flags: &[String]) -> anyhow::Result<Option<Value>> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let styles: Vec<Value> = flags
+        .iter()
+        .map(|s| {
+            let (id, strength) = s.rsplit_once(':').context("--style takes ID:STRENGTH")?;
+            let strength: f64 = strength.parse().with_context(|| format!("`{strength}` is not a number"))?;
+            Ok(json!({ "id": id, "strength": strength }))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(json!(styles)))
 }
 
 /// A URL as it is; a local file uploaded as an asset, by its `image_url`.
@@ -164,8 +184,11 @@ async fn confirm_cancel(id: &str, bar: Option<&indicatif::ProgressBar>) -> bool 
     }
 }
 
-pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+pub async fn generate(mut args: GenerateArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
+    if let Some(mode) = args.mode.take() {
+        return modes::generate(client, mode).await;
+    }
     let mut body = request_body(&args)?;
     for (field, value) in [("start_image", &args.start_image), ("end_image", &args.end_image)] {
         if let Some(value) = value {
@@ -173,8 +196,14 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     let job = client.submit(&body).await?;
+    follow_and_save(&client, job, args.out.as_deref(), args.json).await
+}
+
+/// Follows a submitted job with a progress bar (or quietly with `json`), cancels it on Ctrl-C
+/// when confirmed, saves the MP4 to `out` and prints the outcome.
+async fn follow_and_save(client: &Client, job: Value, out: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let id = job["job_id"].as_str().context("the server returned no job id")?.to_owned();
-    let bar = (!args.json).then(|| {
+    let bar = (!json).then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% {msg}")
@@ -183,7 +212,7 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let followed = follow(&client, &id, |job| {
+    let followed = follow(client, &id, |job| {
         if let Some(bar) = &bar {
             let status = job["status"].as_str().unwrap_or("?");
             let place = job["queue_position"].as_u64().map(|p| format!(" (#{p} in line)")).unwrap_or_default();
@@ -201,7 +230,7 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
                     if let Some(bar) = &bar {
                         bar.abandon_with_message(format!("cancelled {id}"));
                     }
-                    if args.json {
+                    if json {
                         println!("{}", serde_json::to_string_pretty(&cancelled)?);
                     }
                     bail!("cancelled job {id}");
@@ -212,16 +241,16 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     if let Some(bar) = &bar {
         bar.finish();
     }
-    if let (Some(out), Some(url)) = (&args.out, finished["result"]["urls"][0].as_str()) {
+    if let (Some(out), Some(url)) = (out, finished["result"]["urls"][0].as_str()) {
         download(url, out).await?;
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&finished)?);
     } else {
         match finished["status"].as_str() {
             Some("completed") => {
                 println!("completed: {}", finished["result"]["urls"][0].as_str().unwrap_or(""));
-                if let Some(out) = &args.out {
+                if let Some(out) = out {
                     println!("saved to {}", out.display());
                 }
             }

@@ -10,6 +10,9 @@ pub const STORAGE: &str = "local";
 pub const RESULT_URL_TTL_SECS: u64 = 24 * 60 * 60;
 pub const WORKERS: usize = 1;
 pub const PREFETCH_JOBS: usize = 1;
+/// A job leased ahead waits this long at most for the engine, then goes back to the queue for an
+/// idle worker elsewhere (a slow job ahead of it must not hold it hostage).
+pub const PREFETCH_MAX_WAIT_SECS: u64 = 10;
 pub const AFFINITY_MAX_WAIT_SECS: u64 = 30;
 pub const RESOLUTION: Resolution = Resolution::P720;
 pub const ALIASES_ACCEPTED_UNTIL: Date = time::macros::date!(2026 - 06 - 19);
@@ -26,6 +29,20 @@ pub const BODY_IDLE_TIMEOUT_SECS: u64 = 30;
 /// Per-account storage quota for uploads (assets and style LoRA files); 0 is no limit.
 pub const ACCOUNT_STORAGE_BYTES: u64 = 10 << 30;
 pub const ACCOUNT_STORAGE_FILES: u64 = 10_000;
+/// Result files are kept 30 days, then deleted (the job stays; its URLs answer 410). Results have
+/// no quota, so without a bound the disk or bucket only grows. Krea documents no retention
+/// (research: none found), hosted APIs keep outputs for far less (Replicate: 1 hour) and expect
+/// clients to download what they keep; a month leaves any client ample time. 0 keeps forever.
+pub const RESULT_RETENTION_DAYS: u64 = 30;
+/// Assets are kept until their owner deletes them: they are a library clients reuse by URL (as
+/// Krea's assets), already bounded by each account's storage quota. 0 keeps forever.
+pub const ASSET_RETENTION_DAYS: u64 = 0;
+/// Requests per API key and minute, spendable at once (the bucket holds a minute's worth). Ten
+/// a second on average is far above what a client needs: Krea's own scripts poll a job every
+/// few seconds (one key polling 20 jobs every 2 s is 600/min), and a submit is bounded by the
+/// account's concurrency, backlog and balance anyway. It stops a runaway loop or a leaked key
+/// from taking the API away from everyone else.
+pub const RATE_LIMIT_PER_MINUTE: u32 = 600;
 /// A request head is a few hundred bytes: 10 s is ample on any link and frees a slot quickly.
 pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
 /// Above the 60 s a reverse proxy or load balancer keeps its idle upstream connections (nginx,

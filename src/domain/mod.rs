@@ -7,5 +7,6 @@ pub mod lifecycle;
 pub mod lora;
 pub mod money;
 pub mod pricing;
+pub mod rate_limit;
 pub mod request;
 pub mod webhook;

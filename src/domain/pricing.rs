@@ -1,6 +1,8 @@
 //! The endpoint page's price table and the rule that maps a clip onto it (docs/api.md, Prices).
 use super::money::MicroUsd;
 
+pub mod additive;
+
 /// Output frame rate of every clip.
 pub const FPS: u32 = 24;
 

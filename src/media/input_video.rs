@@ -137,6 +137,56 @@ pub fn last_frame(path: &Path, scratch: &Path, width: u32, height: u32) -> Resul
     super::input_image::decode_and_fit(&bytes, width, height)
 }
 
+/// The clip's frames, one by one, as RGB24 cover-fitted to `width`×`height` (a retake keeps
+/// them). Frames come as decoded, none dropped or repeated (`-fps_mode passthrough`), so frame
+/// `i` of the reader is frame `i` of the clip. ffmpeg streams them, so memory stays one frame.
+pub struct FrameReader {
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    frame_bytes: usize,
+}
+
+impl FrameReader {
+    pub fn open(path: &Path, width: u32, height: u32) -> Result<FrameReader, String> {
+        let fit = format!("scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}");
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:v:0", "-an", "-vf", &fit, "-fps_mode", "passthrough"])
+            .args(["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("could not be decoded (ffmpeg could not start: {e})"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Ok(FrameReader { child, stdout, frame_bytes: (width * height * 3) as usize })
+    }
+
+    /// Reads the next frame into `frame`; false once the clip has no more.
+    pub fn next_into(&mut self, frame: &mut [u8]) -> Result<bool, String> {
+        use std::io::Read;
+        assert_eq!(frame.len(), self.frame_bytes, "frame size does not match the canvas");
+        let mut filled = 0;
+        while filled < frame.len() {
+            match self.stdout.read(&mut frame[filled..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("could not be decoded ({e})")),
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +253,28 @@ mod tests {
         assert_eq!(last.dimensions(), (64, 64));
         let image::Rgb([r, g, b]) = *last.get_pixel(32, 32);
         assert!(b > 200 && r < 40 && g < 40, "the last frame is blue, got {r},{g},{b}");
+    }
+
+    #[test]
+    fn the_frame_reader_gives_every_frame_in_order_at_the_canvas_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("in.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "color=c=red:s=160x90:r=24:d=1"])
+            .args(["-f", "lavfi", "-i", "color=c=blue:s=160x90:r=24:d=1"])
+            .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-pix_fmt", "yuv420p"])
+            .arg(&clip)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut reader = FrameReader::open(&clip, 64, 32).unwrap();
+        let mut frame = vec![0u8; 64 * 32 * 3];
+        let mut reds_then_blues = Vec::new();
+        while reader.next_into(&mut frame).unwrap() {
+            reds_then_blues.push(if frame[0] > frame[2] { 'r' } else { 'b' });
+        }
+        assert_eq!(reds_then_blues.len(), 48);
+        assert_eq!(reds_then_blues.iter().collect::<String>(), format!("{}{}", "r".repeat(24), "b".repeat(24)));
     }
 }

@@ -2,9 +2,11 @@
 //! `/results/…` (one machine), or an S3-compatible bucket with presigned GET URLs (a fleet: any
 //! replica can hand out any job's links). Either way a result sits under an unguessable
 //! 128-bit directory name, and the job row keeps only the keys.
+mod expire;
 mod local;
 mod s3;
 
+pub use expire::Freed;
 pub use local::LocalResults;
 pub use s3::S3Results;
 

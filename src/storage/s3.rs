@@ -53,14 +53,30 @@ impl S3Results {
         }
     }
 
+    /// Uploads a file, as a whole within `send_limit` of its size (each request is also bounded
+    /// by object_store's own 30 s, 5 s to connect, retried for 3 minutes at most): an endpoint
+    /// that stalls never holds a worker's result or an upload request for ever.
     pub async fn upload(&self, from: &Path, key: &str, content_type: &str) -> std::io::Result<()> {
         let mut file = tokio::fs::File::open(from).await?;
-        let mut attributes = Attributes::new();
-        attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+        let limit = send_limit(file.metadata().await?.len());
         let store: Arc<dyn ObjectStore> = self.store.clone();
-        let mut writer = BufWriter::new(store, self.path(key)).with_attributes(attributes);
-        tokio::io::copy(&mut file, &mut writer).await?;
-        writer.shutdown().await
+        let mut writer = BufWriter::new(store, self.path(key)).with_attributes(object_attributes(key, content_type));
+        let sent = tokio::time::timeout(limit, async {
+            tokio::io::copy(&mut file, &mut writer).await?;
+            writer.shutdown().await
+        })
+        .await;
+        match sent {
+            Ok(sent) => sent,
+            Err(_) => {
+                // An unfinished multipart upload is not left to the bucket's lifecycle rules.
+                let _ = writer.abort().await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the upload to S3 took longer than {} s", limit.as_secs()),
+                ))
+            }
+        }
     }
 
     pub async fn put(&self, video: &Path, poster: &Path) -> std::io::Result<StoredResult> {
@@ -114,8 +130,76 @@ impl S3Results {
         }
     }
 
+    /// Deletes an object for good, returning its size, or `None` when it was already gone (the
+    /// retention sweeper). An error (unreachable bucket) leaves it for the next try.
+    pub async fn delete_measured(&self, key: &str) -> std::io::Result<Option<u64>> {
+        let size = match self.store.head(&self.path(key)).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        self.store.delete(&self.path(key)).await.map_err(io)?;
+        Ok(Some(size))
+    }
+
     pub async fn presigned_get(&self, key: &str, ttl: Duration) -> std::io::Result<String> {
         let url = self.store.signed_url(axum::http::Method::GET, &self.path(key), ttl).await.map_err(io)?;
         Ok(url.to_string())
+    }
+}
+
+/// How long one upload may take as a whole: a minute, and a second per MiB (a link slower than
+/// 1 MiB/s to the bucket is broken for this use).
+pub fn send_limit(bytes: u64) -> Duration {
+    Duration::from_secs(60 + bytes / (1 << 20))
+}
+
+/// What an object is stored (and later served) with. Its exact type, never left for S3 or a
+/// browser to guess; media that a browser shows (video, images) `inline`, anything else (a LoRA
+/// file) as a download, so no stored bytes are ever rendered as a page of the bucket's origin.
+/// S3 keeps no `X-Content-Type-Options`, so the type and disposition are what prevents sniffing.
+pub fn object_attributes(key: &str, content_type: &str) -> Attributes {
+    let shown = content_type.starts_with("video/") || content_type.starts_with("image/");
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let plain_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let disposition = match (shown, plain_name) {
+        (true, true) => format!("inline; filename=\"{name}\""),
+        (true, false) => "inline".to_owned(),
+        (false, true) => format!("attachment; filename=\"{name}\""),
+        (false, false) => "attachment".to_owned(),
+    };
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+    attributes.insert(Attribute::ContentDisposition, disposition.into());
+    attributes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(attributes: &Attributes, which: Attribute) -> Option<String> {
+        attributes.get(&which).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn objects_carry_their_exact_type_and_only_media_is_shown_inline() {
+        let video = object_attributes("results/ab12/video.mp4", "video/mp4");
+        assert_eq!(get(&video, Attribute::ContentType).as_deref(), Some("video/mp4"));
+        assert_eq!(get(&video, Attribute::ContentDisposition).as_deref(), Some("inline; filename=\"video.mp4\""));
+        let lora = object_attributes("library/styles/0f3e.safetensors", "application/octet-stream");
+        assert_eq!(get(&lora, Attribute::ContentType).as_deref(), Some("application/octet-stream"));
+        assert_eq!(
+            get(&lora, Attribute::ContentDisposition).as_deref(),
+            Some("attachment; filename=\"0f3e.safetensors\"")
+        );
+        let odd = object_attributes("a/we\"ird name.html", "text/html");
+        assert_eq!(get(&odd, Attribute::ContentDisposition).as_deref(), Some("attachment"));
+    }
+
+    #[test]
+    fn an_upload_is_bounded_by_a_minute_and_a_second_per_mib() {
+        assert_eq!(send_limit(0), Duration::from_secs(60));
+        assert_eq!(send_limit(2 << 30), Duration::from_secs(60 + 2048));
     }
 }

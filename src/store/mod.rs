@@ -1,16 +1,19 @@
 //! The store: small capability traits (`Accounts`, `Keys`, `Jobs`, `Leases`, `Outbox`, `Workers`,
-//! `Library`), each implemented by SQLite (one machine) and PostgreSQL (a fleet), so callers never
-//! know which one they talk to; `Store` is all of them. Every method that changes money or a job's
-//! state does all of it (job row, hold, ledger, backlog promotion) in one transaction.
+//! `Library`, `Admin`), each implemented by SQLite (one machine) and PostgreSQL (a fleet), so
+//! callers never know which one they talk to; `Store` is all of them. Every method that changes
+//! money or a job's state does all of it (job row, hold, ledger, backlog promotion) in one
+//! transaction.
 pub mod codec;
 mod model;
 pub mod postgres;
 mod quota;
+mod retention;
 pub mod rules;
 pub mod sqlite;
 
 pub use model::*;
 pub use quota::*;
+pub use retention::*;
 
 use crate::domain::job::FailureCode;
 use async_trait::async_trait;
@@ -100,6 +103,10 @@ pub trait Accounts: Send + Sync + 'static {
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
     async fn account(&self, id: Uuid) -> StoreResult<Account>;
     async fn count_accounts(&self) -> StoreResult<u64>;
+    /// Creates the account only while the store has none (the first start's demo account), in
+    /// one step across processes: of two replicas starting at once on one database, one creates
+    /// it and the other gets `None`.
+    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>>;
     /// Credits (or with a negative amount, takes back) `amount`; `Refused` when the balance would
     /// go past its maximum or below what unfinished jobs hold.
     async fn add_credits(&self, id: Uuid, amount: crate::domain::money::MicroUsd, note: String)
@@ -115,6 +122,9 @@ pub trait Accounts: Send + Sync + 'static {
         bytes: Option<QuotaSetting>,
         files: Option<QuotaSetting>,
     ) -> StoreResult<Account>;
+    /// Gives the account its own request rate limit per API key and minute (0: none), or with
+    /// `None` has it follow the operator's default again (`--rate-limit-per-minute`).
+    async fn set_rate_limit(&self, id: Uuid, per_minute: Option<u32>) -> StoreResult<Account>;
     async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
     async fn usage(&self, account_id: Uuid) -> StoreResult<Usage>;
     /// Gives the account a new secret for signing its webhooks.
@@ -208,10 +218,42 @@ pub trait Workers: Send + Sync + 'static {
     async fn touch_worker(&self, name: String) -> StoreResult<()>;
 }
 
+/// The operator's capability (the admin API and CLI): admin tokens (hashed like API keys), and
+/// what spans accounts or no account may do to itself. Kept out of `Accounts` and `Jobs` so that
+/// no public handler reaches another account's job by accident.
+#[async_trait]
+pub trait Admin: Send + Sync + 'static {
+    async fn create_admin_token(&self, id: Uuid, secret_hash: String, label: Option<String>) -> StoreResult<()>;
+    /// Returns false when no such token exists (revoking twice is fine).
+    async fn revoke_admin_token(&self, id: Uuid) -> StoreResult<bool>;
+    async fn admin_token(&self, id: Uuid) -> StoreResult<Option<AdminTokenRecord>>;
+    /// Accounts newest first (ties broken by id, descending), created strictly before `before`.
+    async fn list_accounts(&self, before: Option<time::OffsetDateTime>, limit: u32) -> StoreResult<Vec<Account>>;
+    /// Suspends (or lifts the suspension of) the account; `NotFound` when there is none.
+    async fn set_suspended(&self, id: Uuid, suspended: bool) -> StoreResult<Account>;
+    /// The account's jobs submitted and money moved in `[from, to)`; `NotFound` when there is no
+    /// such account.
+    async fn usage_between(
+        &self,
+        account_id: Uuid,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> StoreResult<PeriodUsage>;
+    /// Any account's job.
+    async fn any_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+}
+
 /// The whole store, every capability at once: what `open` returns and the app holds. Components
 /// that need one capability take that trait instead (an `Arc<dyn Store>` coerces to it).
 #[async_trait]
-pub trait Store: Accounts + Keys + Jobs + Leases + Outbox + Workers + Library {
+pub trait Store: Accounts + Keys + Jobs + Leases + Outbox + Workers + Library + Admin + Retention {
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Records that API replica `replica` is alive and counts the replicas seen within
+    /// `seen_within`, this one included (each enforces its share of a rate limit). One process
+    /// has the SQLite file to itself: 1.
+    async fn count_api_replicas(&self, replica: Uuid, seen_within: Duration) -> StoreResult<u32> {
+        let _ = (replica, seen_within);
+        Ok(1)
+    }
 }

@@ -49,6 +49,8 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             storage: Default::default(),
             storage_quota: Default::default(),
+            suspended: false,
+            rate_limit_per_minute: None,
         }
     }
 

@@ -21,6 +21,37 @@ pub struct RenderSpec {
     pub end_image: Option<RgbImage>,
     /// The styles' LoRAs, in request order, with their files in the worker's LoRA cache.
     pub loras: Vec<LoraFile>,
+    /// An additive mode's inputs, staged in the job's scratch dir (`RenderMode::Standard`: Krea's).
+    pub mode: RenderMode,
+    /// The pipeline preset (`None`: the engine's default, `fast`).
+    pub quality: Option<crate::domain::request::Quality>,
+    /// Rewrite the prompt before generating; the engine returns what it used in
+    /// `RenderedClip::enhanced_prompt`.
+    pub enhance_prompt: bool,
+}
+
+/// What a job of an additive endpoint gives the engine beyond Krea's inputs.
+#[derive(Clone, Debug, Default)]
+pub enum RenderMode {
+    /// Krea's text/image-to-video (`start_image`, `end_image`).
+    #[default]
+    Standard,
+    /// Images that must appear at their (0-based, `< num_frames`, ascending) frames, fitted to
+    /// the canvas.
+    Keyframes(Vec<KeyframeImage>),
+    /// The clip follows this audio file (as sent, any format ffmpeg reads); the output's audio
+    /// track is its samples, unchanged, cut or padded to the clip's length.
+    AudioToVideo { audio: PathBuf },
+    /// Regenerate frames `[start_frame, end_frame)` of `video` (as sent) and keep the others.
+    Retake { video: PathBuf, start_frame: u32, end_frame: u32, regenerate_video: bool, regenerate_audio: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyframeImage {
+    pub frame: u32,
+    pub image: RgbImage,
+    /// 0..=1
+    pub strength: f64,
 }
 
 impl RenderSpec {
@@ -43,6 +74,8 @@ pub struct RenderedClip {
     pub video: PathBuf,
     pub poster: PathBuf,
     pub has_audio: bool,
+    /// The prompt the model was given when the job asked for enhancement.
+    pub enhanced_prompt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -150,6 +183,17 @@ pub trait Engine: Send + Sync + 'static {
     /// without a switch, which the worker announces when it asks for work. Empty: not known.
     fn resident_style_sets(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The quality presets whose weights the engine has loaded: the API refuses an additive
+    /// request for another at submit (`api::presets`), and workers announce them.
+    fn presets(&self) -> Vec<crate::domain::request::Quality> {
+        vec![crate::domain::request::Quality::Fast]
+    }
+    /// Rewrites `prompt` (with the optional first frame `image` as context) the way the model's
+    /// own prompt enhancer does, for `POST /prompts/enhance` and jobs with `enhance_prompt`.
+    async fn enhance_prompt(&self, prompt: &str, image: Option<RgbImage>) -> Result<String, EngineError> {
+        let _ = (prompt, image);
+        Err(EngineError::new(FailureCode::EngineError, format!("the `{}` engine cannot enhance prompts", self.name())))
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 /// Largest image fetched from another site.
 pub const MAX_FETCHED_IMAGE_BYTES: u64 = 25_000_000;
 
-fn invalid(field: &str, why: impl std::fmt::Display) -> EngineError {
+pub(super) fn invalid(field: &str, why: impl std::fmt::Display) -> EngineError {
     EngineError::new(FailureCode::InvalidInput, format!("`{field}` could not be used: {why}."))
 }
 
@@ -24,7 +24,7 @@ pub async fn image(
     queue: &dyn WorkQueue,
     client: &reqwest::Client,
     scratch: &Path,
-    field: &'static str,
+    field: &str,
     uri: &str,
     (width, height): (u32, u32),
 ) -> Result<RgbImage, EngineError> {
@@ -35,13 +35,29 @@ pub async fn image(
         .map_err(|why| invalid(field, why))
 }
 
+/// The file at `uri` (a `noun`: `audio`, `video`), staged in the job's scratch dir as it was
+/// sent, for an engine (or ffmpeg) to read.
+pub async fn staged_file(
+    queue: &dyn WorkQueue,
+    client: &reqwest::Client,
+    scratch: &Path,
+    field: &str,
+    uri: &str,
+    noun: &str,
+) -> Result<std::path::PathBuf, EngineError> {
+    let bytes = input_bytes(queue, client, scratch, field, uri, noun).await?;
+    let path = scratch.join(format!("{field}.{noun}"));
+    tokio::fs::write(&path, &bytes).await.map_err(|e| invalid(field, e))?;
+    Ok(path)
+}
+
 /// The bytes at `uri`: a `data:` URI, one of our kept files, or another site's `noun` fetched
 /// through the SSRF guard.
 async fn input_bytes(
     queue: &dyn WorkQueue,
     client: &reqwest::Client,
     scratch: &Path,
-    field: &'static str,
+    field: &str,
     uri: &str,
     noun: &str,
 ) -> Result<Vec<u8>, EngineError> {
@@ -55,7 +71,7 @@ async fn input_bytes(
             .map_err(|why| invalid(field, format!("the asset could not be read ({why}; was it deleted?)")))?;
         tokio::fs::read(&staged).await.map_err(|e| invalid(field, e))
     } else {
-        let max = if noun == "video" { MAX_ASSET_BYTES } else { MAX_FETCHED_IMAGE_BYTES };
+        let max = if noun == "image" { MAX_FETCHED_IMAGE_BYTES } else { MAX_ASSET_BYTES };
         crate::fetch::fetch_media(client, uri, max, noun).await.map_err(|why| invalid(field, why))
     }
 }

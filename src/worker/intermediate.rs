@@ -47,6 +47,7 @@ impl Previews {
                 fps: FPS,
                 has_audio: preview.clip.has_audio,
                 engine: engine.name().to_owned(),
+                enhanced_prompt: None,
             },
         };
         match queue.publish_preview(lease, clip).await {
@@ -83,7 +84,12 @@ mod tests {
         let (sink, _) = ProgressSink::new();
         let mut previews = Previews::new(&sink);
         let clip = IntermediateClip {
-            clip: crate::worker::engine::RenderedClip { video: "v".into(), poster: "p".into(), has_audio: false },
+            clip: crate::worker::engine::RenderedClip {
+                video: "v".into(),
+                poster: "p".into(),
+                has_audio: false,
+                enhanced_prompt: None,
+            },
             width: 32,
             height: 16,
             num_frames: 9,

@@ -208,7 +208,12 @@ pub struct RemoteWorker {
 
 /// Runs until `shutdown` fires, then hands running jobs back.
 pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-    let info = WorkerInfo { name: worker.name.clone(), engine: worker.engine.name().to_owned(), ..Default::default() };
+    let info = WorkerInfo {
+        name: worker.name.clone(),
+        engine: worker.engine.name().to_owned(),
+        presets: worker.engine.presets(),
+        ..Default::default()
+    };
     let probe = HttpQueue::new(&worker.server, &worker.token, info.clone())?;
     let hello = probe.hello().await?;
     tracing::info!(server = %worker.server, version = %hello.version, protocol = hello.protocol, lease_ttl_ms = hello.lease_ttl_ms, "connected");
@@ -222,6 +227,7 @@ pub async fn run(worker: RemoteWorker, shutdown: tokio_util::sync::CancellationT
         ),
         lora_cache_bytes: worker.lora_cache_bytes,
         prefetch: worker.prefetch_jobs,
+        prefetch_max_wait: Duration::from_secs(crate::config::defaults::PREFETCH_MAX_WAIT_SECS),
         intermediate_previews: worker.intermediate_previews,
     };
     let (server, token) = (worker.server.clone(), worker.token.clone());

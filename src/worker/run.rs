@@ -2,12 +2,13 @@
 //! inputs, run the engine while forwarding progress as heartbeats, then store the result and
 //! complete the job. A refused heartbeat means the job was cancelled (or the lease expired):
 //! the engine is stopped and the job left alone. On shutdown a running job is handed back.
+use super::disk_full;
 use super::engine::{Engine, EngineError, ProgressSink, RenderSpec, RenderedClip};
 use super::inputs;
 use super::queue::{FinishedClip, WorkItem, WorkQueue};
-use crate::domain::job::JobStatus;
+use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::pricing::FPS;
-use crate::store::{JobResult, Progress, StoreError};
+use crate::store::{JobResult, LeaseRef, Progress, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,12 @@ pub struct WorkerConfig {
     /// Jobs leased ahead while every model slot is busy, their inputs and LoRAs fetched, so a
     /// slot goes from one job to the next without waiting for a lease or a download. They wait
     /// for the slot inside their lease (heartbeats continue), so another, idle worker cannot
-    /// take them meanwhile: 0 suits fleets that run below capacity.
+    /// take them meanwhile — for `prefetch_max_wait` at most.
     pub prefetch: usize,
+    /// How long a job leased ahead waits for a model slot at most. Then it is handed back to the
+    /// queue (the attempt not counted) for an idle worker elsewhere, and this worker leases no job
+    /// ahead until a model slot frees: a long job must not hold the next one hostage.
+    pub prefetch_max_wait: Duration,
     /// `--intermediate-previews`: engines with a first stage publish a preview of it.
     pub intermediate_previews: bool,
 }
@@ -47,6 +52,9 @@ struct Slots {
     lease: Arc<Semaphore>,
     /// The LoRA set (`style_set_key`) of each job the worker holds, oldest lease first.
     held: std::sync::Mutex<Vec<(uuid::Uuid, String)>>,
+    /// Set when a job leased ahead was handed back for waiting too long; cleared once a model
+    /// slot is free. Meanwhile no job is leased ahead (it would wait as long again).
+    prefetch_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Slots {
@@ -61,6 +69,26 @@ impl Slots {
             Some((_, key)) => vec![key.clone()],
             None => engine.resident_style_sets(),
         }
+    }
+
+    /// Returns at once unless prefetching is paused; then when a model slot is free (or on
+    /// shutdown). Polled: it only waits while a long job holds every slot.
+    async fn prefetch_resumed(&self, shutdown: &CancellationToken) {
+        use std::sync::atomic::Ordering;
+        while self.prefetch_paused.load(Ordering::SeqCst) {
+            if self.model.available_permits() > 0 {
+                self.prefetch_paused.store(false, Ordering::SeqCst);
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn prefetch_is_paused(&self) -> bool {
+        self.prefetch_paused.load(std::sync::atomic::Ordering::SeqCst) && self.model.available_permits() == 0
     }
 
     fn hold(self: &Arc<Self>, job: uuid::Uuid, key: String) -> HeldJob {
@@ -97,6 +125,7 @@ pub fn spawn_workers(
         model: Arc::new(Semaphore::new(count)),
         lease: Arc::new(Semaphore::new(count + config.prefetch)),
         held: Default::default(),
+        prefetch_paused: Default::default(),
     });
     (0..count + config.prefetch + 1)
         .map(|i| {
@@ -118,9 +147,17 @@ async fn worker_loop(
             permit = slots.lease.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             _ = shutdown.cancelled() => break,
         };
+        slots.prefetch_resumed(&shutdown).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
         let resident = slots.announced_style_sets(&*engine);
         match queue.next(resident, WAIT_FOR_WORK, &shutdown).await {
             Ok(Some(item)) if shutdown.is_cancelled() => {
+                let _ = queue.hand_back(item.lease).await;
+            }
+            // Asked for before prefetching was paused: it would only wait as long again.
+            Ok(Some(item)) if slots.prefetch_is_paused() => {
                 let _ = queue.hand_back(item.lease).await;
             }
             Ok(Some(item)) => {
@@ -139,8 +176,23 @@ async fn worker_loop(
     }
 }
 
+/// Why a job's work ended without a clip.
+enum NotDone {
+    Failed(EngineError),
+    /// Leased ahead, it waited for a model slot longer than `prefetch_max_wait`.
+    WaitedTooLong(Duration),
+}
+
+impl From<EngineError> for NotDone {
+    fn from(e: EngineError) -> Self {
+        NotDone::Failed(e)
+    }
+}
+
 enum Outcome {
     Done(Result<FinishedClip, EngineError>),
+    /// Leased ahead, it waited too long for the engine: give it back for another worker.
+    WaitedTooLong(Duration),
     /// The lease is gone (cancelled, expired): drop the work.
     LeaseLost,
     /// The worker is stopping: give the job back.
@@ -174,18 +226,25 @@ async fn run_job(
             return;
         }
     };
-    let held = (slots.model.clone(), lease_slot);
+    let held = (slots, lease_slot, config.prefetch_max_wait);
     let scratch_path = scratch.path().to_owned();
     let work = async {
         let spec = prepare(queue, config, &item, &scratch_path).await?;
+        // Where a mode keeps the input's audio, its exact track replaces the engine's (any engine).
+        let (kept_audio, num_frames, fps) = (super::modes::kept_audio(&spec.mode), spec.num_frames, spec.fps);
         let clip = render_on_model(engine, spec, &scratch_path, progress, held, cancel.clone()).await?;
-        Ok::<_, EngineError>(finished_clip(engine, &item, clip))
+        let clip = super::modes::keep_input_audio(clip, kept_audio, num_frames, fps).await?;
+        Ok::<_, NotDone>(finished_clip(engine, &item, clip))
     };
     tokio::pin!(work);
     let mut ticker = tokio::time::interval(config.heartbeat_every);
     let outcome = loop {
         tokio::select! {
-            result = &mut work => break Outcome::Done(result),
+            result = &mut work => break match result {
+                Ok(clip) => Outcome::Done(Ok(clip)),
+                Err(NotDone::Failed(e)) => Outcome::Done(Err(e)),
+                Err(NotDone::WaitedTooLong(waited)) => Outcome::WaitedTooLong(waited),
+            },
             _ = shutdown.cancelled() => break Outcome::ShuttingDown,
             Some(preview) = previews.next() => {
                 if let Err(StoreError::LeaseLost) = previews.publish(queue, engine, lease, preview).await {
@@ -208,7 +267,19 @@ async fn run_job(
     cancel.cancel();
     let reported = match outcome {
         Outcome::Done(Ok(clip)) => {
-            with_retries(|| queue.complete(lease, clip.clone()), REPORT_RETRY_FOR, shutdown).await.map(|_| "completed")
+            match with_retries(|| queue.complete(lease, clip.clone()), REPORT_RETRY_FOR, shutdown).await {
+                // The clip could not be stored for want of space: rendered again later.
+                Err(StoreError::Internal(why)) if disk_full::says_out_of_space(&why) => {
+                    hand_back_for_space(queue, lease, &why).await
+                }
+                other => other.map(|_| "completed"),
+            }
+        }
+        Outcome::Done(Err(e))
+            if e.code != FailureCode::InvalidInput
+                && disk_full::out_of_space(&e.message, &config.scratch_dir).await =>
+        {
+            hand_back_for_space(queue, lease, &e.message).await
         }
         Outcome::Done(Err(e)) => {
             with_retries(|| queue.fail(lease, e.code, e.message.clone()), REPORT_RETRY_FOR, shutdown)
@@ -217,6 +288,10 @@ async fn run_job(
         }
         Outcome::LeaseLost => Ok("stopped (cancelled or lease lost)"),
         Outcome::ShuttingDown => queue.hand_back(lease).await.map(|_| "handed back"),
+        Outcome::WaitedTooLong(waited) => {
+            tracing::info!(%job_id, waited_secs = waited.as_secs_f64(), "leased ahead, the job waited too long for the engine; handing it back for an idle worker");
+            queue.hand_back(lease).await.map(|_| "handed back")
+        }
     };
     if let Ok(outcome) = reported {
         let outcome = outcome.split(' ').next().unwrap_or(outcome);
@@ -232,6 +307,15 @@ async fn run_job(
             tracing::error!(%job_id, error = %e, "could not record the job's outcome; its lease will expire")
         }
     }
+}
+
+/// A full scratch disk is not the job's fault: it goes back to the queue uncounted, and the
+/// worker pauses before leasing again (as when it has no scratch space at all).
+async fn hand_back_for_space(queue: &dyn WorkQueue, lease: LeaseRef, why: &str) -> Result<&'static str, StoreError> {
+    tracing::error!(job_id = %lease.job_id, error = why, "the worker's disk is full; handing the job back");
+    let handed = queue.hand_back(lease).await.map(|_| "handed back (disk full)");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    handed
 }
 
 /// How long a finished job's outcome is retried while the server is unreachable (a replica
@@ -282,6 +366,7 @@ async fn prepare(
         None => None,
     };
     let loras = inputs::loras(queue, item, &config.scratch_dir.join("loras"), config.lora_cache_bytes).await?;
+    let mode = super::modes::render_mode(queue, client, scratch, item, (w, h)).await?;
     Ok(RenderSpec {
         prompt: item.request.prompt.clone(),
         seed: item.seed,
@@ -293,20 +378,33 @@ async fn prepare(
         start_image,
         end_image,
         loras,
+        mode,
+        quality: item.request.quality,
+        enhance_prompt: item.request.enhance_prompt,
     })
 }
 
 /// Waits for a model slot (the job stays `processing` meanwhile), then renders; the slot and
-/// the lease slot are given back as soon as the engine is done with the model.
+/// the lease slot are given back as soon as the engine is done with the model. A job that
+/// waits longer than `max_wait` pauses prefetching and ends as `WaitedTooLong`, to be handed back.
 async fn render_on_model(
     engine: &dyn Engine,
     spec: RenderSpec,
     scratch: &Path,
     progress: ProgressSink,
-    (model, lease_slot): (Arc<Semaphore>, OwnedSemaphorePermit),
+    (slots, lease_slot, max_wait): (&Slots, OwnedSemaphorePermit, Duration),
     cancel: CancellationToken,
-) -> Result<RenderedClip, EngineError> {
-    let model_slot = model.acquire_owned().await.expect("the semaphore is never closed");
+) -> Result<RenderedClip, NotDone> {
+    let model_slot = match tokio::time::timeout(max_wait, slots.model.clone().acquire_owned()).await {
+        Ok(slot) => slot.expect("the semaphore is never closed"),
+        Err(_) => {
+            // Paused before the lease slot is given back (when this returns): another loop
+            // must not lease ahead again at once, maybe this very job.
+            slots.prefetch_paused.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(lease_slot);
+            return Err(NotDone::WaitedTooLong(max_wait));
+        }
+    };
     progress.report(JobStatus::Sampling, 0.0);
     let mut model_finished = progress.model_finished_signal();
     let render = engine.render(spec, scratch, progress, cancel);
@@ -314,7 +412,7 @@ async fn render_on_model(
     let mut slots = Some((model_slot, lease_slot));
     loop {
         tokio::select! {
-            clip = &mut render => return clip,
+            clip = &mut render => return clip.map_err(NotDone::Failed),
             _ = model_finished.wait_for(|done| *done), if slots.is_some() => slots = None,
         }
     }
@@ -333,6 +431,7 @@ fn finished_clip(engine: &dyn Engine, item: &WorkItem, clip: RenderedClip) -> Fi
             fps: FPS,
             has_audio: clip.has_audio,
             engine: engine.name().to_owned(),
+            enhanced_prompt: clip.enhanced_prompt.clone(),
         },
     }
 }
@@ -368,6 +467,7 @@ mod tests {
             model: Arc::new(Semaphore::new(1)),
             lease: Arc::new(Semaphore::new(2)),
             held: Default::default(),
+            prefetch_paused: Default::default(),
         });
         assert_eq!(slots.announced_style_sets(&engine), vec![String::new()], "idle: what the engine has");
         let running = slots.hold(uuid::Uuid::new_v4(), "a@1".into());

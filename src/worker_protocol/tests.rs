@@ -32,6 +32,9 @@ fn request() -> GenerateRequest {
         seed: Some(7),
         generate_audio: true,
         styles: vec![StyleRef { id: "s1".into(), strength: 0.5 }],
+        mode: None,
+        quality: None,
+        enhance_prompt: false,
     }
 }
 
@@ -68,17 +71,19 @@ fn lease_request_is_pinned() {
             gpu: Some("H100".into()),
             gpu_memory_bytes: Some(80),
             resident_style_sets: vec!["s1@0.5".into()],
+            presets: vec![crate::domain::request::Quality::Fast, crate::domain::request::Quality::Best],
         },
         wait_ms: 5_000,
     };
     pinned(
         &ask,
         json!({"worker": {"name": "gpu-1", "engine": "ltx", "model": "ltx-2.3", "gpu": "H100",
-                          "gpu_memory_bytes": 80, "resident_style_sets": ["s1@0.5"]},
+                          "gpu_memory_bytes": 80, "resident_style_sets": ["s1@0.5"], "presets": ["fast", "best"]},
                "wait_ms": 5000}),
     );
     let minimal: LeaseRequest = serde_json::from_value(json!({"worker": {"name": "x", "engine": "preview"}})).unwrap();
     assert_eq!((minimal.wait_ms, minimal.worker.resident_style_sets.len()), (0, 0));
+    assert!(minimal.worker.presets.is_empty(), "a worker that announces no presets");
 }
 
 #[test]
@@ -131,6 +136,7 @@ fn results_fail_and_hand_back_are_pinned() {
         fps: 24,
         has_audio: false,
         engine: "preview".into(),
+        enhanced_prompt: None,
     };
     pinned(
         &result,

@@ -1,5 +1,6 @@
 // Drives the web playground in Debian's Chromium like a person would: type the key and a prompt,
-// drop a start image, generate, watch it complete, play the video to its end, take a screenshot.
+// drop a start image, generate, watch it complete, play the video to its end; then an additive
+// job (keyframes, with a quality preset and prompt enhancement) through its form; a screenshot.
 // Usage: node playground.mjs BASE_URL API_KEY START_IMAGE SCREENSHOT.png — prints a JSON summary.
 import { chromium } from "playwright-core";
 
@@ -41,12 +42,39 @@ try {
              width: video.videoWidth, height: video.videoHeight };
   });
   await page.waitForFunction(() => document.querySelectorAll("#history tr").length > 0);
+  const status = await page.textContent("#status");
+  const balance = await page.textContent("#balance");
+  const history = await page.locator("#history tr").count();
+
+  // Keyframes: the same image uploaded for both rows, at frames 0 and 24 of 25.
+  await page.selectOption("#mode", "keyframes");
+  const rows = page.locator(".kf-row");
+  for (const i of [0, 1]) {
+    await rows.nth(i).locator("input[type=file]").setInputFiles(startImage);
+    await page.waitForFunction((i) => document.querySelectorAll(".kf-image")[i].value.includes("/files/assets/"), i);
+  }
+  await rows.nth(1).locator(".kf-frame").fill("24");
+  await page.fill("#frames", "25");
+  await page.selectOption("#quality", "fast");
+  await page.check("#enhance-prompt");
+  const firstJob = status.split(" · ").pop();
+  await page.click("#submit");
+  await page.waitForFunction((first) => {
+    const text = document.getElementById("status").textContent;
+    return !text.includes(first) && /^(completed|failed)/.test(text);
+  }, firstJob, { timeout: 90000 });
+  const additive = {
+    status: await page.textContent("#status"),
+    enhanced: await page.textContent("#enhanced"),
+    error: await page.textContent("#error"),
+  };
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({
     played,
-    status: await page.textContent("#status"),
-    balance: await page.textContent("#balance"),
-    history: await page.locator("#history tr").count(),
+    additive,
+    status,
+    balance,
+    history,
     errors,
   }));
 } finally {

@@ -214,6 +214,9 @@ async fn the_ltx_engine_reports_the_style_set_it_holds() {
             LoraFile { style_id: "s2".into(), strength: 0.0, path: lora.clone() },
             LoraFile { style_id: "s1".into(), strength: 0.25, path: lora },
         ],
+        mode: Default::default(),
+        quality: None,
+        enhance_prompt: false,
     };
     let out = tempfile::tempdir().unwrap();
     let (progress, _) = ProgressSink::new();

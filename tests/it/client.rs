@@ -131,3 +131,77 @@ async fn on_a_terminal_generate_draws_a_progress_bar() {
     assert!(screen.contains("completed: http://") && screen.contains("saved to"), "{screen}");
     assert_eq!(stream(&ffprobe(&out), "video").unwrap()["nb_read_frames"], "9");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_runs_each_additive_mode_with_local_files_uploaded() {
+    let app = TestApp::start().await;
+    let acct = app.account("5").await;
+    let dir = app.data_dir.path();
+    let ffmpeg = |args: &[&str], out: &str| {
+        let path = dir.join(out);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(args)
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path.to_str().unwrap().to_owned()
+    };
+    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
+    image::RgbImage::from_pixel(16, 9, image::Rgb([200, 30, 30])).save(&a).unwrap();
+    image::RgbImage::from_pixel(16, 9, image::Rgb([30, 30, 200])).save(&b).unwrap();
+    let wav = ffmpeg(&["-f", "lavfi", "-i", "sine=f=440:r=48000:d=0.3"], "tone.wav");
+    let mp4 = ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=320x180:r=24:d=1", "-pix_fmt", "yuv420p"], "clip.mp4");
+    let server = ["generate", "--server", &app.base];
+    let runs: [(&str, Vec<String>); 3] = [
+        (
+            "keyframes",
+            args(&["--prompt", "k", "--num-frames", "9", "--no-audio", "--keyframe"])
+                .into_iter()
+                .chain([format!("0={}", a.display()), "--keyframe".into(), format!("8,0.5={}", b.display())])
+                .collect(),
+        ),
+        ("audio-to-video", args(&["--prompt", "a", "--audio", &wav, "--quality", "fast"])),
+        (
+            "retake",
+            args(&["--prompt", "r", "--video", &mp4, "--start-seconds", "0.1", "--end-seconds", "0.6", "--keep-audio"]),
+        ),
+    ];
+    for (mode, flags) in runs {
+        let out = dir.join(format!("{mode}.mp4"));
+        let argv: Vec<String> = args(&server)
+            .into_iter()
+            .chain([mode.to_owned()])
+            .chain(flags)
+            .chain(args(&["--json", "--out", out.to_str().unwrap()]))
+            .collect();
+        let output = run(argv, Some(&acct.key)).await;
+        assert!(output.status.success(), "{mode}: {}", String::from_utf8_lossy(&output.stderr));
+        let job: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            (job["status"].as_str(), job["type"].as_str()),
+            (Some("completed"), Some(&*format!("ltx-video-2.3-22b/{mode}")))
+        );
+        assert!(out.exists(), "{mode}: saved");
+        if mode == "keyframes" {
+            let keyframes = &job["request"]["mode"]["keyframes"];
+            assert!(keyframes[0]["image"].as_str().unwrap().starts_with(&app.url("/files/assets/")), "{job}");
+            assert_eq!((keyframes[1]["frame"].as_u64(), keyframes[1]["strength"].as_f64()), (Some(8), Some(0.5)));
+        }
+        if mode == "retake" {
+            assert_eq!(job["request"]["mode"]["regenerate_audio"], false);
+        }
+    }
+    // A bad flag value is the server's 400, said plainly.
+    let output = run(
+        args(&server)
+            .into_iter()
+            .chain(args(&["retake", "--prompt", "r", "--video", &mp4, "--start-seconds", "0", "--end-seconds", "9"]))
+            .collect(),
+        Some(&acct.key),
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`end_seconds` is 9, past the end of the video"));
+}

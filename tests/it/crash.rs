@@ -18,7 +18,8 @@ fn usd(text: &Value) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_sigkills_during_submits_lose_nothing_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(dir.path(), &["--demo-credits-usd", "1000"]);
+    // The clients submit as fast as the server answers: no per-key rate limit in their way.
+    let mut server = start_server(dir.path(), &["--demo-credits-usd", "1000", "--rate-limit-per-minute", "0"]);
     let key = server.printed_key();
     let base = Arc::new(Mutex::new(server.base.clone()));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -67,7 +68,7 @@ async fn twenty_sigkills_during_submits_lose_nothing_and_duplicate_nothing() {
         tokio::time::sleep(Duration::from_millis(150 + (kill * 37) % 200)).await;
         server.child.kill().unwrap(); // SIGKILL
         server.child.wait().unwrap();
-        server = start_server(dir.path(), &[]);
+        server = start_server(dir.path(), &["--rate-limit-per-minute", "0"]);
         *base.lock().unwrap() = server.base.clone();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -35,7 +35,12 @@ fn dev_on_80_gib_fits_with_less_than_two_transformers() {
     // The full-size transformer in bf16: ~19B parameters of the ~22.7B in the bundle.
     let transformer = component_bytes(&plan, "transformer");
     assert!((37_000_000_000..39_000_000_000).contains(&transformer), "{transformer}");
-    assert!(plan["peak_bytes"].as_u64().unwrap() < 2 * transformer, "{text}");
+    // Less than a second transformer would take, but for 8 keyframes' guiding latents (issue 20),
+    // which at this size add half again stage 2's tokens (~0.4 GiB over that line).
+    let phases = plan["phases"].as_object().unwrap();
+    let standard = phases.iter().filter(|(k, _)| !k.starts_with("keyframes")).map(|(_, v)| v.as_u64().unwrap());
+    assert!(standard.max().unwrap() < 2 * transformer, "{text}");
+    assert!(plan["peak_bytes"].as_u64().unwrap() < 2 * transformer + (1 << 30), "{text}");
     for c in plan["components"].as_array().unwrap() {
         assert!(c["placement"] == "gpu" || c["placement"] == "cpu", "{c}");
     }

@@ -109,3 +109,33 @@ async fn a_full_data_disk_refuses_writes_cleanly_and_recovers_without_losing_any
         assert_eq!(found, 1, "job {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_a_full_scratch_disk_hands_the_job_back_and_runs_it_once_space_is_freed() {
+    // Only the workers' scratch space (`<data dir>/tmp`) is full; the store has room.
+    let disk = Tmpfs::mount("4m");
+    let data = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(disk.path(), data.path().join("tmp")).unwrap();
+    let filler = disk.fill();
+    let data_dir = data.path().to_owned();
+    let app = TestApp::start_with(|c| c.data_dir = data_dir).await;
+    let acct = app.account("5").await;
+    let before = app.account_view(&acct.key).await;
+    let id = job_id(&app.submit_ok(&acct.key, json!({"prompt": "on a full disk", "num_frames": 9})).await);
+
+    // Leased, tried and handed back again and again (more often than the attempts a job has),
+    // never failed: the job is not at fault.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let job = app.job(&acct.key, &id).await;
+        assert!(job["completed_at"].is_null(), "a full disk ended the job: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(filler).unwrap();
+    let done = app.wait_terminal(&acct.key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let after = app.account_view(&acct.key).await;
+    let price: f64 = done["price_usd"].as_str().unwrap().parse().unwrap();
+    let balance = |view: &serde_json::Value| view["balance_usd"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!((balance(&before) - balance(&after) - price).abs() < 1e-9, "charged once: {before} → {after}");
+}

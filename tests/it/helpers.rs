@@ -45,6 +45,8 @@ impl TestApp {
     async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let mut config = ServeConfig::new(data_dir.path().to_owned());
         config.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests poll far faster than any client should; tests/it/rate_limits.rs sets its own.
+        config.rate_limit_per_minute = 0;
         adjust(&mut config);
         let app = Application::build(config).await.expect("the app builds");
         let base = app.base_url();

@@ -1,6 +1,7 @@
 //! The web playground at `/`, driven end to end in headless Chromium (Debian's, with
 //! playwright-core from tests/browser, both installed by scripts/test): key, prompt, a dropped
-//! start image, generate, live status, the video played to its end, the history and the balance.
+//! start image, generate, live status, the video played to its end, the history and the balance;
+//! then an additive job (keyframes, quality, prompt enhancement) through its form.
 use crate::helpers::*;
 use serde_json::Value;
 
@@ -15,6 +16,17 @@ async fn the_playground_is_served_without_a_key() {
     assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("connect-src 'self'"));
     let html = page.text().await.unwrap();
     assert!(html.contains("ltx-serve playground") && html.contains("/generate/video/lightricks/ltx-video-2.3-22b"));
+    // A form per additive mode, the preset and prompt enhancement.
+    for needle in [
+        r#"value="keyframes""#,
+        r#"value="audio-to-video""#,
+        r#"value="retake""#,
+        r#"id="quality""#,
+        r#"id="enhance-prompt""#,
+        "/prompts/enhance",
+    ] {
+        assert!(html.contains(needle), "the page has no `{needle}`");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,10 +62,14 @@ async fn a_clip_made_in_the_playground_plays_to_the_end_in_chromium() {
     assert!(summary["history"].as_u64().unwrap() >= 1);
     assert!(summary["balance"].as_str().unwrap().contains("Balance $"), "{summary}");
     assert_eq!(summary["errors"], serde_json::json!([]), "no script errors in the page");
-    // The clip really started from the dropped image, and was charged.
+    // The additive job made through its form: keyframes, with the prompt the engine used shown.
+    assert!(summary["additive"]["status"].as_str().unwrap().starts_with("completed"), "{summary}");
+    assert!(summary["additive"]["enhanced"].as_str().unwrap().contains("[preview enhancement]"), "{summary}");
+    // The clip really started from the dropped image, and both were charged.
     let (_, jobs) = app.get(&acct.key, "/jobs").await;
-    assert!(jobs["items"][0]["request"]["start_image"].as_str().unwrap().contains("/files/assets/"));
-    assert_eq!(app.account_view(&acct.key).await["usage"]["jobs_completed"], 1);
+    let items = jobs["items"].as_array().unwrap();
+    assert!(items.iter().any(|j| j["request"]["start_image"].as_str().is_some_and(|u| u.contains("/files/assets/"))));
+    assert_eq!(app.account_view(&acct.key).await["usage"]["jobs_completed"], 2);
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "a screenshot of the finished page");
     println!("playground screenshot: {}", screenshot.display());
 }

@@ -90,6 +90,8 @@ async fn results_go_to_s3_and_links_are_presigned() {
     let video = reqwest::get(video_url).await.unwrap();
     assert_eq!(video.status(), 200);
     assert_eq!(video.headers()["content-type"], "video/mp4");
+    // Stored with its exact type and disposition: S3 keeps no nosniff header, so nothing is guessed.
+    assert_eq!(video.headers()["content-disposition"], "inline; filename=\"video.mp4\"");
     assert_eq!(&video.bytes().await.unwrap()[4..8], b"ftyp");
     let poster = reqwest::get(job["result"]["thumbnail_url"].as_str().unwrap()).await.unwrap();
     assert_eq!(&poster.bytes().await.unwrap()[..2], &[0xFF, 0xD8], "a JPEG poster");

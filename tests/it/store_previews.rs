@@ -17,6 +17,7 @@ fn clip(key: &str, width: u32) -> JobResult {
         fps: 24,
         has_audio: false,
         engine: "preview".into(),
+        enhanced_prompt: None,
     }
 }
 

@@ -260,3 +260,42 @@ async fn public_styles_of_many_accounts_page_each_once_newest_first() {
     let plain = |s: &Value| s["created_at"].as_str().unwrap().to_owned();
     assert_eq!(cursors, vec![plain(&items[3]), plain(&items[7]), plain(&items[11]), tied(&items[15])]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_style_a_queued_job_uses_is_not_deleted_and_a_job_whose_style_vanished_fails_uncharged() {
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let acct = app.account("5").await;
+    let style = style_ok(&app, &acct.key).await;
+    let id = style["id"].as_str().unwrap();
+    let styled = json!({"prompt": "queued", "num_frames": 9, "styles": [{"id": id, "strength": 1}]});
+    let queued = job_id(&app.submit_ok(&acct.key, styled.clone()).await);
+    let (status, refused) = app.delete(&acct.key, &format!("/styles/{id}")).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("style_in_use")), "a queued job uses it: {refused}");
+    assert!(refused["error"].as_str().unwrap().contains("1 unfinished job(s) use this style"), "{refused}");
+    assert_eq!(app.delete(&acct.key, &format!("/jobs/{queued}")).await.0, 200);
+    assert_eq!(app.delete(&acct.key, &format!("/styles/{id}")).await.0, 200, "once no unfinished job uses it");
+
+    // A style gone from under a queued job anyway (a row removed by hand, an older release):
+    // the job fails saying so, and nothing is charged.
+    let style = style_ok(&app, &acct.key).await;
+    let id = style["id"].as_str().unwrap();
+    let before = app.account_view(&acct.key).await;
+    let orphan = job_id(
+        &app.submit_ok(&acct.key, json!({"prompt": "orphan", "num_frames": 9, "styles": [{"id": id, "strength": 1}]}))
+            .await,
+    );
+    database(&app).execute("DELETE FROM styles WHERE id = ?1", [id]).unwrap();
+    let token = crate::fleet::worker_token(&*app.store).await;
+    let stop = CancellationToken::new();
+    let worker = crate::fleet::remote_worker(&app.base, &token, "after-delete", 0);
+    let running = tokio::spawn(ltx_serve::worker::remote::run(worker, stop.clone()));
+    let failed = app.wait_terminal(&acct.key, &orphan).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let said = failed.to_string();
+    assert!(said.contains(&format!("style `{id}` was deleted after the job was submitted")), "{failed}");
+    let after = app.account_view(&acct.key).await;
+    let money = |view: &Value| (view["balance_usd"].clone(), view["held_usd"].clone());
+    assert_eq!(money(&after), money(&before), "nothing charged, nothing left held: {after}");
+}

@@ -50,7 +50,7 @@ if "broken" in Path(args.checkpoint).name:
     print("Traceback: safetensors_rust.SafetensorError: invalid header", file=sys.stderr, flush=True)
     send({"type": "error", "id": None, "code": "engine_error", "message": "could not load the models: invalid header"})
     sys.exit(2)
-send({"type": "hello", "protocol": 1, "engine": "fake", "pipeline": args.pipeline, "device": "cpu",
+send({"type": "hello", "protocol": 2, "engine": "fake", "pipeline": args.pipeline, "device": "cpu",
       "versions": {}, "memory": {}})
 
 jobs: list[dict] = []

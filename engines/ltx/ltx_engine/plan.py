@@ -79,12 +79,47 @@ def audio_tokens(num_frames: int, fps: int = DEFAULT_FPS) -> int:
 ACTIVATION_WIDTHS = 27
 
 
-def activation_bytes(sizes: WeightSizes, width: int, height: int, num_frames: int, scale: int) -> int:
-    """One transformer forward at this size (scale 64: stage 1 at half size; 32: stage 2)."""
-    video = video_tokens(width, height, num_frames, scale) * sizes.video_width
+def activation_bytes(sizes: WeightSizes, width: int, height: int, num_frames: int, scale: int,
+                     conditioning_frames: int = 0) -> int:
+    """One transformer forward at this size (scale 64: stage 1 at half size; 32: stage 2).
+    `conditioning_frames` images appended to the sequence as guiding latents (keyframes: one
+    latent frame of tokens each, `VideoConditionByKeyframeIndex`)."""
+    tokens = video_tokens(width, height, num_frames, scale) + conditioning_frames * (height // scale) * (width // scale)
+    video = tokens * sizes.video_width
     audio = audio_tokens(num_frames) * sizes.audio_width
-    latents = video_tokens(width, height, num_frames, scale) * 128 * 4 * 6  # fp32 latent, noise, x0, velocity...
+    latents = tokens * 128 * 4 * 6  # fp32 latent, noise, x0, velocity...
     return (video + audio) * 2 * ACTIVATION_WIDTHS + latents
+
+
+# The most keyframes a keyframes job has (src/domain/request/modes: MAX_KEYFRAMES).
+MAX_KEYFRAMES = 8
+# res_2s (the `best` preset) keeps its anchor, midpoint and two denoised estimates in fp64 beside
+# the state: 4 latents x 8 bytes per latent value, video and audio.
+RES2S_LATENT_BYTES = 4 * 8
+
+
+def res2s_bytes(width: int, height: int, num_frames: int, scale: int) -> int:
+    return (video_tokens(width, height, num_frames, scale) * 128 + audio_tokens(num_frames) * 128) * RES2S_LATENT_BYTES
+
+
+def encode_bytes(width: int, height: int, num_frames: int) -> int:
+    """Retake's video encode: ltx-core's `tiled_encode` (the same 512 px x 64-frame tiles as the
+    decode) with the clip's pixels on the CPU; one tile's working set (the decode's basis) plus
+    the latent and its blend weights on the GPU."""
+    frames = min(num_frames, DECODE_TILE_FRAMES + 1)
+    tile_w, tile_h = min(width, DECODE_TILE_PIXELS), min(height, DECODE_TILE_PIXELS)
+    working = frames * (tile_w // 4) * (tile_h // 4) * 128 * 2 * 8
+    tile_pixels = frames * 3 * tile_w * tile_h * 2
+    latent = video_tokens(width, height, num_frames) * 128 * 2 * 2
+    return working + tile_pixels + latent
+
+
+def audio_encode_bytes(num_frames: int, fps: int = DEFAULT_FPS) -> int:
+    """Audio-to-video's and retake's audio encode: the stereo 16 kHz mel (100 frames/s x 64 bins)
+    through the audio VAE encoder (128 channels at full mel size, ~8 tensors live, bf16), plus the
+    waveform in fp32 at up to 48 kHz."""
+    mel_frames = -(-num_frames * 100 // fps)
+    return mel_frames * 64 * 2 * 128 * 2 * 8 + -(-num_frames * 48_000 // fps) * 2 * 4
 
 
 def text_encoding_bytes(sizes: WeightSizes) -> int:
@@ -203,6 +238,7 @@ def _place(pipeline: str, gpu_memory_bytes: int, fp8: bool, width: int, height: 
         Component("video_vae_encoder", sizes.video_vae_encoder, "gpu"),
         Component("video_vae_decoder", sizes.video_vae_decoder, "gpu"),
         Component("audio_vae_decoder", sizes.audio_vae_decoder, "gpu"),
+        Component("audio_vae_encoder", sizes.audio_vae_encoder, "gpu", "audio-to-video and retake"),
         Component("vocoder", sizes.vocoder, "gpu"),
         Component("spatial_upsampler", sizes.spatial_upsampler, "gpu"),
         Component("gemma", sizes.gemma, where("gemma"),
@@ -225,13 +261,27 @@ def _place(pipeline: str, gpu_memory_bytes: int, fp8: bool, width: int, height: 
     gemma_in = sizes.gemma if "gemma" in cpu else 0
     # A delta is applied one Linear at a time: the largest one in fp32 is the temporary it needs.
     delta = 4 * sizes.video_width * sizes.video_width * 4 * 2  # the delta in fp32 + the layer's LoRA A, B
+    stage_1 = resident + contexts + activation_bytes(sizes, width, height, num_frames, 64)
+    stage_2 = resident + contexts + activation_bytes(sizes, width, height, num_frames, 32)
+    # Every mode runs on every engine (resident.py), so the plan covers the most each needs. A
+    # retake's one full-size stage is `stage_2` (same size, same contexts); audio-to-video's
+    # stages are the standard ones (its audio latent is in the sequence either way).
     phases = {
         "encode_prompt": resident + gemma_in + text_encoding_bytes(sizes),
-        "stage_1": resident + contexts + activation_bytes(sizes, width, height, num_frames, 64),
+        "stage_1": stage_1,
         "lora_delta": resident + sizes.style_loras + delta,
-        "stage_2": resident + contexts + activation_bytes(sizes, width, height, num_frames, 32),
+        "stage_2": stage_2,
         "decode": resident + decode_bytes(width, height, num_frames),
+        "keyframes_stage_1": resident + contexts + activation_bytes(sizes, width, height, num_frames, 64,
+                                                                    MAX_KEYFRAMES),
+        "keyframes_stage_2": resident + contexts + activation_bytes(sizes, width, height, num_frames, 32,
+                                                                    MAX_KEYFRAMES),
+        "encode_video": resident + encode_bytes(width, height, num_frames),
+        "encode_audio": resident + audio_encode_bytes(num_frames),
     }
+    if pipeline == "dev":  # `best` (the HQ pipeline, res_2s) runs on the dev weights
+        phases["best_stage_1"] = stage_1 + res2s_bytes(width, height, num_frames, 64)
+        phases["best_stage_2"] = stage_2 + res2s_bytes(width, height, num_frames, 32)
     peak = max(phases.values())
     usable = gpu_memory_bytes - RUNTIME_RESERVE_BYTES
     plan = Plan(pipeline=pipeline, gpu_memory_bytes=gpu_memory_bytes, fp8=fp8, fp8_forced=False, width=width,

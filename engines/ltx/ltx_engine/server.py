@@ -75,6 +75,9 @@ def main(argv: list[str]) -> int:
         message = jobs.queue.get()
         if message.get("type") == "shutdown":
             return 0
+        if message.get("type") == "enhance":
+            run_enhance(engine, message)
+            continue
         if message.get("type") != "generate":
             send({"type": "error", "id": message.get("id"), "code": "engine_error",
                   "message": f"unknown command {message.get('type')!r}"})
@@ -135,6 +138,7 @@ def load(args: argparse.Namespace):
         "load_seconds": round(engine.load_seconds, 3),
         "plan": plan.to_json() if plan else None,
         "resident_style_set": engine.resident_style_set,
+        "presets": list(engine.presets),
     })
     return engine
 
@@ -174,7 +178,7 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
         if cuda:
             result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(engine.device)
         send({"type": "result", "id": job_id, **result, "timings": {k: round(v, 3) for k, v in timings.items()},
-              "resident_style_set": engine.resident_style_set})
+              "resident_style_set": engine.resident_style_set, "enhanced_prompt": request.enhanced_prompt})
     except EngineFailure as e:
         send({"type": "error", "id": job_id, "code": e.code, "message": e.message})
     except Exception as e:  # noqa: BLE001 - every failure becomes a typed error
@@ -190,6 +194,7 @@ def run_one(engine, jobs: Jobs, message: dict) -> None:
 def parse_request(message: dict):
     from ltx_pipelines.utils.args import ImageConditioningInput
 
+    from .modes import Mode
     from .resident import LoraInput, Request
 
     try:
@@ -206,9 +211,28 @@ def parse_request(message: dict):
                              None if lora.get("style_id") is None else str(lora["style_id"]))
                    for lora in message.get("loras", [])],
             pipeline=message.get("pipeline"),
+            mode=Mode.parse(message.get("mode")),
+            quality=None if message.get("quality") is None else str(message["quality"]),
+            enhance_prompt=bool(message.get("enhance_prompt", False)),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise EngineFailure("invalid_input", f"malformed generate command: {e}") from e
+
+
+def run_enhance(engine, message: dict) -> None:
+    """`enhance`: the prompt rewritten by the resident Gemma (the official enhancement), no video."""
+    job_id = str(message.get("id"))
+    try:
+        import torch
+
+        with torch.inference_mode():
+            prompt = engine.enhance(str(message["prompt"]), message.get("image"), int(message.get("seed", 10)))
+        send({"type": "enhanced", "id": job_id, "prompt": prompt})
+    except (KeyError, TypeError, ValueError) as e:
+        send({"type": "error", "id": job_id, "code": "invalid_input", "message": f"malformed enhance command: {e}"})
+    except Exception as e:  # noqa: BLE001 - every failure becomes a typed error
+        code, text = classify(e)
+        send({"type": "error", "id": job_id, "code": code, "message": text})
 
 
 def classify(e: Exception) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Process-wide preparation before the models are built: the device, what ltx-core 1.0.0 needs
 to run on a CPU, and the Gemma shape read from the Gemma directory."""
 
+import contextlib
 import json
 from importlib import metadata
 from pathlib import Path
@@ -37,11 +38,14 @@ def prepare(device: torch.device, gemma_root: str) -> None:
 
 
 def apply_gemma_shape(config_json: Path) -> None:
-    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX as target
-
     if not config_json.is_file():
         return  # ltx-core's built-in 12B shape
-    config = json.loads(config_json.read_text())
+    apply_gemma_config(json.loads(config_json.read_text()))
+
+
+def apply_gemma_config(config: dict) -> None:
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX as target
+
     for name in TOP_FIELDS:
         if name in config:
             setattr(target, name, config[name])
@@ -50,6 +54,26 @@ def apply_gemma_shape(config_json: Path) -> None:
         for name in fields:
             if name in values:
                 setattr(getattr(target, section), name, values[name])
+
+
+@contextlib.contextmanager
+def gemma_shape(config: dict):
+    """ltx-core's module-level Gemma shape set to `config`'s for the block, then put back: the
+    planner sizes the full model in a process that may hold the tiny one (the tests)."""
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX as target
+
+    saved = {"": {n: getattr(target, n) for n in TOP_FIELDS if hasattr(target, n)}}
+    for section, fields in (("text_config", TEXT_SHAPE_FIELDS), ("vision_config", VISION_SHAPE_FIELDS)):
+        part = getattr(target, section)
+        saved[section] = {n: getattr(part, n) for n in fields if hasattr(part, n)}
+    apply_gemma_config(config)
+    try:
+        yield
+    finally:
+        for section, values in saved.items():
+            part = target if not section else getattr(target, section)
+            for name, value in values.items():
+                setattr(part, name, value)
 
 
 def memory(device: torch.device) -> dict:

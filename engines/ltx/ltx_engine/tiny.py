@@ -163,6 +163,24 @@ UPSAMPLER = {"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, 
 SPECIAL_TOKENS = ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>", "<end_of_turn>"]
 VOCAB_SIZE = 320
 
+# Gemma-3's chat format, shortened (the system prompt opens the first user turn; an image is its
+# start token, which the processor expands): the official prompt enhancement renders its
+# messages with it.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}{%- set first = messages[0]['content'] -%}"
+    "{%- set rest = messages[1:] -%}{%- else -%}{%- set first = '' -%}{%- set rest = messages -%}{%- endif -%}"
+    "{%- for message in rest -%}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{%- if loop.first and first %}{{ first }}\n\n{% endif -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}<start_of_image>{%- elif item['type'] == 'text' -%}{{ item['text'] }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}<end_of_turn>\n"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<start_of_turn>model\n{%- endif -%}"
+)
+
 
 def gemma_config():
     from transformers import Gemma3Config
@@ -176,9 +194,11 @@ def gemma_config():
         },
         vision_config={
             "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-            "image_size": 28, "patch_size": 14, "vision_use_head": False,
+            "image_size": 224, "patch_size": 14, "vision_use_head": False,
         },
-        mm_tokens_per_image=4,
+        # The 256 image tokens Gemma3Processor (as ltx-core builds it) puts in a prompt with an
+        # image: 16 × 16 patches of 14 pixels, pooled 1:1.
+        mm_tokens_per_image=256,
         boi_token_index=4, eoi_token_index=5, image_token_index=6, eos_token_id=[1, 8],
     )
 
@@ -203,6 +223,7 @@ def _train_tokenizer(out: Path) -> None:
         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                               "image_token": "<image_soft_token>"},
     )
+    tok.chat_template = CHAT_TEMPLATE
     tok.save_pretrained(out)
 
 
@@ -213,7 +234,7 @@ def make_gemma(out: Path) -> None:
     config = gemma_config()
     config.save_pretrained(out)
     _train_tokenizer(out)
-    Gemma3ImageProcessor(size={"height": 28, "width": 28}).save_pretrained(out)
+    Gemma3ImageProcessor(size={"height": 224, "width": 224}).save_pretrained(out)
     model = Gemma3ForConditionalGeneration(config)
     # The layout of Google's published Gemma-3 checkpoints, which LTX's loader expects.
     renames = {"model.language_model.": "language_model.model.", "model.vision_tower.": "vision_tower.",

@@ -50,6 +50,8 @@ class WeightSizes:
     gemma: int
     distilled_lora: int
     style_loras: int
+    # Audio-to-video and retake encode their input audio (the engine keeps the encoder resident).
+    audio_vae_encoder: int = 0
     # Shapes the activation estimates need.
     video_width: int = 4096
     audio_width: int = 2048
@@ -107,15 +109,17 @@ AUDIO_VAE_STATISTICS = "audio_vae.per_channel_statistics."
 
 def checkpoint_component(key: str) -> list[str]:
     """The components a checkpoint tensor is loaded into (ltx-core's *_KEYS_FILTER prefixes); empty
-    for tensors the engine never loads (the audio VAE's encoder)."""
+    for tensors the engine never loads."""
     if key.startswith(CHECKPOINT_CONNECTORS):
         return ["text_connectors"]
     if key.startswith(CHECKPOINT_TRANSFORMER):
         return ["transformer"]
     if key.startswith(VAE_STATISTICS):  # both halves of the VAE load their own copy
         return ["video_vae_encoder", "video_vae_decoder"]
+    if key.startswith(AUDIO_VAE_STATISTICS):  # so do the audio VAE's
+        return ["audio_vae_encoder", "audio_vae_decoder"]
     for prefix, name in (("vae.encoder.", "video_vae_encoder"), ("vae.decoder.", "video_vae_decoder"),
-                         ("audio_vae.decoder.", "audio_vae_decoder"), (AUDIO_VAE_STATISTICS, "audio_vae_decoder"),
+                         ("audio_vae.decoder.", "audio_vae_decoder"), ("audio_vae.encoder.", "audio_vae_encoder"),
                          ("vocoder.", "vocoder")):
         if key.startswith(prefix):
             return [name]
@@ -174,7 +178,7 @@ def sizes_from_files(checkpoint: str, gemma: str, spatial_upsampler: str, distil
         lora_touched_fp8=sum(_numel(s) if _is_fp8_cast(k, rules) else loaded_bytes(d, s) for k, d, s in touched),
         text_connectors=totals.get("text_connectors", 0), video_vae_encoder=totals.get("video_vae_encoder", 0),
         video_vae_decoder=totals.get("video_vae_decoder", 0), audio_vae_decoder=totals.get("audio_vae_decoder", 0),
-        vocoder=totals.get("vocoder", 0), spatial_upsampler=upsampler, gemma=gemma_bytes,
+        audio_vae_encoder=totals.get("audio_vae_encoder", 0), vocoder=totals.get("vocoder", 0), spatial_upsampler=upsampler, gemma=gemma_bytes,
         distilled_lora=distilled, style_loras=styles, video_width=video_width, audio_width=audio_width,
         gemma_hidden=gemma_hidden, gemma_layers=gemma_layers, gemma_intermediate=(ff[0] if ff else 4 * video_width),
         transformer_parameters=sum(_numel(s) for _, s in transformer_tensors.values()),
@@ -207,7 +211,7 @@ def load_full_config(path: Path = FULL_CONFIG) -> dict:
 def sizes_from_config(config: dict) -> WeightSizes:
     """Sizes of a model built from a config on torch's meta device with ltx-core's configurators."""
     import torch
-    from ltx_core.model.audio_vae import AudioDecoderConfigurator, VocoderConfigurator
+    from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
     from ltx_core.model.transformer import LTXModelConfigurator
     from ltx_core.model.upsampler import LatentUpsamplerConfigurator
     from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
@@ -221,13 +225,16 @@ def sizes_from_config(config: dict) -> WeightSizes:
     def size(module: torch.nn.Module) -> int:
         return sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in state(module).values())
 
-    with torch.device("meta"):
+    from .setup import gemma_shape
+
+    with gemma_shape(config["gemma"]), torch.device("meta"):
         transformer = LTXModelConfigurator.from_config(config)
         parts = {
             "text_connectors": EmbeddingsProcessorConfigurator.from_config(config),
             "video_vae_encoder": VideoEncoderConfigurator.from_config(config),
             "video_vae_decoder": VideoDecoderConfigurator.from_config(config),
             "audio_vae_decoder": AudioDecoderConfigurator.from_config(config),
+            "audio_vae_encoder": AudioEncoderConfigurator.from_config(config),
             "vocoder": VocoderConfigurator.from_config(config),
             "spatial_upsampler": LatentUpsamplerConfigurator.from_config(config.get("upsampler", {})),
         }

@@ -28,6 +28,35 @@ class EngineProcessTest(tiny_engine.EngineProcessCase):
         self.assertEqual((event["type"], event["code"]), ("error", "invalid_input"), event)
         self.assertEqual(self.run_job("good")["type"], "result")
 
+    def test_hello_lists_the_presets_the_loaded_weights_run(self):
+        self.assertEqual((self.hello["protocol"], self.hello["presets"]), (2, ["fast"]))
+
+    def test_a_mode_and_enhancement_travel_in_the_generate_command(self):
+        from PIL import Image
+
+        images = []
+        for i, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
+            path = f"{self.scratch.name}/key{i}.png"
+            Image.new("RGB", (128, 128), colour).save(path)
+            images.append({"path": path, "frame_idx": 8 * i, "strength": 1.0})
+        event = self.run_job("keyed", mode={"kind": "keyframes", "keyframes": images}, quality="fast",
+                             enhance_prompt=True)
+        self.assertEqual(event["type"], "result", event)
+        self.assertEqual(event["frames"]["count"], 9)
+        self.assertIsInstance(event["enhanced_prompt"], str)
+        self.assertIsNone(self.run_job("plain-prompt")["enhanced_prompt"])
+        event = self.run_job("odd-mode", mode={"kind": "extend"})
+        self.assertEqual((event["type"], event["code"]), ("error", "invalid_input"), event)
+        event = self.run_job("unloaded", quality="best")
+        self.assertEqual((event["type"], event["code"]), ("error", "invalid_input"), event)
+
+    def test_enhance_answers_with_the_rewritten_prompt(self):
+        self.process.stdin.write('{"type": "enhance", "id": "e1", "prompt": "a fox", "image": null, "seed": 42}\n')
+        self.process.stdin.flush()
+        event = self.next_event()
+        self.assertEqual((event["type"], event["id"]), ("enhanced", "e1"), event)
+        self.assertIsInstance(event["prompt"], str)
+
     def test_a_result_reports_the_resident_style_set_by_style_id(self):
         style = tiny_engine.style_a()
         event = self.run_job("styled", loras=[{"path": style, "strength": 0.8, "style_id": "s-1"},

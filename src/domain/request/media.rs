@@ -24,7 +24,7 @@ pub(super) fn start_media(
 }
 
 /// What one URI field takes: the `data:` types it accepts and the words its errors use.
-struct MediaKind {
+pub(super) struct MediaKind {
     mime_types: &'static [&'static str],
     /// "a JPEG, PNG or WebP image"
     described: &'static str,
@@ -34,18 +34,26 @@ struct MediaKind {
     example: &'static str,
 }
 
-const IMAGE_MEDIA: MediaKind = MediaKind {
+pub(super) const IMAGE_MEDIA: MediaKind = MediaKind {
     mime_types: &IMAGE_MIME_TYPES,
     described: "a JPEG, PNG or WebP image",
     noun: "image",
     example: "data:image/png;base64,<data>",
 };
 
-const VIDEO_MEDIA: MediaKind = MediaKind {
+pub(super) const VIDEO_MEDIA: MediaKind = MediaKind {
     mime_types: &VIDEO_MIME_TYPES,
     described: "an MP4, MOV or WebM video",
     noun: "video",
     example: "data:video/mp4;base64,<data>",
+};
+
+/// `audio` of `…/audio-to-video` (its content is probed at submit).
+pub(super) const AUDIO_MEDIA: MediaKind = MediaKind {
+    mime_types: &AUDIO_MIME_TYPES,
+    described: "a WAV, MP3, M4A/AAC, Ogg, FLAC or WebM audio file",
+    noun: "audio file",
+    example: "data:audio/wav;base64,<data>",
 };
 
 pub(super) fn image_field(
@@ -56,13 +64,23 @@ pub(super) fn image_field(
     media_field(fields, field, &IMAGE_MEDIA, options)
 }
 
-fn media_field(
+pub(super) fn media_field(
     fields: &Map<String, Value>,
     field: &str,
     kind: &MediaKind,
     options: &NormaliseOptions,
 ) -> Result<Option<String>, ValidationError> {
-    match fields.get(field) {
+    media_value(fields.get(field), field, kind, options)
+}
+
+/// One URI value, named `field` in errors (`keyframes[2].image` is not a key of the body).
+pub(super) fn media_value(
+    value: Option<&Value>,
+    field: &str,
+    kind: &MediaKind,
+    options: &NormaliseOptions,
+) -> Result<Option<String>, ValidationError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(uri)) => {
             check_media_uri(uri, field, kind, options)?;
@@ -77,6 +95,19 @@ pub const IMAGE_MIME_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"
 
 /// Video types a `data:` URI in `start_video` may carry (its content is probed at submit).
 pub const VIDEO_MIME_TYPES: [&str; 3] = ["video/mp4", "video/quicktime", "video/webm"];
+
+/// Audio types a `data:` URI in `audio` may carry (its content is probed at submit).
+pub const AUDIO_MIME_TYPES: [&str; 9] = [
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/aac",
+    "audio/ogg",
+    "audio/flac",
+    "audio/webm",
+];
 
 /// A `data:` image decoded: its declared type and bytes (content is checked later, by decoding).
 pub fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
@@ -108,11 +139,14 @@ pub fn data_uri_budget(max_body_bytes: usize, max_data_uri_bytes: usize) -> usiz
 
 /// The `data:` URIs of a request together (each was checked alone already): the field that takes
 /// the total over `max_bytes` is named.
-pub(super) fn check_data_total(fields: [(&str, &Option<String>); 3], max_bytes: usize) -> Result<(), ValidationError> {
+pub(super) fn check_data_total<'a, F: std::fmt::Display>(
+    fields: impl IntoIterator<Item = (F, Option<&'a str>)>,
+    max_bytes: usize,
+) -> Result<(), ValidationError> {
     let mut total = 0;
     let mut earlier: Vec<String> = Vec::new();
     for (field, uri) in fields {
-        let Some(size) = uri.as_deref().and_then(data_uri_decoded_len) else { continue };
+        let Some(size) = uri.and_then(data_uri_decoded_len) else { continue };
         total += size;
         if total > max_bytes {
             return invalid(format!(

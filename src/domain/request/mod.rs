@@ -7,10 +7,12 @@ use time::Date;
 
 mod clip;
 mod media;
+pub mod modes;
 mod styles;
 
 pub use clip::{round_up_to_8k_plus_1, AspectRatio, DURATIONS, MAX_FRAMES, MAX_SEED, MIN_FRAMES};
 pub use media::{data_uri_budget, decode_data_uri, is_public_ip, IMAGE_MIME_TYPES, MAX_URL_CHARS, VIDEO_MIME_TYPES};
+pub use modes::{Keyframe, Mode, Quality};
 pub use styles::StyleRef;
 
 /// The longest `prompt`, in characters (Unicode scalar values). The text encoder (Gemma) reads at
@@ -66,6 +68,17 @@ pub struct GenerateRequest {
     pub seed: Option<u32>,
     pub generate_audio: bool,
     pub styles: Vec<StyleRef>,
+    /// The additive mode (modes.rs); `None`: Krea's text/image-to-video. (Defaulted and omitted
+    /// when absent, so Krea jobs are stored and fingerprinted exactly as before.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// Additive endpoints only: the pipeline preset; `None`: the engine's default (`fast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Additive endpoints only: rewrite the prompt with the engine's Gemma before generating
+    /// (the job keeps this prompt and shows the enhanced one in its result).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enhance_prompt: bool,
 }
 
 impl GenerateRequest {
@@ -122,7 +135,11 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
     let (start_image, start_video) = media::start_media(&fields, options)?;
     let end_image = media::image_field(&fields, "end_image", options)?;
     media::check_data_total(
-        [("start_image", &start_image), ("start_video", &start_video), ("end_image", &end_image)],
+        [
+            ("start_image", start_image.as_deref()),
+            ("start_video", start_video.as_deref()),
+            ("end_image", end_image.as_deref()),
+        ],
         options.max_data_uri_bytes,
     )?;
     let styles = styles::styles(&fields, options.max_styles)?;
@@ -138,12 +155,16 @@ pub fn normalise(body: &Value, options: &NormaliseOptions) -> Result<Normalised,
             seed,
             generate_audio,
             styles,
+            mode: None,
+            quality: None,
+            enhance_prompt: false,
         },
         aliases_used,
     })
 }
 
-fn prompt(fields: &Map<String, Value>) -> Result<String, ValidationError> {
+/// `prompt` as a request holds it (also `POST /prompts/enhance`'s).
+pub(crate) fn prompt(fields: &Map<String, Value>) -> Result<String, ValidationError> {
     match fields.get("prompt") {
         None | Some(Value::Null) => invalid("`prompt` is required."),
         Some(Value::String(p)) if p.is_empty() => invalid("`prompt` must be at least 1 character long."),

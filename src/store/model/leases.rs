@@ -67,6 +67,11 @@ pub struct WorkerInfo {
     pub gpu_memory_bytes: Option<u64>,
     #[serde(default)]
     pub resident_style_sets: Vec<String>,
+    /// The quality presets its engine has loaded (`Engine::presets`); the API accepts an
+    /// additive request's `quality` only when a live worker has it (`api::presets`). Kept in
+    /// the registry's JSON; empty from a worker that announces none.
+    #[serde(default)]
+    pub presets: Vec<crate::domain::request::Quality>,
 }
 
 #[derive(Clone, Debug, Serialize)]

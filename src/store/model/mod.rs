@@ -1,5 +1,6 @@
 //! Values that cross the store boundary: accounts and jobs here; the outbox, leases and the
 //! library beside.
+mod admin;
 mod leases;
 mod library;
 mod outbox;
@@ -8,6 +9,7 @@ use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::lifecycle::{self, AccountLoad, AdmissionRefusal, Settlement};
 use crate::domain::money::MicroUsd;
 use crate::domain::request::GenerateRequest;
+pub use admin::*;
 pub use leases::*;
 pub use library::*;
 pub use outbox::*;
@@ -44,6 +46,11 @@ pub struct Account {
     pub storage: super::StorageUse,
     /// Its own storage quota; where `None`, the operator's default applies.
     pub storage_quota: super::QuotaOverride,
+    /// Suspended by the operator: its API keys are refused (403 `account_suspended`).
+    pub suspended: bool,
+    /// Its own limit of API requests per key and minute (0: none); where `None`, the operator's
+    /// default (`--rate-limit-per-minute`) applies.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Account {
@@ -69,6 +76,11 @@ pub struct KeyRecord {
     pub account_id: Uuid,
     pub secret_hash: String,
     pub revoked: bool,
+    /// Whether the key's account is suspended (read with the key, so the key cache answers it).
+    pub account_suspended: bool,
+    /// The account's own request rate limit (`Account::rate_limit_per_minute`), read with the
+    /// key so the key cache answers it on every request.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +198,7 @@ impl NewJob {
             webhook_url: self.webhook_url,
             queue_position: lifecycle::backlog_position_on_admission(status, backlogged_before),
             webhook: None,
+            results_expired_at: None,
         }
     }
 }
@@ -254,6 +267,9 @@ pub struct JobResult {
     pub fps: u32,
     pub has_audio: bool,
     pub engine: String,
+    /// The prompt the model was given, when the job asked for enhancement (additive modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced_prompt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -287,4 +303,6 @@ pub struct Job {
     pub queue_position: Option<u64>,
     /// Delivery state of the job's webhook, once it has one.
     pub webhook: Option<WebhookState>,
+    /// When the retention sweeper deleted its result files (its URLs then answer 410).
+    pub results_expired_at: Option<OffsetDateTime>,
 }

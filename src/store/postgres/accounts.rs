@@ -25,16 +25,39 @@ pub async fn create(c: &mut PgConnection, id: Uuid, new: NewAccount, secret: Str
     get(c, id, false).await
 }
 
+/// Taken by `create_first` for the rest of its transaction: replicas starting at once on one
+/// database count the accounts one after the other (a count alone would show both none).
+const FIRST_ACCOUNT_LOCK: i64 = 0x6c74_785f_6669_7273; // "ltx_firs"
+
+/// `create` while there is no account at all; `None` when there is one.
+pub async fn create_first(
+    c: &mut PgConnection,
+    id: Uuid,
+    new: NewAccount,
+    secret: String,
+) -> StoreResult<Option<Account>> {
+    // READ COMMITTED: the count after the lock sees what a replica that held it committed.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FIRST_ACCOUNT_LOCK).execute(&mut *c).await.map_err(pg_err)?;
+    if count(&mut *c).await? > 0 {
+        return Ok(None);
+    }
+    create(c, id, new, secret).await.map(Some)
+}
+
 /// `lock`: hold the account row until the transaction ends (every change to an account's money
 /// or counters takes this lock first, so they serialise per account).
 pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Account> {
-    let sql = format!(
-        "SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, \
-         webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota \
-         FROM accounts WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
     let row = sqlx::query(&sql).bind(id).fetch_optional(c).await.map_err(pg_err)?.ok_or(StoreError::NotFound)?;
+    account_from_row(&row)
+}
+
+/// What `account_from_row` reads.
+pub const ACCOUNT_COLUMNS: &str = "id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, \
+     backlogged_jobs, webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota, suspended, \
+     rate_limit_per_minute";
+
+pub fn account_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<Account> {
     let int = |name: &str| row.try_get::<i32, _>(name).map(|v| v as u32).map_err(pg_err);
     let big = |name: &str| row.try_get::<i64, _>(name).map(|v| v as u64).map_err(pg_err);
     let own_quota = |name: &str| row.try_get::<Option<i64>, _>(name).map(|v| v.map(|v| v as u64)).map_err(pg_err);
@@ -54,6 +77,8 @@ pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Acco
             bytes: own_quota("storage_bytes_quota")?,
             files: own_quota("storage_files_quota")?,
         },
+        suspended: row.try_get("suspended").map_err(pg_err)?,
+        rate_limit_per_minute: own_rate_limit(row)?,
     })
 }
 
@@ -152,18 +177,23 @@ pub async fn revoke_key(c: &mut PgConnection, key_id: Uuid) -> StoreResult<bool>
 }
 
 pub async fn key(c: &mut PgConnection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
-    let row =
-        sqlx::query("SELECT account_id, secret_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1")
-            .bind(key_id)
-            .fetch_optional(c)
-            .await
-            .map_err(pg_err)?;
+    // The account's suspension is read with the key (one query), so the key cache holds it too.
+    let row = sqlx::query(
+        "SELECT k.account_id, k.secret_hash, k.revoked_at IS NOT NULL AS revoked, a.suspended, \
+         a.rate_limit_per_minute FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1",
+    )
+    .bind(key_id)
+    .fetch_optional(c)
+    .await
+    .map_err(pg_err)?;
     row.map(|r| {
         Ok(KeyRecord {
             key_id,
             account_id: r.try_get("account_id").map_err(pg_err)?,
             secret_hash: r.try_get("secret_hash").map_err(pg_err)?,
             revoked: r.try_get("revoked").map_err(pg_err)?,
+            account_suspended: r.try_get("suspended").map_err(pg_err)?,
+            rate_limit_per_minute: own_rate_limit(&r)?,
         })
     })
     .transpose()
@@ -280,4 +310,25 @@ pub async fn free_storage(c: &mut PgConnection, id: Uuid, bytes: u64) -> StoreRe
     .await
     .map_err(pg_err)?;
     Ok(())
+}
+
+/// Gives the account its own request rate limit per key and minute (0: none), or with `None`
+/// has it follow the operator's default again.
+pub async fn set_rate_limit(c: &mut PgConnection, id: Uuid, per_minute: Option<u32>) -> StoreResult<Account> {
+    let done = sqlx::query("UPDATE accounts SET rate_limit_per_minute = $2 WHERE id = $1")
+        .bind(id)
+        .bind(per_minute.map(i64::from))
+        .execute(&mut *c)
+        .await
+        .map_err(pg_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(c, id, false).await
+}
+
+/// The account's own rate limit as stored (the column's CHECK keeps it non-negative).
+fn own_rate_limit(row: &sqlx::postgres::PgRow) -> StoreResult<Option<u32>> {
+    let stored = row.try_get::<Option<i64>, _>("rate_limit_per_minute").map_err(pg_err)?;
+    Ok(stored.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32))
 }

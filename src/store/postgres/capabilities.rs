@@ -17,6 +17,11 @@ impl Accounts for PgStore {
     async fn count_accounts(&self) -> StoreResult<u64> {
         self.read(|c| Box::pin(accounts::count(c))).await
     }
+    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>> {
+        let secret = crate::domain::webhook::new_secret();
+        let id = Uuid::new_v4();
+        self.tx(|c| Box::pin(accounts::create_first(c, id, new.clone(), secret.clone()))).await
+    }
     async fn add_credits(&self, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
         self.tx(|c| Box::pin(accounts::add_credits(c, id, amount, note.clone()))).await
     }
@@ -35,6 +40,9 @@ impl Accounts for PgStore {
         files: Option<QuotaSetting>,
     ) -> StoreResult<Account> {
         self.tx(|c| Box::pin(accounts::set_storage_quota(c, id, bytes, files))).await
+    }
+    async fn set_rate_limit(&self, id: Uuid, per_minute: Option<u32>) -> StoreResult<Account> {
+        self.tx(|c| Box::pin(accounts::set_rate_limit(c, id, per_minute))).await
     }
     async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         self.read(|c| Box::pin(accounts::ledger(c, account_id, limit))).await
@@ -193,5 +201,8 @@ impl Workers for PgStore {
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| Box::pin(async move { c.ping().await.map_err(pg_err) })).await
+    }
+    async fn count_api_replicas(&self, replica: Uuid, seen_within: Duration) -> StoreResult<u32> {
+        self.tx(|c| Box::pin(replicas::count(c, replica, seen_within))).await
     }
 }

@@ -7,9 +7,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-const ASSET_COLUMNS: &str = "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
+pub(super) const ASSET_COLUMNS: &str =
+    "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
 
-fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
+pub(super) fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
     Ok(Asset {
         id: r.try_get(0)?,
         account_id: r.try_get(1)?,

@@ -4,9 +4,12 @@
 //! `FOR UPDATE SKIP LOCKED`, and `LISTEN/NOTIFY` wakes idle workers and webhook dispatchers on
 //! every replica the moment a transaction commits new work.
 mod accounts;
+mod admin;
 mod capabilities;
 mod jobs;
 mod library;
+mod replicas;
+mod retention;
 mod rows;
 mod submit_batch;
 mod transitions;
@@ -26,8 +29,14 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order under an advisory lock (replicas may start together).
-const MIGRATIONS: [&str; 3] =
-    [include_str!("schema.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+const MIGRATIONS: [&str; 6] = [
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_admin.sql"),
+    include_str!("schema_retention.sql"),
+    include_str!("schema_rate_limit.sql"),
+];
 /// Any constant works; it only has to be the same for every replica.
 const MIGRATION_LOCK: i64 = 0x6c74_785f_7365_7276; // "ltx_serv"
 pub(super) const QUEUE_CHANNEL: &str = "ltx_queue";

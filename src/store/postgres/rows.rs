@@ -13,7 +13,8 @@ pub use crate::store::codec::{to_time, to_us};
 
 pub const JOB_COLUMNS: &str =
     "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
-     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url";
+     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, \
+     results_expired_at";
 
 fn bad_column(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("unreadable job row: {e}"))
@@ -56,6 +57,7 @@ pub fn job_from_row(row: &PgRow) -> StoreResult<Job> {
         webhook_url: row.try_get("webhook_url").map_err(get_err)?,
         queue_position: None,
         webhook: None,
+        results_expired_at: opt_time("results_expired_at")?,
     })
 }
 

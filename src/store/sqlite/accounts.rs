@@ -32,35 +32,48 @@ pub fn create(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Account> {
     get(ctx.conn, id)
 }
 
+/// `create` while there is no account at all; `None` when there is one.
+pub fn create_first(ctx: &mut WriteCtx, new: NewAccount) -> StoreResult<Option<Account>> {
+    if count(ctx.conn)? > 0 {
+        return Ok(None);
+    }
+    create(ctx, new).map(Some)
+}
+
 pub fn get(conn: &Connection, id: Uuid) -> StoreResult<Account> {
-    conn.prepare_cached(
-        "SELECT id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, backlogged_jobs, \
-         webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota \
-         FROM accounts WHERE id = ?1",
-    )
-    .map_err(sql_err)?
-    .query_row([id.to_string()], |r| {
-        Ok(Account {
-            id: uuid(r.get(0)?),
-            name: r.get(1)?,
-            balance: MicroUsd(r.get(2)?),
-            held: MicroUsd(r.get(3)?),
-            max_concurrent: r.get(4)?,
-            max_backlog: r.get(5)?,
-            created_at: to_time(r.get(6)?),
-            active_jobs: r.get(7)?,
-            backlogged_jobs: r.get(8)?,
-            webhook_secret: r.get(9)?,
-            storage: StorageUse { bytes: r.get::<_, i64>(10)? as u64, files: r.get::<_, i64>(11)? as u64 },
-            storage_quota: QuotaOverride {
-                bytes: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
-                files: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
-            },
-        })
+    conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"))
+        .map_err(sql_err)?
+        .query_row([id.to_string()], account_from_row)
+        .optional()
+        .map_err(sql_err)?
+        .ok_or(StoreError::NotFound)
+}
+
+/// What `account_from_row` reads, in its order.
+pub const ACCOUNT_COLUMNS: &str = "id, name, balance, held, max_concurrent, max_backlog, created_at, active_jobs, \
+     backlogged_jobs, webhook_secret, storage_bytes, storage_files, storage_bytes_quota, storage_files_quota, suspended, \
+     rate_limit_per_minute";
+
+pub fn account_from_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: uuid(r.get(0)?),
+        name: r.get(1)?,
+        balance: MicroUsd(r.get(2)?),
+        held: MicroUsd(r.get(3)?),
+        max_concurrent: r.get(4)?,
+        max_backlog: r.get(5)?,
+        created_at: to_time(r.get(6)?),
+        active_jobs: r.get(7)?,
+        backlogged_jobs: r.get(8)?,
+        webhook_secret: r.get(9)?,
+        storage: StorageUse { bytes: r.get::<_, i64>(10)? as u64, files: r.get::<_, i64>(11)? as u64 },
+        storage_quota: QuotaOverride {
+            bytes: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
+            files: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+        },
+        suspended: r.get(14)?,
+        rate_limit_per_minute: r.get::<_, Option<i64>>(15)?.map(per_minute),
     })
-    .optional()
-    .map_err(sql_err)?
-    .ok_or(StoreError::NotFound)
 }
 
 pub fn count(conn: &Connection) -> StoreResult<u64> {
@@ -151,13 +164,24 @@ pub fn revoke_key(ctx: &mut WriteCtx, key_id: Uuid) -> StoreResult<bool> {
 }
 
 pub fn key(conn: &Connection, key_id: Uuid) -> StoreResult<Option<KeyRecord>> {
-    conn.prepare_cached("SELECT account_id, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1")
-        .map_err(sql_err)?
-        .query_row([key_id.to_string()], |r| {
-            Ok(KeyRecord { key_id, account_id: uuid(r.get(0)?), secret_hash: r.get(1)?, revoked: r.get(2)? })
+    // The account's suspension is read with the key (one query), so the key cache holds it too.
+    conn.prepare_cached(
+        "SELECT k.account_id, k.secret_hash, k.revoked_at IS NOT NULL, a.suspended, a.rate_limit_per_minute \
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1",
+    )
+    .map_err(sql_err)?
+    .query_row([key_id.to_string()], |r| {
+        Ok(KeyRecord {
+            key_id,
+            account_id: uuid(r.get(0)?),
+            secret_hash: r.get(1)?,
+            revoked: r.get(2)?,
+            account_suspended: r.get(3)?,
+            rate_limit_per_minute: r.get::<_, Option<i64>>(4)?.map(per_minute),
         })
-        .optional()
-        .map_err(sql_err)
+    })
+    .optional()
+    .map_err(sql_err)
 }
 
 pub fn ledger(conn: &Connection, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
@@ -267,4 +291,19 @@ pub fn free_storage(ctx: &mut WriteCtx, id: Uuid, bytes: u64) -> StoreResult<()>
         )
         .map_err(sql_err)?;
     Ok(())
+}
+
+/// Gives the account its own request rate limit per key and minute (0: none), or with `None`
+/// has it follow the operator's default again.
+pub fn set_rate_limit(ctx: &mut WriteCtx, id: Uuid, per_minute: Option<u32>) -> StoreResult<Account> {
+    get(ctx.conn, id)?;
+    ctx.conn
+        .execute("UPDATE accounts SET rate_limit_per_minute = ?2 WHERE id = ?1", params![id.to_string(), per_minute])
+        .map_err(sql_err)?;
+    get(ctx.conn, id)
+}
+
+/// A stored rate limit (the column's CHECK keeps it non-negative).
+fn per_minute(stored: i64) -> u32 {
+    stored.clamp(0, i64::from(u32::MAX)) as u32
 }

@@ -15,6 +15,11 @@ impl Accounts for SqliteStore {
     async fn count_accounts(&self) -> StoreResult<u64> {
         self.actors.read(accounts::count).await
     }
+    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>> {
+        // One write transaction (SQLite's one writer, across processes too): counted and created
+        // together.
+        self.actors.write(move |ctx| accounts::create_first(ctx, new)).await
+    }
     async fn add_credits(&self, id: Uuid, amount: MicroUsd, note: String) -> StoreResult<Account> {
         self.actors.write(move |ctx| accounts::add_credits(ctx, id, amount, note)).await
     }
@@ -34,6 +39,9 @@ impl Accounts for SqliteStore {
         files: Option<QuotaSetting>,
     ) -> StoreResult<Account> {
         self.actors.write(move |ctx| accounts::set_storage_quota(ctx, id, bytes, files)).await
+    }
+    async fn set_rate_limit(&self, id: Uuid, per_minute: Option<u32>) -> StoreResult<Account> {
+        self.actors.write(move |ctx| accounts::set_rate_limit(ctx, id, per_minute)).await
     }
     async fn ledger(&self, account_id: Uuid, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         self.actors.read(move |c| accounts::ledger(c, account_id, limit)).await

@@ -8,9 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const ASSET_COLUMNS: &str = "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
+pub(super) const ASSET_COLUMNS: &str =
+    "id, account_id, file_key, mime_type, size_bytes, width, height, description, uploaded_at";
 
-fn asset_from_row(r: &Row) -> rusqlite::Result<Asset> {
+pub(super) fn asset_from_row(r: &Row) -> rusqlite::Result<Asset> {
     Ok(Asset {
         id: uuid(r.get(0)?),
         account_id: uuid(r.get(1)?),

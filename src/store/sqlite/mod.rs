@@ -1,10 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode under the data dir.
 mod accounts;
 mod actor;
+mod admin;
 mod capabilities;
 mod job_cache;
 mod jobs;
 mod library;
+mod retention;
 mod rows;
 mod transitions;
 mod webhooks;
@@ -22,11 +24,14 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order; `user_version` records how far a file has come.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_admin.sql"),
+    include_str!("schema_retention.sql"),
+    include_str!("schema_rate_limit.sql"),
 ];
 
 pub struct SqliteStore {

@@ -14,7 +14,8 @@ pub fn uuid(text: String) -> Uuid {
 
 pub const JOB_COLUMNS: &str =
     "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
-     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, queued_at";
+     price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, queued_at, \
+     results_expired_at";
 
 fn bad_column(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
@@ -53,6 +54,7 @@ pub fn job_from_row(row: &Row) -> rusqlite::Result<Job> {
         webhook_url: row.get(19)?,
         queue_position: None,
         webhook: None,
+        results_expired_at: row.get::<_, Option<i64>>(21)?.map(to_time),
     })
 }
 

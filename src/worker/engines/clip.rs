@@ -59,6 +59,6 @@ impl ClipWriter {
 
     pub fn finish(self) -> Result<RenderedClip, EngineError> {
         self.encoder.finish().map_err(engine_error)?;
-        Ok(RenderedClip { video: self.video, poster: self.poster, has_audio: self.has_audio })
+        Ok(RenderedClip { video: self.video, poster: self.poster, has_audio: self.has_audio, enhanced_prompt: None })
     }
 }

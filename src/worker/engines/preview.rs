@@ -3,7 +3,9 @@
 //! sandbox of the API: same request, same bytes of video, every time. The request itself (prompt,
 //! seed, size, frame counter and timecode) is drawn into the frames (`overlay`).
 mod caption;
+pub mod enhance;
 mod first_stage;
+mod modes;
 mod overlay;
 
 use super::super::engine::*;
@@ -57,16 +59,24 @@ impl Engine for PreviewEngine {
             ));
         }
         self.resident.replace(spec.style_set_key());
+        let (spec, enhanced_prompt) = enhance::apply(spec);
         let out_dir = out_dir.to_owned();
         let delay = self.sampling_time / spec.num_frames.max(1);
         tokio::task::spawn_blocking(move || render_blocking(&spec, &out_dir, &progress, &cancel, delay))
             .await
             .map_err(|e| EngineError::new(FailureCode::EngineError, format!("the preview renderer panicked: {e}")))?
+            .map(|clip| RenderedClip { enhanced_prompt, ..clip })
+    }
+    fn presets(&self) -> Vec<crate::domain::request::Quality> {
+        crate::domain::request::Quality::ALL.to_vec()
+    }
+    async fn enhance_prompt(&self, prompt: &str, image: Option<image::RgbImage>) -> Result<String, EngineError> {
+        Ok(enhance::enhance(prompt, image.as_ref()))
     }
 }
 
 /// Per-clip look derived from the seed and prompt.
-struct Look {
+pub(crate) struct Look {
     hue: f32,
     hue_speed: f32,
     stripes: f32,
@@ -117,6 +127,14 @@ fn render_frame(spec: &RenderSpec, look: &Look, index: u32, frame: &mut [u8]) {
     let from_start = if spec.start_image.is_some() { (1.0 - 2.0 * t).max(0.0) } else { 0.0 };
     let to_end = if spec.end_image.is_some() { (2.0 * t - 1.0).max(0.0) } else { 0.0 };
     let bar = (t * 1.3 - 0.15) * w as f32;
+    let keyframes = match &spec.mode {
+        RenderMode::Keyframes(keyframes) => modes::keyframe_weights(keyframes, spec.num_frames, index)
+            .into_iter()
+            .filter(|(_, weight)| *weight > 0.0)
+            .map(|(k, weight)| (&keyframes[k].image, weight))
+            .collect(),
+        _ => Vec::new(),
+    };
     for y in 0..h {
         let fy = y as f32 / h as f32;
         let row = &mut frame[y * w * 3..(y + 1) * w * 3];
@@ -143,6 +161,20 @@ fn render_frame(spec: &RenderSpec, look: &Look, index: u32, frame: &mut [u8]) {
                     px[c] = px[c] * (1.0 - to_end) + f32::from(e[c]) * to_end;
                 }
             }
+            // Keyframes blend in like the start and end images (`modes`).
+            let keyed: f32 = keyframes.iter().map(|(_, weight)| weight).sum();
+            if keyed > 0.0 {
+                let mut mixed = [0.0f32; 3];
+                for (image, weight) in &keyframes {
+                    let k = image.get_pixel(x as u32, y as u32).0;
+                    for c in 0..3 {
+                        mixed[c] += f32::from(k[c]) * weight;
+                    }
+                }
+                for c in 0..3 {
+                    px[c] = px[c] * (1.0 - keyed) + mixed[c];
+                }
+            }
             row[x * 3..x * 3 + 3].copy_from_slice(&[px[0] as u8, px[1] as u8, px[2] as u8]);
         }
     }
@@ -164,6 +196,27 @@ fn render_audio(spec: &RenderSpec, look: &Look) -> Vec<f32> {
     out
 }
 
+/// Frame `index` as the encoder gets it (call for every frame in order: a retake reads its
+/// input's frames as it goes).
+fn compose_frame(
+    spec: &RenderSpec,
+    look: &Look,
+    emulation: &mut modes::Emulation,
+    text: &overlay::Overlay,
+    index: u32,
+    frame: &mut [u8],
+) -> Result<(), EngineError> {
+    // A retake keeps the input's frames outside its span, exactly (no overlay).
+    if let Some(kept) = emulation.kept_frame(index)? {
+        frame.copy_from_slice(kept);
+    } else {
+        render_frame(spec, look, index, frame);
+        emulation.shade(index, frame);
+        text.draw(index, frame);
+    }
+    Ok(())
+}
+
 fn render_blocking(
     spec: &RenderSpec,
     out_dir: &Path,
@@ -172,16 +225,15 @@ fn render_blocking(
     frame_delay: Duration,
 ) -> Result<RenderedClip, EngineError> {
     let look = look(spec);
-    let audio = spec.generate_audio.then(|| render_audio(spec, &look));
-    let mut clip = ClipWriter::start(spec, out_dir, audio)?;
+    let mut emulation = modes::Emulation::prepare(spec, &look)?;
+    let mut clip = ClipWriter::start(spec, out_dir, emulation.audio.take())?;
     let text = overlay::Overlay::new(spec);
     let mut frame = vec![0u8; (spec.width * spec.height * 3) as usize];
     for i in 0..spec.num_frames {
         if cancel.is_cancelled() {
             return Err(EngineError::new(FailureCode::EngineError, "cancelled"));
         }
-        render_frame(spec, &look, i, &mut frame);
-        text.draw(i, &mut frame);
+        compose_frame(spec, &look, &mut emulation, &text, i, &mut frame)?;
         clip.push(&frame)?;
         progress.report(JobStatus::Sampling, f64::from(i + 1) / f64::from(spec.num_frames));
         // Its "first stage" ends halfway (`--intermediate-previews`).
@@ -212,6 +264,9 @@ mod tests {
             start_image: None,
             end_image: None,
             loras: vec![],
+            mode: RenderMode::Standard,
+            quality: None,
+            enhance_prompt: false,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct LtxConfig {
     /// Needed by the dev pipeline's second stage.
     pub distilled_lora: Option<PathBuf>,
     pub pipeline: Pipeline,
+    /// `--ltx-presets`: the quality presets whose pipelines the engine loads (empty: the one
+    /// `pipeline` runs, see `LtxConfig::presets`).
+    pub presets: Vec<crate::domain::request::Quality>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     /// A job with no result after this long is stopped: the engine is killed and restarted.
@@ -69,6 +72,7 @@ impl LtxConfig {
             spatial_upsampler,
             distilled_lora: None,
             pipeline: Pipeline::Distilled,
+            presets: Vec::new(),
             device: "auto".into(),
             job_timeout: Duration::from_secs(30 * 60),
             start_timeout: Duration::from_secs(30 * 60),
@@ -79,6 +83,20 @@ impl LtxConfig {
             gpu_memory_gib: None,
             engine_script: None,
             work_dir,
+        }
+    }
+
+    /// The quality presets the engine serves: `--ltx-presets` as given, else what the
+    /// `--ltx-pipeline` checkpoint runs (distilled: `fast`; dev: `balanced` and `best`, the HQ
+    /// pipeline being the dev checkpoint with another sampler).
+    pub fn presets(&self) -> Vec<crate::domain::request::Quality> {
+        use crate::domain::request::Quality;
+        if !self.presets.is_empty() {
+            return Quality::ALL.into_iter().filter(|q| self.presets.contains(q)).collect();
+        }
+        match self.pipeline {
+            Pipeline::Distilled => vec![Quality::Fast],
+            Pipeline::Dev => vec![Quality::Balanced, Quality::Best],
         }
     }
 

@@ -5,7 +5,7 @@
 use super::super::super::engine::*;
 use super::canvas::{job_progress, Canvas};
 use super::process::EngineProcess;
-use super::protocol::{Command, ErrorCode, Event, Finished, Generate, ImageInput, LoraInput};
+use super::protocol::{Command, ErrorCode, Event, Finished, Generate, ImageInput, LoraInput, ModeInput};
 use super::{adopt_resident, failure, intermediate, start_process, LtxEngine, Pipeline};
 use crate::domain::job::FailureCode;
 use std::path::Path;
@@ -87,6 +87,36 @@ impl LtxEngine {
             Ok(outcome) => Ok(outcome),
             Err(lost) => Err(self.give_up(slot, lost).await),
         }
+    }
+
+    /// Sends an `enhance` command and waits for its answer (within the job timeout). An `Err`
+    /// means the process was given up.
+    pub(super) async fn run_enhance(
+        &self,
+        slot: &mut Option<EngineProcess>,
+        id: String,
+        prompt: String,
+        image: Option<String>,
+    ) -> Result<Result<String, (ErrorCode, String)>, EngineError> {
+        let process = slot.as_mut().expect("ensure_process started one");
+        // The official default seed of `generate_enhanced_prompt`.
+        if !process.send(&Command::Enhance { id: id.clone(), prompt, image, seed: 42 }) {
+            return Err(self.give_up(slot, Lost::Unreachable).await);
+        }
+        let deadline = tokio::time::sleep(self.config.job_timeout);
+        tokio::pin!(deadline);
+        let lost = loop {
+            tokio::select! {
+                event = process.next_event() => match event {
+                    Some(Event::Enhanced { id: of, prompt }) if of == id => return Ok(Ok(prompt)),
+                    Some(Event::Error { id: Some(of), code, message }) if of == id => return Ok(Err((code, message))),
+                    Some(_) => {}
+                    None => break Lost::Exited,
+                },
+                _ = &mut deadline => break Lost::TimedOut,
+            }
+        };
+        Err(self.give_up(slot, lost).await)
     }
 
     /// Forwards the job's events until its result or error. A cancel is passed on to the engine,
@@ -201,7 +231,8 @@ pub(super) fn failure_code(code: ErrorCode) -> FailureCode {
     }
 }
 
-/// The job as the engine gets it: images extended to the canvas and written as PNG files.
+/// The job as the engine gets it: images extended to the canvas and written as PNG files, a
+/// mode's audio or video passed as the file the worker staged.
 pub(super) fn generate_command(
     spec: &RenderSpec,
     pipeline: Pipeline,
@@ -217,6 +248,7 @@ pub(super) fn generate_command(
             images.push(ImageInput { path: path.to_string_lossy().into_owned(), frame_idx, strength: 1.0 });
         }
     }
+    let mode = mode_input(&spec.mode, canvas, out_dir)?;
     Ok(Generate {
         id: uuid::Uuid::new_v4().to_string(),
         pipeline: pipeline.as_str(),
@@ -239,5 +271,32 @@ pub(super) fn generate_command(
         audio: spec.generate_audio,
         out_dir: out_dir.join("engine").to_string_lossy().into_owned(),
         preview: false,
+        mode,
+        quality: spec.quality,
+        enhance_prompt: spec.enhance_prompt,
+    })
+}
+
+fn mode_input(mode: &RenderMode, canvas: Canvas, out_dir: &Path) -> std::io::Result<ModeInput> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    Ok(match mode {
+        RenderMode::Standard => ModeInput::Standard,
+        RenderMode::Keyframes(keyframes) => {
+            let mut inputs = Vec::with_capacity(keyframes.len());
+            for (i, keyframe) in keyframes.iter().enumerate() {
+                let file = out_dir.join(format!("keyframe_{i}.png"));
+                canvas.extend(&keyframe.image).save(&file).map_err(std::io::Error::other)?;
+                inputs.push(ImageInput { path: path(&file), frame_idx: keyframe.frame, strength: keyframe.strength });
+            }
+            ModeInput::Keyframes { keyframes: inputs }
+        }
+        RenderMode::AudioToVideo { audio } => ModeInput::AudioToVideo { audio: path(audio) },
+        RenderMode::Retake { video, start_frame, end_frame, regenerate_video, regenerate_audio } => ModeInput::Retake {
+            video: path(video),
+            start_frame: *start_frame,
+            end_frame: *end_frame,
+            regenerate_video: *regenerate_video,
+            regenerate_audio: *regenerate_audio,
+        },
     })
 }

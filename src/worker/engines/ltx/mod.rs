@@ -33,6 +33,9 @@ pub struct LtxEngine {
     /// What the engine process last said it has resident (its `hello`, then each `result`);
     /// forgotten when the process is lost.
     resident: Arc<ResidentStyleSet>,
+    /// The quality presets the engine's loaded weights can run, from its first `hello` (empty:
+    /// it did not say; the configuration's are taken as they are).
+    loaded_presets: Vec<crate::domain::request::Quality>,
 }
 
 impl LtxEngine {
@@ -44,7 +47,8 @@ impl LtxEngine {
         tracing::info!(hello = ?process.hello, "LTX engine ready");
         let resident = Arc::new(ResidentStyleSet::default());
         adopt_resident(&resident, &process);
-        Ok(LtxEngine { config, process: Arc::new(Mutex::new(Some(process))), resident })
+        let loaded_presets = process.hello.presets.clone();
+        Ok(LtxEngine { config, process: Arc::new(Mutex::new(Some(process))), resident, loaded_presets })
     }
 
     /// The engine process is gone (crashed, killed, exited): so is its resident LoRA set.
@@ -104,6 +108,45 @@ impl Engine for LtxEngine {
     fn resident_style_sets(&self) -> Vec<String> {
         self.resident.sets()
     }
+    /// The configured presets the loaded weights can run (a dev engine runs balanced and best,
+    /// a distilled one fast; `--ltx-presets` offers a subset).
+    fn presets(&self) -> Vec<crate::domain::request::Quality> {
+        let configured = self.config.presets();
+        if self.loaded_presets.is_empty() {
+            return configured;
+        }
+        configured.into_iter().filter(|q| self.loaded_presets.contains(q)).collect()
+    }
+
+    /// The official enhancement (Gemma's `generate()` with ltx-core's system prompts) on the
+    /// engine's resident Gemma; waits for a running job to finish first (one process).
+    async fn enhance_prompt(&self, prompt: &str, image: Option<image::RgbImage>) -> Result<String, EngineError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let image_path = match image {
+            Some(image) => {
+                let dir = self.config.work_dir.join("enhance");
+                let path = dir.join(format!("{id}.png"));
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| image.save(&path).map_err(std::io::Error::other))
+                    .map_err(|e| failure(FailureCode::EngineError, format!("could not write the image: {e}")))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut slot = self.process.lock().await;
+        let outcome = match self.ensure_process(&mut slot).await {
+            Ok(()) => {
+                let image = image_path.as_ref().map(|p| p.to_string_lossy().into_owned());
+                self.run_enhance(&mut slot, id, prompt.to_owned(), image).await
+            }
+            Err(e) => Err(e),
+        };
+        drop(slot);
+        if let Some(path) = image_path {
+            let _ = std::fs::remove_file(path);
+        }
+        outcome?.map_err(|(code, message)| failure(failure_code(code), message))
+    }
 
     /// One job at a time (the process lock): its inputs written, the engine's frames and audio
     /// waited for (`job`), then encoded as the clip.
@@ -127,8 +170,10 @@ impl Engine for LtxEngine {
         let result = outcome.map_err(|(code, message)| failure(failure_code(code), message))?;
         progress.report(crate::domain::job::JobStatus::Sampling, 0.95);
         let out_dir = out_dir.to_owned();
-        tokio::task::spawn_blocking(move || encode::clip(&spec, canvas, &result, &out_dir))
+        let enhanced_prompt = result.enhanced_prompt.clone();
+        let clip = tokio::task::spawn_blocking(move || encode::clip(&spec, canvas, &result, &out_dir))
             .await
-            .map_err(|e| failure(FailureCode::EngineError, format!("encoding panicked: {e}")))?
+            .map_err(|e| failure(FailureCode::EngineError, format!("encoding panicked: {e}")))??;
+        Ok(RenderedClip { enhanced_prompt, ..clip })
     }
 }

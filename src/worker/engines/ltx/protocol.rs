@@ -1,15 +1,27 @@
-//! The JSON-lines protocol between the worker and the engine process, version 1 (the Python
+//! The JSON-lines protocol between the worker and the engine process, version 2 (the Python
 //! side is engines/ltx/ltx_engine/protocol.py). One object per line; commands on the engine's
 //! stdin, events on its stdout. Anything the engine prints elsewhere goes to stderr.
+//! Version 2 added the additive modes (`mode`), `quality`, `enhance_prompt` and the `enhance`
+//! command; the worker writes the engine's source itself, so both sides always match.
+use crate::domain::request::Quality;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     Generate(Generate),
-    Cancel { id: String },
+    /// Rewrite a prompt with the resident Gemma (no video); answered by `enhanced` or `error`.
+    Enhance {
+        id: String,
+        prompt: String,
+        image: Option<String>,
+        seed: u32,
+    },
+    Cancel {
+        id: String,
+    },
     Shutdown,
 }
 
@@ -32,9 +44,37 @@ pub struct Generate {
     /// Ask for an `intermediate` event after stage 1 (`--intermediate-previews`); left out when off.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub preview: bool,
+    /// An additive mode's inputs (files in the job's scratch dir); standard jobs leave it out.
+    #[serde(skip_serializing_if = "ModeInput::is_standard")]
+    pub mode: ModeInput,
+    /// The preset to run (`None`: the loaded pipeline's own).
+    pub quality: Option<Quality>,
+    /// Rewrite the prompt first; the result's `enhanced_prompt` says what the model was given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enhance_prompt: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// `mode`: which official pipeline's conditioning the job runs with.
+#[derive(Debug, Default, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModeInput {
+    #[default]
+    Standard,
+    /// `KeyframeInterpolationPipeline`: each image a guiding latent at its frame.
+    Keyframes { keyframes: Vec<ImageInput> },
+    /// `A2VidPipelineTwoStage`: the video follows this audio file.
+    AudioToVideo { audio: String },
+    /// `RetakePipeline`: frames `[start_frame, end_frame)` of `video` regenerated.
+    Retake { video: String, start_frame: u32, end_frame: u32, regenerate_video: bool, regenerate_audio: bool },
+}
+
+impl ModeInput {
+    fn is_standard(&self) -> bool {
+        matches!(self, ModeInput::Standard)
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
 pub struct ImageInput {
     pub path: String,
     pub frame_idx: u32,
@@ -55,10 +95,27 @@ pub struct LoraInput {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Hello(Hello),
-    Progress { id: String, stage: String, step: u32, total: u32 },
-    Intermediate { id: String, frames: Frames },
+    Progress {
+        id: String,
+        stage: String,
+        step: u32,
+        total: u32,
+    },
+    Intermediate {
+        id: String,
+        frames: Frames,
+    },
     Result(Finished),
-    Error { id: Option<String>, code: ErrorCode, message: String },
+    /// The answer to `enhance`.
+    Enhanced {
+        id: String,
+        prompt: String,
+    },
+    Error {
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -75,6 +132,9 @@ pub struct Hello {
     /// The LoRA set the freshly loaded model has (`""`: none); absent from older engines.
     #[serde(default)]
     pub resident_style_set: Option<String>,
+    /// The quality presets the loaded weights can run; absent from older engines.
+    #[serde(default)]
+    pub presets: Vec<Quality>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -88,6 +148,9 @@ pub struct Finished {
     /// styles as the engine applied them); absent from older engines.
     #[serde(default)]
     pub resident_style_set: Option<String>,
+    /// The prompt the model was given, when the job asked for enhancement.
+    #[serde(default)]
+    pub enhanced_prompt: Option<String>,
 }
 
 /// Raw RGB24 frames, `count` × `height` × `width` × 3 bytes.
@@ -162,6 +225,50 @@ mod tests {
         assert!(matches!(preview, Event::Intermediate { id, frames } if id == "j1" && frames.width == 32));
         let hello: Event = serde_json::from_str(r#"{"type":"hello","protocol":1,"resident_style_set":""}"#).unwrap();
         assert!(matches!(hello, Event::Hello(Hello { resident_style_set: Some(k), .. }) if k.is_empty()));
+        let hello: Event =
+            serde_json::from_str(r#"{"type":"hello","protocol":2,"presets":["balanced","best"]}"#).unwrap();
+        assert!(matches!(hello, Event::Hello(Hello { presets, .. }) if presets == [Quality::Balanced, Quality::Best]));
+        let enhanced: Event =
+            serde_json::from_str(r#"{"type":"enhanced","id":"e1","prompt":"a fox, at dawn"}"#).unwrap();
+        assert_eq!(enhanced, Event::Enhanced { id: "e1".into(), prompt: "a fox, at dawn".into() });
+        let result: Event = serde_json::from_str(
+            r#"{"type":"result","id":"j1","frames":{"path":"/t/f.rgb","width":64,"height":64,"count":9},"audio":null,"enhanced_prompt":"more"}"#,
+        )
+        .unwrap();
+        assert!(matches!(result, Event::Result(Finished { enhanced_prompt: Some(p), .. }) if p == "more"));
+        let enhance = Command::Enhance { id: "e1".into(), prompt: "fox".into(), image: None, seed: 3 }.to_line();
+        assert_eq!(enhance, "{\"type\":\"enhance\",\"id\":\"e1\",\"prompt\":\"fox\",\"image\":null,\"seed\":3}\n");
+    }
+
+    #[test]
+    fn each_mode_has_its_documented_shape() {
+        let image = |frame_idx| ImageInput { path: format!("/s/k{frame_idx}.png"), frame_idx, strength: 1.0 };
+        let modes = [
+            (
+                ModeInput::Keyframes { keyframes: vec![image(0), image(8)] },
+                serde_json::json!({"kind": "keyframes",
+                "keyframes": [{"path": "/s/k0.png", "frame_idx": 0, "strength": 1.0},
+                              {"path": "/s/k8.png", "frame_idx": 8, "strength": 1.0}]}),
+            ),
+            (
+                ModeInput::AudioToVideo { audio: "/s/a.wav".into() },
+                serde_json::json!({"kind": "audio_to_video", "audio": "/s/a.wav"}),
+            ),
+            (
+                ModeInput::Retake {
+                    video: "/s/v.mp4".into(),
+                    start_frame: 9,
+                    end_frame: 17,
+                    regenerate_video: true,
+                    regenerate_audio: false,
+                },
+                serde_json::json!({"kind": "retake", "video": "/s/v.mp4", "start_frame": 9, "end_frame": 17,
+                                "regenerate_video": true, "regenerate_audio": false}),
+            ),
+        ];
+        for (mode, json) in modes {
+            assert_eq!(serde_json::to_value(&mode).unwrap(), json);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the engine's Python environment. Written to a directory on `PYTHONPATH` before each start.
 use std::path::Path;
 
-const FILES: [(&str, &str); 13] = [
+const FILES: [(&str, &str); 14] = [
     ("__init__.py", include_str!("../../../../engines/ltx/ltx_engine/__init__.py")),
     ("protocol.py", include_str!("../../../../engines/ltx/ltx_engine/protocol.py")),
     ("flags.py", include_str!("../../../../engines/ltx/ltx_engine/flags.py")),
@@ -17,6 +17,7 @@ const FILES: [(&str, &str); 13] = [
     // weights.py reads the full-size config from beside itself.
     ("ltx23_full.json", include_str!("../../../../engines/ltx/ltx_engine/ltx23_full.json")),
     ("placement.py", include_str!("../../../../engines/ltx/ltx_engine/placement.py")),
+    ("modes.py", include_str!("../../../../engines/ltx/ltx_engine/modes.py")),
 ];
 
 pub fn write_to(dir: &Path) -> std::io::Result<()> {

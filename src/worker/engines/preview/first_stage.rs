@@ -18,6 +18,8 @@ pub fn render(spec: &RenderSpec, out_dir: &Path) -> Result<IntermediateClip, Eng
         generate_audio: false,
         start_image: shrink(&spec.start_image),
         end_image: shrink(&spec.end_image),
+        // Keyframe images shrink too; a retake's first stage is all synthetic.
+        mode: super::modes::shrink(&spec.mode, width, height),
         ..spec.clone()
     };
     let dir = out_dir.join("first-stage");

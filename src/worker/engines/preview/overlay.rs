@@ -218,6 +218,9 @@ mod tests {
             start_image: None,
             end_image: None,
             loras: vec![],
+            mode: Default::default(),
+            quality: None,
+            enhance_prompt: false,
         }
     }
 
