@@ -26,8 +26,18 @@ pub struct Application {
     engine: Arc<dyn Engine>,
 }
 
-impl Application {
-    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+/// A server bound to its address whose engine is not loaded yet. Until `load` returns, the
+/// address answers `/healthz`, and 503 `engine: loading` everywhere else (api/loading.rs), so a
+/// starting replica is told apart from a dead one.
+pub struct Starting {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    loading: LoadingAnswers,
+}
+
+impl Starting {
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Starting> {
         crate::api::metrics::handle(); // installs the recorder before anything is counted
         let store =
             crate::store::open(config.database_url.as_deref(), &config.data_dir).await.with_context(
@@ -43,7 +53,7 @@ impl Application {
         let results = ResultStorage::open(&config.storage, &config.data_dir, &public_url, config.result_url_ttl)
             .await
             .context("opening result storage (--storage)")?;
-        let mut state = AppState {
+        let state = AppState {
             results: Arc::new(results),
             job_watch: crate::api::job_watch::JobWatch::start(store.clone()),
             store,
@@ -53,10 +63,35 @@ impl Application {
             public_url: public_url.trim_end_matches('/').into(),
             in_process_engine: None,
         };
-        let engine = start_engine(&state.config).await?;
+        let (listener, loading) = answer_while_loading(listener)?;
+        Ok(Starting { listener, address, state, loading })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Loads the engine (the LTX engine: its models, minutes), then stops the loading answers.
+    /// A bad model path or environment stops the role here rather than failing its first job.
+    pub async fn load(self) -> anyhow::Result<Application> {
+        let Starting { listener, address, mut state, loading } = self;
+        let engine = start_engine(&state.config).await;
+        loading.stop().await;
+        let engine = engine?;
         // With `--workers 0` the engine is a stand-in that runs nothing: the API must not use it.
         state.in_process_engine = (state.config.workers > 0).then(|| engine.clone());
         Ok(Application { listener, address, state, engine })
+    }
+}
+
+impl Application {
+    /// Binds, then loads the engine (`Starting`): returns once the server can take work.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        Starting::bind(config).await?.load().await
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -237,4 +272,40 @@ async fn start_engine(config: &ServeConfig) -> anyhow::Result<Arc<dyn Engine>> {
         tracing::warn!("--engine ltx runs one job at a time per engine; extra workers wait their turn");
     }
     crate::worker::engines::start(&config.engine, config.preview_sampling_time).await
+}
+
+/// The server of the loading spell, on a second handle of the same socket: once it stops, the
+/// connections waiting in the kernel's queue go to the real server.
+struct LoadingAnswers {
+    stop: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl LoadingAnswers {
+    /// Stops taking connections and lets the open ones finish (idle keep-alive ones close at
+    /// once); one that takes longer than a few seconds (a client trickling a request head) is
+    /// dropped rather than holding up the start.
+    async fn stop(self) {
+        self.stop.cancel();
+        let abort = self.server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.server).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+fn answer_while_loading(listener: TcpListener) -> std::io::Result<(TcpListener, LoadingAnswers)> {
+    let socket = listener.into_std()?;
+    let during_load = TcpListener::from_std(socket.try_clone()?)?;
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(during_load, api::loading::router())
+            .with_graceful_shutdown(async move { until.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the server of the loading spell stopped");
+        }
+    });
+    Ok((TcpListener::from_std(socket)?, LoadingAnswers { stop, server }))
 }

@@ -82,9 +82,11 @@ impl ErrorCode {
             }
             TooManyJobs => ("too_many_jobs", StatusCode::TOO_MANY_REQUESTS, "the backlog is full; see `Retry-After`"),
             InternalError => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR, "a fault of ours"),
-            Unavailable => {
-                ("unavailable", StatusCode::SERVICE_UNAVAILABLE, "the store is unreachable; retry after `Retry-After`")
-            }
+            Unavailable => (
+                "unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unreachable or the engine is still loading; retry after `Retry-After`",
+            ),
             StorageUnavailable => {
                 ("storage_unavailable", StatusCode::INSUFFICIENT_STORAGE, "an upload could not be stored; retry later")
             }

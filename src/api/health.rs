@@ -13,8 +13,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The store answers, and someone can run jobs: in-process workers, or at least one live remote
-/// worker when this server runs none itself (`--workers 0`).
+/// The store answers, and someone can run jobs: in-process workers (their engine loaded: while
+/// it loads, loading.rs answers), or at least one live remote worker when this server runs none
+/// itself (`--workers 0`).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if let Err(e) = state.store.ping().await {
         return (
@@ -34,6 +35,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let body = json!({
         "status": if state.config.workers > 0 || !remote.is_empty() { "ready" } else { "not ready" },
         "store": "ok",
+        // Loaded: until it is, the loading answers (loading.rs) say `loading` instead.
+        "engine": state.in_process_engine.as_ref().map(|e| e.name()),
         "in_process_workers": state.config.workers,
         "remote_workers": remote,
     });

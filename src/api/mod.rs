@@ -17,6 +17,7 @@ mod jobs;
 mod json_body;
 pub mod key_cache;
 mod library_page;
+pub mod loading;
 pub mod metrics;
 mod modes;
 mod openapi;

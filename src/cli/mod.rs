@@ -1,7 +1,7 @@
 //! The command line: `serve`, `worker`, `admin`, and the client (`generate`, `jobs`, `account`).
 //! Every flag also reads an `LTX_SERVE_*` environment variable.
 use crate::admin;
-use crate::app::{stop_signal, Application};
+use crate::app::{stop_signal, Starting};
 use crate::config::{defaults, Resolution, ServeConfig};
 use crate::domain::money::MicroUsd;
 use crate::store::{NewAccount, Store};
@@ -315,7 +315,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     check_ffmpeg()?;
     let demo_credits = args.demo_credits_usd;
     let config = serve_config(args)?;
-    let app = Application::build(config).await?;
+    let starting = Starting::bind(config).await?;
+    tracing::info!(address = %starting.address(), "bound; loading the engine (/readyz answers 503 until it is loaded)");
+    let app = starting.load().await?;
     let base = app.base_url();
     let engine = app.engine_name();
     if app.store().count_accounts().await? == 0 {

@@ -2,7 +2,7 @@
 //! (tests/ltx/fake_engine.py): crashes, hangs, out-of-memory, cancel, and start-up errors.
 use crate::helpers::*;
 use crate::probe::{ffprobe, stream};
-use ltx_serve::app::Application;
+use ltx_serve::app::{Application, Starting};
 use ltx_serve::config::{EngineChoice, ServeConfig};
 use ltx_serve::worker::engines::ltx::LtxConfig;
 use serde_json::json;
@@ -207,4 +207,38 @@ async fn start_up_refuses_bad_model_paths_and_an_engine_that_cannot_load() {
     let broken = fake_engine(models.path(), "broken.safetensors");
     let error = build(broken).await;
     assert!(error.contains("could not load the models: invalid header"), "{error}");
+}
+
+#[tokio::test]
+async fn while_the_engine_loads_readyz_says_so_and_requests_are_told_to_retry() {
+    let models = tempfile::tempdir().unwrap();
+    let mut serve = ServeConfig::new(tempfile::tempdir().unwrap().keep());
+    serve.listen = "127.0.0.1:0".parse().unwrap();
+    serve.rate_limit_per_minute = 0;
+    serve.engine = EngineChoice::Ltx(Box::new(fake_engine(models.path(), "slowload.safetensors")));
+    let starting = Starting::bind(serve).await.unwrap();
+    let base = starting.base_url();
+    let loaded = tokio::spawn(starting.load());
+    let http = reqwest::Client::new();
+
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["retry-after"], "5");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["engine"].as_str()), (Some("not ready"), Some("loading")), "{body}");
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200, "the process is up");
+    let submit = http.post(format!("{base}/jobs")).send().await.unwrap();
+    assert_eq!(submit.status(), 503);
+    assert_eq!(submit.json::<serde_json::Value>().await.unwrap()["code"], "unavailable");
+    assert!(!loaded.is_finished(), "the engine was still loading while those were answered");
+
+    let app = loaded.await.unwrap().expect("the engine loads");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let until = stop.clone();
+    let running = tokio::spawn(app.run_until_stopped(async move { until.cancelled().await }));
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["engine"], "ltx");
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

@@ -10,7 +10,8 @@ chosen by the prompt:
            wall-clock seconds, from which the benchmark takes the engine's idle gap between jobs
   other    a solid-colour clip with a tone, at once
 
-A checkpoint whose file name contains "broken" makes it fail while "loading". Every start and
+A checkpoint whose file name contains "broken" makes it fail while "loading"; one whose name
+contains "slowload" takes 3 s to load. Every start and
 every stop of a job is appended to `engine.log` beside the checkpoint, for the tests to read.
 """
 
@@ -50,6 +51,8 @@ if "broken" in Path(args.checkpoint).name:
     print("Traceback: safetensors_rust.SafetensorError: invalid header", file=sys.stderr, flush=True)
     send({"type": "error", "id": None, "code": "engine_error", "message": "could not load the models: invalid header"})
     sys.exit(2)
+if "slowload" in Path(args.checkpoint).name:
+    time.sleep(3)  # a model that takes a while to load
 send({"type": "hello", "protocol": 2, "engine": "fake", "pipeline": args.pipeline, "device": "cpu",
       "versions": {}, "memory": {}})
 
