@@ -36,6 +36,19 @@ pub async fn out_of_space(message: &str, dir: &Path) -> bool {
     tokio::task::spawn_blocking(move || !has_room(&dir)).await.unwrap_or(false)
 }
 
+/// A full scratch disk is not the job's fault: it goes back to the queue uncounted, and the
+/// worker pauses before leasing again (as when it has no scratch space at all).
+pub(super) async fn hand_back(
+    queue: &dyn super::queue::WorkQueue,
+    lease: crate::store::LeaseRef,
+    why: &str,
+) -> Result<&'static str, crate::store::StoreError> {
+    tracing::error!(job_id = %lease.job_id, error = why, "the worker's disk is full; handing the job back");
+    let handed = queue.hand_back(lease).await.map(|_| "handed back (disk full)");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    handed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

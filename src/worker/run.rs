@@ -8,7 +8,7 @@ use super::inputs;
 use super::queue::{FinishedClip, WorkItem, WorkQueue};
 use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::pricing::FPS;
-use crate::store::{JobResult, LeaseRef, Progress, StoreError};
+use crate::store::{JobResult, Progress, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -270,7 +270,7 @@ async fn run_job(
             match with_retries(|| queue.complete(lease, clip.clone()), REPORT_RETRY_FOR, shutdown).await {
                 // The clip could not be stored for want of space: rendered again later.
                 Err(StoreError::Internal(why)) if disk_full::says_out_of_space(&why) => {
-                    hand_back_for_space(queue, lease, &why).await
+                    disk_full::hand_back(queue, lease, &why).await
                 }
                 other => other.map(|_| "completed"),
             }
@@ -279,7 +279,7 @@ async fn run_job(
             if e.code != FailureCode::InvalidInput
                 && disk_full::out_of_space(&e.message, &config.scratch_dir).await =>
         {
-            hand_back_for_space(queue, lease, &e.message).await
+            disk_full::hand_back(queue, lease, &e.message).await
         }
         Outcome::Done(Err(e)) => {
             with_retries(|| queue.fail(lease, e.code, e.message.clone()), REPORT_RETRY_FOR, shutdown)
@@ -307,15 +307,6 @@ async fn run_job(
             tracing::error!(%job_id, error = %e, "could not record the job's outcome; its lease will expire")
         }
     }
-}
-
-/// A full scratch disk is not the job's fault: it goes back to the queue uncounted, and the
-/// worker pauses before leasing again (as when it has no scratch space at all).
-async fn hand_back_for_space(queue: &dyn WorkQueue, lease: LeaseRef, why: &str) -> Result<&'static str, StoreError> {
-    tracing::error!(job_id = %lease.job_id, error = why, "the worker's disk is full; handing the job back");
-    let handed = queue.hand_back(lease).await.map(|_| "handed back (disk full)");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    handed
 }
 
 /// How long a finished job's outcome is retried while the server is unreachable (a replica
