@@ -233,20 +233,25 @@ mod tests {
         assert!(check(&huge).is_err());
     }
 
+    /// A 160×90 clip at 24 fps: `red_seconds` of red, then one second of blue.
+    fn red_then_blue(clip: &Path, red_seconds: u32) {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", &format!("color=c=red:s=160x90:r=24:d={red_seconds}")])
+            .args(["-f", "lavfi", "-i", "color=c=blue:s=160x90:r=24:d=1"])
+            .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-pix_fmt", "yuv420p"])
+            .arg(clip)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     #[test]
     fn the_last_frame_of_a_real_clip_is_its_last_colour() {
         // Two seconds of red then one of blue: the last frame is blue, fitted to the canvas.
         let dir = tempfile::tempdir().unwrap();
         let clip = dir.path().join("in.mp4");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(["-f", "lavfi", "-i", "color=c=red:s=160x90:r=24:d=2"])
-            .args(["-f", "lavfi", "-i", "color=c=blue:s=160x90:r=24:d=1"])
-            .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-pix_fmt", "yuv420p"])
-            .arg(&clip)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        red_then_blue(&clip, 2);
         let probed = probe_and_check(&clip).unwrap();
         assert_eq!((probed.width, probed.height, probed.frames), (160, 90, 72));
         let last = last_frame(&clip, dir.path(), 64, 64).unwrap();
@@ -259,15 +264,7 @@ mod tests {
     fn the_frame_reader_gives_every_frame_in_order_at_the_canvas_size() {
         let dir = tempfile::tempdir().unwrap();
         let clip = dir.path().join("in.mp4");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(["-f", "lavfi", "-i", "color=c=red:s=160x90:r=24:d=1"])
-            .args(["-f", "lavfi", "-i", "color=c=blue:s=160x90:r=24:d=1"])
-            .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-pix_fmt", "yuv420p"])
-            .arg(&clip)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        red_then_blue(&clip, 1);
         let mut reader = FrameReader::open(&clip, 64, 32).unwrap();
         let mut frame = vec![0u8; 64 * 32 * 3];
         let mut reds_then_blues = Vec::new();
