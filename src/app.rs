@@ -185,8 +185,8 @@ impl Application {
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections,
         };
-        // Outermost: a request is in flight (not idle) until its response body is done.
-        let router = api::router(self.state).layer(axum::middleware::from_fn(crate::server::track_requests));
+        // A request is in flight (not idle) until its response body is done (api/every_request.rs).
+        let router = api::router(self.state);
         let listener = crate::server::GuardedListener::new(self.listener, limits);
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<crate::server::Connection>())
             .with_graceful_shutdown(async move { http_stop.cancelled().await });

@@ -107,16 +107,30 @@ impl Connection {
 }
 
 /// A request in flight; its drop (the response body finished or abandoned) ends it.
-struct InFlight(Connection);
+pub struct InFlight(Connection);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut shared = self.0.lock();
         shared.activity.request_finished(Instant::now(), &self.0.limits);
-        if let Some(reader) = shared.reader.take() {
-            reader.wake();
+        // The reader's timer already runs at or before the idle deadline unless a header
+        // timeout can outlast an idle one (`timer_may_be_late`); only then must it re-arm now.
+        // (Waking it on every request would cost a poll of the connection per request.)
+        if timer_may_be_late(&self.0.limits) {
+            if let Some(reader) = shared.reader.take() {
+                reader.wake();
+            }
         }
     }
+}
+
+/// Whether the socket's timer may be set later than a connection's idle deadline when a
+/// request ends. The timer is only ever set to a deadline that was current, or (while a
+/// request is in flight) to `idle_timeout` from then: both are at or before the idle deadline
+/// of any later end of a request, unless a header deadline (`header_read_timeout` from a time
+/// before the request) is later than it.
+fn timer_may_be_late(limits: &ConnectionLimits) -> bool {
+    limits.header_read_timeout > limits.idle_timeout
 }
 
 impl Connected<IncomingStream<'_, GuardedListener>> for Connection {
@@ -125,14 +139,19 @@ impl Connected<IncomingStream<'_, GuardedListener>> for Connection {
     }
 }
 
-/// Middleware (outermost): marks the request in flight on its connection until its response
-/// body is done. Requests that did not come through a `GuardedListener` pass untouched.
-pub async fn track_requests(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let Some(ConnectInfo(connection)) = request.extensions().get::<ConnectInfo<Connection>>().cloned() else {
-        return next.run(request).await;
-    };
-    let in_flight = connection.request_started();
-    next.run(request).await.map(|body| Body::new(TrackedBody { body, _in_flight: in_flight }))
+/// Marks the request in flight on its connection (until `until_body_done`'s body is done).
+/// Requests that did not come through a `GuardedListener` get `None` and pass untouched.
+pub fn request_started(request: &axum::extract::Request) -> Option<InFlight> {
+    let ConnectInfo(connection) = request.extensions().get::<ConnectInfo<Connection>>()?;
+    Some(connection.request_started())
+}
+
+/// The response, whose body keeps the request in flight until it is finished or dropped.
+pub fn until_body_done(response: axum::response::Response, in_flight: Option<InFlight>) -> axum::response::Response {
+    match in_flight {
+        Some(in_flight) => response.map(|body| Body::new(TrackedBody { body, _in_flight: in_flight })),
+        None => response,
+    }
 }
 
 struct TrackedBody {
@@ -235,21 +254,39 @@ impl AsyncRead for GuardedStream {
                 if !shared.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     shared.reader = Some(cx.waker().clone());
                 }
-                let Some(deadline) = shared.activity.deadline() else { return Poll::Pending };
+                let deadline = shared.activity.deadline();
                 drop(shared);
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
-                }
-                match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no complete request head in time, or idle too long",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
+                this.poll_deadline(deadline, cx)
             }
             other => other,
         }
+    }
+}
+
+impl GuardedStream {
+    /// The timer runs at or before the connection's deadline, never after it: it is moved
+    /// earlier when the deadline is, and when it fires early (the deadline moved later, or a
+    /// request is in flight) it is set again. So a request costs no timer update (moving a
+    /// timer locks the runtime's timer wheel), only one every `idle_timeout` per connection.
+    fn poll_deadline(&mut self, deadline: Option<Instant>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(deadline) = deadline.filter(|d| *d < self.timer.deadline()) {
+            self.timer.as_mut().reset(deadline);
+        }
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            match deadline {
+                Some(deadline) if deadline <= now => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no complete request head in time, or idle too long",
+                    )))
+                }
+                Some(deadline) => self.timer.as_mut().reset(deadline),
+                // In flight: no deadline; look again within an idle timeout.
+                None => self.timer.as_mut().reset(now + self.connection.limits.idle_timeout),
+            }
+        }
+        Poll::Pending
     }
 }
 

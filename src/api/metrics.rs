@@ -63,9 +63,25 @@ pub async fn serve(State(state): State<AppState>) -> Response {
 /// Counts and times a request by its route template (not its raw path: ids would explode the
 /// label set). The metric handles of each (route, method, status) are looked up once and kept.
 pub struct RequestTimer {
-    route: String,
+    route: Route,
     method: &'static str,
     started: Instant,
+}
+
+/// A request's route template: the router's own (shared, so kept without a copy), or one of
+/// ours for requests no route template matched.
+enum Route {
+    Matched(MatchedPath),
+    Other(&'static str),
+}
+
+impl Route {
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(path) => path.as_str(),
+            Route::Other(name) => name,
+        }
+    }
 }
 
 /// The `method` label: the methods the API serves, else `other`. A client chooses the method
@@ -86,15 +102,15 @@ fn method_label(method: &Method) -> &'static str {
 impl RequestTimer {
     pub fn start(request: &Request) -> RequestTimer {
         let route = match request.extensions().get::<MatchedPath>() {
-            Some(path) => path.as_str().to_owned(),
-            None if request.uri().path().starts_with("/results/") => "/results".to_owned(),
-            None => "unmatched".to_owned(),
+            Some(path) => Route::Matched(path.clone()),
+            None if request.uri().path().starts_with("/results/") => Route::Other("/results"),
+            None => Route::Other("unmatched"),
         };
         RequestTimer { route, method: method_label(request.method()), started: Instant::now() }
     }
 
     pub fn finish(self, response: Response) -> Response {
-        let handles = route_handles(self.route, self.method, response.status().as_u16());
+        let handles = route_handles(self.route.as_str(), self.method, response.status().as_u16());
         handles.requests.increment(1);
         handles.duration.record(self.started.elapsed().as_secs_f64());
         response
@@ -106,22 +122,25 @@ struct RouteHandles {
     duration: metrics::Histogram,
 }
 
-type HandleKey = (String, &'static str, u16);
+/// Route template → (method, status) → handles: looked up by the template as borrowed, so a
+/// request allocates nothing here once its series exist.
+type HandleCache = HashMap<String, HashMap<(&'static str, u16), Arc<RouteHandles>>>;
 
-fn route_handles(route: String, method: &'static str, status: u16) -> Arc<RouteHandles> {
-    static CACHE: OnceLock<RwLock<HashMap<HandleKey, Arc<RouteHandles>>>> = OnceLock::new();
+fn route_handles(route: &str, method: &'static str, status: u16) -> Arc<RouteHandles> {
+    static CACHE: OnceLock<RwLock<HandleCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key = (route, method, status);
-    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return found.clone();
+    let found =
+        cache.read().unwrap_or_else(|e| e.into_inner()).get(route).and_then(|r| r.get(&(method, status)).cloned());
+    if let Some(found) = found {
+        return found;
     }
     // `/jobs/{id}` is labelled `/jobs/:id`: braces inside label values trip up simple parsers.
-    let label = key.0.replace('{', ":").replace('}', "");
+    let label = route.replace('{', ":").replace('}', "");
     let handles = Arc::new(RouteHandles {
         requests: metrics::counter!("http_requests_total", "method" => method, "route" => label.clone(), "status" => status.to_string()),
         duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => label),
     });
     let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
     // Unknown paths all share "unmatched", so the map stays as small as the route table.
-    cache.entry(key).or_insert(handles).clone()
+    cache.entry(route.to_owned()).or_default().entry((method, status)).or_insert(handles).clone()
 }

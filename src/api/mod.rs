@@ -6,6 +6,7 @@ mod auth;
 pub mod error;
 mod error_code;
 mod events;
+mod every_request;
 mod expired_results;
 mod generate;
 mod health;
@@ -115,42 +116,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", admin::routes())
         .nest_service("/results", results)
         .merge(asset_files)
-        .layer(axum::middleware::from_fn(around_every_request))
+        .layer(every_request::EveryRequest)
         .with_state(state)
-}
-
-/// What every request gets, in one layer (each layer costs on every poll): a request id on the
-/// response and on the log span (kept when the client sent a short plain one), `{error}` bodies
-/// on bare error responses, `X-Content-Type-Options: nosniff`, and its count and latency in
-/// `/metrics`; and the rate-limit headers `Caller` decided on (rate_limit.rs).
-async fn around_every_request(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let id = request_id::of(request.headers());
-    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
-    let timer = metrics::RequestTimer::start(&request);
-    let rate_limit = rate_limit::HeaderSlot::plant(&mut request);
-    // The access log (debug level: it would be most of the log at load). The path only: no
-    // query string, no headers, so no key or signed link can end up in it.
-    let access = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (request.method().clone(), request.uri().path().to_owned(), std::time::Instant::now()));
-    let response = match json_body::refuse_content_encoding(request) {
-        Ok(request) => error::with_json_error_body(next.run(request).instrument(span.clone()).await),
-        Err(refused) => *refused,
-    };
-    if let Some((method, path, started)) = access {
-        let (status, ms) = (response.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);
-        span.in_scope(|| tracing::debug!(%method, path, status, ms, "request"));
-    }
-    let mut response = timer.finish(response);
-    response.headers_mut().insert(request_id::HEADER, id);
-    rate_limit.stamp(&mut response);
-    // Every answer is what its Content-Type says, never sniffed: an uploaded PNG that is also
-    // valid HTML must not be rendered as a page from this origin.
-    response
-        .headers_mut()
-        .insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
-    response
 }

@@ -22,6 +22,18 @@ pub fn requested(headers: &HeaderMap) -> Option<Duration> {
         .next()
 }
 
+/// The wait a request asks for, as an extractor: reads the one header rather than cloning
+/// every header as a `HeaderMap` argument would (this runs on every poll).
+pub struct Requested(pub Option<Duration>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Requested {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Requested, Self::Rejection> {
+        Ok(Requested(requested(&parts.headers)))
+    }
+}
+
 pub fn applied_header(wait: Duration) -> (&'static str, HeaderValue) {
     ("preference-applied", HeaderValue::from_str(&format!("wait={}", wait.as_secs())).expect("ascii"))
 }

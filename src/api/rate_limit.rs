@@ -125,7 +125,8 @@ impl HeaderSlot {
         let Some(decision) = self.0.get() else { return };
         let headers = response.headers_mut();
         for (name, value) in [(RATELIMIT_POLICY, decision.policy_header()), (RATELIMIT, decision.state_header())] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
+            // Handed over as `Bytes`, not copied again.
+            if let Ok(value) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(value)) {
                 headers.insert(name, value);
             }
         }

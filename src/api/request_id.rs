@@ -22,7 +22,9 @@ pub fn next() -> HeaderValue {
         hex::encode(bytes)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}-{n:x}")).expect("hex and a dash are valid header text")
+    // Handed over as `Bytes`, not copied again.
+    let id = axum::body::Bytes::from(format!("{prefix}-{n:x}"));
+    HeaderValue::from_maybe_shared(id).expect("hex and a dash are valid header text")
 }
 
 /// Whether a client's id is kept: 1 to `MAX_CHARS` of `[A-Za-z0-9._:-]`.
