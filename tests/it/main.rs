@@ -21,6 +21,7 @@ mod hardening_library;
 mod hardening_server;
 mod helpers;
 mod idempotency;
+mod job_cache;
 mod jobs;
 mod loose_ends;
 mod ltx_engine;

@@ -85,17 +85,46 @@ impl Jobs for PgStore {
         answer.await.map_err(|_| StoreError::Internal("a submit batcher stopped".into()))?
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
+        if let Some(job) = self.cached_job(id) {
+            return Ok((job.account_id == account_id).then(|| Job::clone(&job)));
+        }
+        let ticket = self.jobs.ticket();
         let job = self.read(|c| Box::pin(rows::load_job(c, id))).await?;
+        if let Some(job) = &job {
+            self.jobs.put(Arc::new(job.clone()), ticket);
+        }
         Ok(job.filter(|j| j.account_id == account_id))
     }
     async fn watched_jobs(&self, keys: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<Job>> {
-        self.read(|c| Box::pin(async move { rows::load_watched(c, &keys).await })).await
+        // Only what changed since the last tick is read: idle streams cost the store nothing.
+        let mut jobs = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (account, id) in keys {
+            match self.cached_job(id) {
+                Some(job) if job.account_id == account => jobs.push(Job::clone(&job)),
+                Some(_) => {}
+                None => missing.push((account, id)),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(jobs);
+        }
+        let ticket = self.jobs.ticket();
+        let loaded = self.read(|c| Box::pin(async move { rows::load_watched(c, &missing).await })).await?;
+        for job in loaded {
+            self.jobs.put(Arc::new(job.clone()), ticket);
+            jobs.push(job);
+        }
+        Ok(jobs)
     }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
         self.read(|c| Box::pin(jobs::list(c, account_id, query))).await
     }
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>> {
-        self.tx(|c| Box::pin(jobs::cancel(c, account_id, id))).await
+        let outcome = self.tx(|c| Box::pin(jobs::cancel(c, account_id, id))).await;
+        // Its own notification may still be on its way: the canceller's next poll must see it.
+        self.forget_job(id, true);
+        outcome
     }
     async fn usable_styles(&self, account_id: Uuid, ids: Vec<String>) -> StoreResult<Vec<String>> {
         self.read(|c| Box::pin(jobs::usable_styles(c, account_id, ids))).await
@@ -125,22 +154,32 @@ impl Leases for PgStore {
         self.tx(|c| Box::pin(work::lease(c, worker.clone(), ttl))).await
     }
     async fn heartbeat(&self, lease: LeaseRef, update: Progress, ttl: Duration) -> StoreResult<()> {
-        self.tx(|c| Box::pin(work::heartbeat(c, lease, update.clone(), ttl))).await
+        let outcome = self.tx(|c| Box::pin(work::heartbeat(c, lease, update.clone(), ttl))).await;
+        self.forget_job(lease.job_id, false);
+        outcome
     }
     async fn complete(&self, lease: LeaseRef, result: JobResult) -> StoreResult<Job> {
-        self.tx(|c| Box::pin(work::complete(c, lease, result.clone()))).await
+        let outcome = self.tx(|c| Box::pin(work::complete(c, lease, result.clone()))).await;
+        self.forget_job(lease.job_id, true);
+        outcome
     }
     async fn publish_preview(&self, lease: LeaseRef, preview: JobResult) -> StoreResult<()> {
-        self.tx(|c| Box::pin(work::publish_preview(c, lease, preview.clone()))).await
+        let outcome = self.tx(|c| Box::pin(work::publish_preview(c, lease, preview.clone()))).await;
+        self.forget_job(lease.job_id, true);
+        outcome
     }
     async fn fail(&self, lease: LeaseRef, code: FailureCode, message: String) -> StoreResult<Job> {
-        self.tx(|c| Box::pin(work::fail(c, lease, code, message.clone()))).await
+        let outcome = self.tx(|c| Box::pin(work::fail(c, lease, code, message.clone()))).await;
+        self.forget_job(lease.job_id, true);
+        outcome
     }
     async fn lease_is_held(&self, lease: LeaseRef) -> StoreResult<bool> {
         self.read(|c| Box::pin(work::lease_is_held(c, lease))).await
     }
     async fn hand_back(&self, lease: LeaseRef) -> StoreResult<()> {
-        self.tx(|c| Box::pin(work::hand_back(c, lease))).await
+        let outcome = self.tx(|c| Box::pin(work::hand_back(c, lease))).await;
+        self.forget_job(lease.job_id, true);
+        outcome
     }
     fn queue_signal(&self) -> Arc<Notify> {
         self.queue_signal.clone()

@@ -2,12 +2,13 @@
 //! and the billing and backlog steps every terminal transition shares.
 use super::super::*;
 use super::accounts;
-use super::rows::{must_load, ranked_job_from_row, select_ranked, to_time, to_us};
+use super::rows::{must_load, ranked_job_from_row, select_ranked_page, to_time, to_us};
 use super::transitions::{carry_out, end_job, refused};
 use super::{notify, pg_err, QUEUE_CHANNEL, WEBHOOK_CHANNEL};
 use crate::domain::job::JobStatus;
 use crate::domain::lifecycle::{self, Event, MoneyMove, Refused, SlotChange};
 use crate::domain::money::MicroUsd;
+use crate::store::codec::status_sql;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -19,9 +20,9 @@ pub async fn submit(c: &mut PgConnection, new: NewJob) -> StoreResult<Result<Job
 }
 
 /// A submit for an account this transaction has already locked, whose row `account` holds; it
-/// is kept equal to the row (hold and counters), so a batch of one account's submits reads
-/// the row once.
-pub async fn submit_locked(
+/// is kept equal to the row (hold and counters). The one-by-one path: a batch of submits makes
+/// the same checks in memory (submit_plan.rs) and writes them in one statement (submit_rows.rs).
+async fn submit_locked(
     c: &mut PgConnection,
     account: &mut Account,
     new: NewJob,
@@ -138,21 +139,41 @@ async fn insert_job(
     .map_err(pg_err)
 }
 
+/// The account's jobs, newest first. Each filter has its own statement, so that even a generic
+/// plan walks an index from the cursor down and stops at the page, however many jobs the
+/// account has: (account, created_at), (account, status, created_at), or with `kinds` one
+/// (account, kind, created_at) walk per kind, merged (a kind filter over the account's index
+/// would read every job of other kinds first). The status is a literal (one statement per
+/// status): a generic plan then knows how rare it is, where a parameter's average selectivity
+/// can make the planner filter the account's whole index for a status none of its jobs has.
 pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-    let rows = sqlx::query(&format!(
-        "{} WHERE j.account_id = $1 AND j.created_at < $2 \
-         AND ($3::text IS NULL OR j.status = $3) AND (cardinality($4::text[]) = 0 OR j.kind = ANY($4)) \
-         ORDER BY j.created_at DESC LIMIT $5",
-        select_ranked()
-    ))
-    .bind(account)
-    .bind(query.before.map(to_us).unwrap_or(i64::MAX))
-    .bind(query.status.map(|s| s.as_str()))
-    .bind(&query.kinds)
-    .bind(i64::from(query.limit))
-    .fetch_all(&mut *c)
-    .await
-    .map_err(pg_err)?;
+    // $1 account, $2 before, $3 limit, $4 the kinds when asked
+    let status = query.status.map(|s| format!(" AND status = {}", status_sql(s))).unwrap_or_default();
+    let mut kinds = query.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    let pick = if kinds.is_empty() {
+        format!("j.account_id = $1 AND j.created_at < $2{status}")
+    } else {
+        let per_kind: Vec<String> = (1..=kinds.len())
+            .map(|i| {
+                format!(
+                    "(SELECT id FROM jobs WHERE account_id = $1 AND kind = ($4::text[])[{i}] AND created_at < $2{status} \
+                     ORDER BY created_at DESC LIMIT $3)"
+                )
+            })
+            .collect();
+        format!("j.id IN ({})", per_kind.join(" UNION ALL "))
+    };
+    let sql = format!("{} WHERE {pick} ORDER BY j.created_at DESC LIMIT $3", select_ranked_page());
+    let mut select =
+        sqlx::query(&sql).bind(account).bind(query.before.map(to_us).unwrap_or(i64::MAX)).bind(i64::from(query.limit));
+    if !kinds.is_empty() {
+        // Planned afresh with the kinds' values (an unnamed statement): the generic plan of a
+        // kind parameter in a store where one kind is common filters the account's index instead.
+        select = select.bind(&kinds).persistent(false);
+    }
+    let rows = select.fetch_all(&mut *c).await.map_err(pg_err)?;
     rows.iter().map(ranked_job_from_row).collect()
 }
 

@@ -6,12 +6,15 @@
 mod accounts;
 mod admin;
 mod capabilities;
+mod job_cache;
 mod jobs;
 mod library;
 mod replicas;
 mod retention;
 mod rows;
 mod submit_batch;
+mod submit_plan;
+mod submit_rows;
 mod transitions;
 mod webhooks;
 mod work;
@@ -29,18 +32,22 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order under an advisory lock (replicas may start together).
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_admin.sql"),
     include_str!("schema_retention.sql"),
     include_str!("schema_rate_limit.sql"),
+    include_str!("schema_job_notify.sql"),
+    include_str!("schema_deep_queue.sql"),
 ];
 /// Any constant works; it only has to be the same for every replica.
 const MIGRATION_LOCK: i64 = 0x6c74_785f_7365_7276; // "ltx_serv"
 pub(super) const QUEUE_CHANNEL: &str = "ltx_queue";
 pub(super) const WEBHOOK_CHANNEL: &str = "ltx_webhooks";
+/// Sent by the triggers of schema_job_notify.sql: the ids of jobs whose JSON changed.
+const JOBS_CHANNEL: &str = "ltx_jobs";
 /// Transactions that lose a serialisation race or a deadlock are run again this many times.
 const RETRIES: u32 = 8;
 
@@ -48,6 +55,8 @@ pub struct PgStore {
     pool: PgPool,
     queue_signal: Arc<Notify>,
     webhook_signal: Arc<Notify>,
+    /// Jobs read recently, dropped as the LISTEN connection hears they changed.
+    jobs: Arc<job_cache::JobCache>,
     /// Submits go through the batchers (group commit, submit_batch.rs).
     submits: flume::Sender<submit_batch::Pending>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -101,10 +110,12 @@ impl PgStore {
         migrate(&pool).await?;
         let queue_signal = Arc::new(Notify::new());
         let webhook_signal = Arc::new(Notify::new());
-        let mut tasks = vec![tokio::spawn(listen(pool.clone(), queue_signal.clone(), webhook_signal.clone()))];
+        let jobs = Arc::new(job_cache::JobCache::default());
+        let signals = Signals { queue: queue_signal.clone(), webhooks: webhook_signal.clone(), jobs: jobs.clone() };
+        let mut tasks = vec![tokio::spawn(listen(pool.clone(), signals))];
         let (submits, batchers) = submit_batch::spawn(pool.clone());
         tasks.extend(batchers);
-        Ok(PgStore { pool, queue_signal, webhook_signal, submits, tasks })
+        Ok(PgStore { pool, queue_signal, webhook_signal, jobs, submits, tasks })
     }
 
     async fn tx<T: Send>(
@@ -112,6 +123,20 @@ impl PgStore {
         op: impl for<'c> Fn(&'c mut PgConnection) -> Tx<'c, T> + Send + Sync,
     ) -> StoreResult<T> {
         transaction(&self.pool, op).await
+    }
+
+    /// A job as this replica last read it, while nothing says it changed since.
+    fn cached_job(&self, id: Uuid) -> Option<Arc<Job>> {
+        let job = self.jobs.get(id);
+        let outcome = if job.is_some() { "hit" } else { "miss" };
+        metrics::counter!("ltx_job_cache_lookups_total", "outcome" => outcome).increment(1);
+        job
+    }
+
+    /// Drops a job this replica just changed, before answering the caller: the trigger's
+    /// notification comes back a moment later, and the caller's next read must not precede it.
+    fn forget_job(&self, id: Uuid, moved_in_line: bool) {
+        self.jobs.invalidate(&[job_cache::Change::Job { id, queue: moved_in_line }]);
     }
 
     /// Runs read-only `op` on a pooled connection.
@@ -178,9 +203,27 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
     tx.commit().await.map_err(pg_err)
 }
 
-/// Forwards notifications to the local signals. After a lost connection every waiter is woken
-/// once, since a notification may have been missed meanwhile (waiters poll as well).
-async fn listen(pool: PgPool, queue: Arc<Notify>, webhooks: Arc<Notify>) {
+/// Where the LISTEN task delivers what it hears.
+struct Signals {
+    queue: Arc<Notify>,
+    webhooks: Arc<Notify>,
+    jobs: Arc<job_cache::JobCache>,
+}
+
+impl Signals {
+    /// Notifications may have been missed: wake every waiter (they poll as well) and stop
+    /// trusting the job cache.
+    fn missed(&self) {
+        self.jobs.deaf();
+        self.queue.notify_waiters();
+        self.webhooks.notify_waiters();
+    }
+}
+
+/// Forwards notifications to the local signals and the job cache. A lost connection is
+/// replaced by a new one (not sqlx's silent reconnect) so that the cache knows exactly when
+/// it hears every change again.
+async fn listen(pool: PgPool, signals: Signals) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -190,24 +233,30 @@ async fn listen(pool: PgPool, queue: Arc<Notify>, webhooks: Arc<Notify>) {
                 continue;
             }
         };
-        if let Err(e) = listener.listen_all([QUEUE_CHANNEL, WEBHOOK_CHANNEL]).await {
+        if let Err(e) = listener.listen_all([QUEUE_CHANNEL, WEBHOOK_CHANNEL, JOBS_CHANNEL]).await {
             tracing::warn!(error = %e, "cannot LISTEN for new work; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        queue.notify_waiters();
-        webhooks.notify_waiters();
+        // Listening from here on: a change committed after this is heard.
+        signals.jobs.listening();
+        signals.queue.notify_waiters();
+        signals.webhooks.notify_waiters();
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) if n.channel() == QUEUE_CHANNEL => queue.notify_waiters(),
-                Ok(Some(_)) => webhooks.notify_waiters(),
+                Ok(Some(n)) => match n.channel() {
+                    JOBS_CHANNEL => signals.jobs.invalidate(&job_cache::parse_payload(n.payload())),
+                    QUEUE_CHANNEL => signals.queue.notify_waiters(),
+                    _ => signals.webhooks.notify_waiters(),
+                },
                 Ok(None) => {
-                    // the connection was lost; it reconnects on the next call
-                    queue.notify_waiters();
-                    webhooks.notify_waiters();
+                    tracing::warn!("lost the LISTEN connection; reconnecting");
+                    signals.missed();
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
+                    signals.missed();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     break;
                 }

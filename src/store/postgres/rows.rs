@@ -84,6 +84,32 @@ pub fn select_ranked() -> String {
     SELECT.clone()
 }
 
+/// `select_ranked()` for a page of jobs: the queued times of the queue's head (its first
+/// `QUEUE_POSITION_CAP` entries of `jobs_queue`) are read once, when a first queued row needs
+/// them, and each queued row finds its place among them by binary search (`width_bucket` counts
+/// the sorted bounds ≤ its argument), instead of a walk of the index per row: a page listed from
+/// the end of a long queue walked the whole capped head once per job.
+pub fn select_ranked_page() -> String {
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let (queued, cap) = (status_sql(JobStatus::Queued), crate::store::codec::QUEUE_POSITION_CAP);
+        let head = format!(
+            "WITH head AS MATERIALIZED (SELECT array_agg(queued_at ORDER BY queued_at) AS at FROM \
+             (SELECT queued_at FROM jobs WHERE status = {queued} ORDER BY queued_at LIMIT {cap}) h)"
+        );
+        let walk = format!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = {queued} \
+             AND q.queued_at < j.queued_at LIMIT {cap}) ahead_q)"
+        );
+        let per_row = select_ranked();
+        assert!(per_row.contains(&walk), "select_ranked() no longer has the queued count to replace");
+        // (`queued_at - 1`: the bounds before it, as the walk's `<` counts them; the head's times
+        // are whole microseconds)
+        let search = "(SELECT width_bucket(j.queued_at - 1, head.at) FROM head)";
+        format!("{head} {}", per_row.replacen(&walk, search, 1))
+    });
+    SELECT.clone()
+}
+
 /// A row of `select_ranked()` with its place in line filled in.
 pub fn ranked_job_from_row(row: &PgRow) -> StoreResult<Job> {
     let mut job = job_from_row(row)?;

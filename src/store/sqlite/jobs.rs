@@ -3,7 +3,7 @@
 use super::super::*;
 use super::accounts::{self, record};
 use super::actor::WriteCtx;
-use super::rows::{job_from_row, load_job, must_load, queue_position, to_us, JOB_COLUMNS};
+use super::rows::{job_from_row, load_job, must_load, queue_positions, to_us, JOB_COLUMNS, QUEUED_AT};
 use super::sql_err;
 use super::transitions::{carry_out, end_job, move_account, refused, wake_workers, Wake};
 use crate::domain::job::JobStatus;
@@ -114,34 +114,54 @@ pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResul
     Ok(load_job(conn, id)?.filter(|job| job.account_id == account))
 }
 
+/// The account's jobs, newest first. Every shape walks an index from the cursor down and stops
+/// at the page, however many jobs the account has: (account, created_at), (account, status,
+/// created_at), or with `kinds` one (account, kind, created_at) walk per kind, merged (a kind
+/// filter over the account's index would read every job of other kinds first).
 pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2");
-    if query.status.is_some() {
-        sql.push_str(" AND status = ?3");
-    }
-    if !query.kinds.is_empty() {
-        // Kinds come from a fixed vocabulary upstream, but bind them anyway.
-        let marks: Vec<String> = (0..query.kinds.len()).map(|i| format!("?{}", i + 5)).collect();
-        sql.push_str(&format!(" AND kind IN ({})", marks.join(", ")));
-    }
-    sql.push_str(" ORDER BY created_at DESC LIMIT ?4");
+    // ?1 account, ?2 before, ?3 limit, ?4 status, ?5… kinds
+    let status = if query.status.is_some() { " AND status = ?4" } else { "" };
+    let mut kinds = query.kinds.clone();
+    kinds.sort();
+    kinds.dedup();
+    let sql = if kinds.is_empty() {
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = ?1 AND created_at < ?2{status} ORDER BY created_at DESC LIMIT ?3")
+    } else {
+        let per_kind: Vec<String> = (0..kinds.len())
+            .map(|i| {
+                format!(
+                    "SELECT id FROM (SELECT id FROM jobs WHERE account_id = ?1 AND kind = ?{} AND created_at < ?2{status} \
+                     ORDER BY created_at DESC LIMIT ?3)",
+                    i + 5
+                )
+            })
+            .collect();
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({}) ORDER BY created_at DESC LIMIT ?3",
+            per_kind.join(" UNION ALL ")
+        )
+    };
     let before = query.before.map(to_us).unwrap_or(i64::MAX);
     let mut values: Vec<rusqlite::types::Value> = vec![
         account.to_string().into(),
         before.into(),
-        query.status.map(|s| s.as_str().to_owned()).unwrap_or_default().into(),
         i64::from(query.limit).into(),
+        query.status.map(|s| s.as_str().to_owned()).unwrap_or_default().into(),
     ];
-    values.extend(query.kinds.iter().map(|k| k.clone().into()));
+    values.extend(kinds.into_iter().map(Into::into));
     let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
-    // Unused positional parameters are an error in SQLite, so bind only those the SQL names.
-    let count = stmt.parameter_count();
-    let rows =
-        stmt.query_map(rusqlite::params_from_iter(values.into_iter().take(count)), job_from_row).map_err(sql_err)?;
-    let mut jobs: Vec<Job> = rows.collect::<Result<_, _>>().map_err(sql_err)?;
-    for job in &mut jobs {
-        job.queue_position = queue_position(conn, job)?;
+    // Unused positional parameters are an error in SQLite; ?4 is unused when no status is asked.
+    let unused = |i: usize| status.is_empty() && i == 3;
+    for (i, value) in values.into_iter().enumerate().filter(|(i, _)| !unused(*i)) {
+        stmt.raw_bind_parameter(i + 1, value).map_err(sql_err)?;
     }
+    let mut rows = stmt.raw_query();
+    let (mut jobs, mut queued_at) = (Vec::new(), Vec::new());
+    while let Some(row) = rows.next().map_err(sql_err)? {
+        jobs.push(job_from_row(row).map_err(sql_err)?);
+        queued_at.push(row.get::<_, Option<i64>>(QUEUED_AT).map_err(sql_err)?);
+    }
+    queue_positions(conn, &mut jobs, &queued_at)?;
     Ok(jobs)
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order; `user_version` records how far a file has come.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -32,6 +32,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("schema_admin.sql"),
     include_str!("schema_retention.sql"),
     include_str!("schema_rate_limit.sql"),
+    include_str!("schema_deep_queue.sql"),
 ];
 
 pub struct SqliteStore {

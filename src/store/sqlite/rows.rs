@@ -16,6 +16,8 @@ pub const JOB_COLUMNS: &str =
     "id, account_id, kind, status, created_at, started_at, completed_at, request, seed, width, height, \
      price, price_tier, progress, attempts, engine, result, error_code, error_message, webhook_url, queued_at, \
      results_expired_at";
+/// The index of `queued_at` in `JOB_COLUMNS`.
+pub const QUEUED_AT: usize = 20;
 
 fn bad_column(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
@@ -109,6 +111,34 @@ pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> 
         _ => return Ok(None),
     };
     Ok(Some(ahead as u64 + 1))
+}
+
+/// `queue_position` of each of a page of jobs (`queued_at`: each one's column), with one walk of
+/// the queue's head for all its queued jobs, where a walk per job would read up to
+/// `QUEUE_POSITION_CAP` index entries each for every job of a page listed from the end of a
+/// long queue. The walk reads `jobs_queue` alone (a covering index scan).
+pub fn queue_positions(conn: &Connection, jobs: &mut [Job], queued_at: &[Option<i64>]) -> StoreResult<()> {
+    let mut head: Option<Vec<i64>> = None;
+    for (job, queued_at) in jobs.iter_mut().zip(queued_at) {
+        job.queue_position = match (job.status, queued_at) {
+            (JobStatus::Queued, Some(at)) => {
+                if head.is_none() {
+                    let mut stmt = conn
+                        .prepare_cached("SELECT queued_at FROM jobs WHERE status = ?1 ORDER BY queued_at LIMIT ?2")
+                        .map_err(sql_err)?;
+                    let times = stmt
+                        .query_map(rusqlite::params![JobStatus::Queued.as_str(), QUEUE_POSITION_CAP], |r| r.get(0))
+                        .map_err(sql_err)?;
+                    head = Some(times.collect::<Result<_, _>>().map_err(sql_err)?);
+                }
+                // The jobs queued before this one, as `queue_position` counts them (capped).
+                let ahead = head.as_ref().map_or(0, |h| h.partition_point(|t| t < at));
+                Some(ahead as u64 + 1)
+            }
+            _ => queue_position(conn, job)?,
+        };
+    }
+    Ok(())
 }
 
 pub fn must_load(conn: &Connection, id: Uuid) -> StoreResult<Job> {

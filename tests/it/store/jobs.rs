@@ -212,6 +212,37 @@ async fn a_submit_wakes_a_waiting_worker(store: Arc<dyn Store>) {
     assert!(woken, "no submit woke the waiting worker");
 }
 
+/// A page of jobs reports each queued or backlogged job's place in line as reading the job does
+/// (a page counts them in one go), and a filter by types merges every asked type newest first.
+async fn a_listed_page_shows_places_in_line_and_merges_types(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (a, b) = (account(store, 100_000_000, 4, 100).await, account(store, 100_000_000, 100, 100).await);
+    let mut theirs = Vec::new();
+    for i in 0..8 {
+        let mut job = new_job(a.id, 1_000);
+        job.kind = ["type-x", "type-y"][i % 2].into();
+        theirs.push(store.submit(job).await.unwrap().unwrap());
+        store.submit(new_job(b.id, 1_000)).await.unwrap().unwrap();
+    }
+    store.lease(WorkerLease::named("w"), Duration::from_secs(60)).await.unwrap().unwrap();
+    let page = store.list_jobs(a.id, JobQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(page.len(), 8);
+    let statuses: HashSet<_> = page.iter().map(|j| j.status).collect();
+    assert!(statuses.contains(&JobStatus::Queued) && statuses.contains(&JobStatus::Backlogged), "{statuses:?}");
+    for job in &page {
+        let read = store.job(a.id, job.id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.queue_position), (read.status, read.queue_position), "{}", job.id);
+    }
+    let both =
+        JobQuery { limit: 100, kinds: vec!["type-y".into(), "type-x".into(), "type-y".into()], ..Default::default() };
+    let merged: Vec<Uuid> = store.list_jobs(a.id, both).await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(merged, theirs.iter().rev().map(|j| j.id).collect::<Vec<_>>(), "every job once, newest first");
+    let one =
+        JobQuery { limit: 3, kinds: vec!["type-x".into()], status: Some(JobStatus::Backlogged), ..Default::default() };
+    let xs = store.list_jobs(a.id, one).await.unwrap();
+    assert!(!xs.is_empty() && xs.iter().all(|j| j.kind == "type-x" && j.status == JobStatus::Backlogged), "{xs:?}");
+}
+
 crate::conformance!(
     the_backlog_moves_up_in_order_as_slots_free,
     pages_hold_every_job_once_newest_first,
@@ -220,4 +251,5 @@ crate::conformance!(
     job_counts_by_status_cover_every_account_and_every_status,
     an_account_may_use_its_own_and_public_styles_only,
     a_submit_wakes_a_waiting_worker,
+    a_listed_page_shows_places_in_line_and_merges_types,
 );

@@ -116,8 +116,68 @@ async fn a_repeated_idempotency_key_creates_one_job(store: Arc<dyn Store>) {
     assert_consistent(&*store, acct.id, 10_000_000).await;
 }
 
+/// One burst over two accounts, as the PostgreSQL store takes it in one batch: each account is
+/// checked against what its earlier submits left, a key repeated in the burst makes one job, and
+/// every accepted job is held and ledgered exactly once.
+async fn a_burst_over_two_accounts_with_a_repeated_key_bills_each_job_once(store: Arc<dyn Store>) {
+    let price = 100_000;
+    // Money for 10 jobs and room for 5 (2 running, 3 waiting): 5 of 8 are accepted.
+    let a = account(&*store, 10 * price, 2, 3).await;
+    let b = account(&*store, 10 * price, 4, 10).await;
+    let keyed = |n: usize| {
+        let mut job = new_job(b.id, price);
+        if n < 6 {
+            job.idempotency =
+                Some(Idempotency { key: "k".into(), fingerprint: "f".into(), window: Duration::from_secs(60) });
+        }
+        job
+    };
+    let mut jobs: Vec<NewJob> = (0..8).map(|_| new_job(a.id, price)).collect();
+    jobs.extend((0..10).map(keyed));
+    let submits: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let store = store.clone();
+            tokio::spawn(async move { (job.account_id, job.idempotency.is_some(), store.submit(job).await.unwrap()) })
+        })
+        .collect();
+    let (mut a_accepted, mut a_refused, mut b_plain, mut b_keyed) = (0, 0, 0, HashSet::new());
+    for submit in submits {
+        match submit.await.unwrap() {
+            (id, _, Ok(_)) if id == a.id => a_accepted += 1,
+            (id, _, Err(SubmitRefusal::BacklogFull { .. })) if id == a.id => a_refused += 1,
+            (_, true, Ok(job)) => {
+                b_keyed.insert(job.id);
+            }
+            (_, false, Ok(_)) => b_plain += 1,
+            (_, _, other) => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((a_accepted, a_refused), (5, 3));
+    assert_eq!((b_plain, b_keyed.len()), (4, 1), "six repeats of one key, one job");
+    let mut other_body = new_job(b.id, price);
+    other_body.idempotency =
+        Some(Idempotency { key: "k".into(), fingerprint: "other".into(), window: Duration::from_secs(60) });
+    assert!(matches!(store.submit(other_body).await.unwrap(), Err(SubmitRefusal::IdempotencyConflict { .. })));
+    for (acct, active, backlogged) in [(a.id, 2, 3), (b.id, 4, 1)] {
+        let read = store.account(acct).await.unwrap();
+        assert_eq!((read.balance.0, read.held.0), (10 * price, 5 * price), "five jobs held, none charged");
+        assert_eq!((read.active_jobs, read.backlogged_jobs), (active, backlogged));
+        let holds: Vec<_> =
+            store.ledger(acct, 100).await.unwrap().into_iter().filter(|e| e.kind == LedgerKind::Hold).collect();
+        assert_eq!(holds.len(), 5, "one hold per job");
+        assert!(holds.iter().all(|e| e.amount.0 == price));
+        let listed = all_jobs(&*store, acct).await;
+        assert_eq!(listed.len(), 5);
+        let times: HashSet<_> = listed.iter().map(|j| j.created_at).collect();
+        assert_eq!(times.len(), 5, "an account's jobs page without ties");
+        assert_consistent(&*store, acct, 10 * price).await;
+    }
+}
+
 crate::conformance!(
     money_and_counters_stay_consistent_under_a_random_mix,
     concurrent_submits_never_exceed_the_limits_or_the_balance,
     a_repeated_idempotency_key_creates_one_job,
+    a_burst_over_two_accounts_with_a_repeated_key_bills_each_job_once,
 );

@@ -1,0 +1,383 @@
+//! Jobs this replica read recently, answered from memory until the store says they changed.
+//!
+//! Every change to a job row (or its webhook deliveries), by any replica or the admin CLI, makes
+//! PostgreSQL send the job's id on `ltx_jobs` when its transaction commits (triggers,
+//! schema_job_notify.sql); the LISTEN task hands each id to [`JobCache::invalidate`]. So an
+//! entry is never older than the last notification this replica received, and a poll sees a
+//! change made elsewhere within one notification's trip.
+//!
+//! Three rules keep it from ever answering stale:
+//! - A read that started before a change and finishes after its notification must not be
+//!   stored: each load takes a [`Ticket`] first, and a notification leaves a tombstone (the
+//!   id's last change) that outranks older tickets.
+//! - A queued or backlogged job shows its place in line, which moves when any other job enters
+//!   or leaves the queue: such entries hold only while no notification flagged a queue change.
+//! - While the LISTEN connection is down notifications are lost: the cache is emptied and
+//!   stores nothing until it listens again, and a load that began before cannot be stored after.
+//!
+//! Entries also expire after [`TTL`], which bounds what a connection that dies silently (no
+//! reset reaches us) could cost. Bounded in entries and approximate bytes.
+use crate::domain::job::JobStatus;
+use crate::store::Job;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long an entry may be answered without being read again, notifications or not.
+pub const TTL: Duration = Duration::from_secs(5);
+const MAX_ENTRIES: usize = 50_000;
+const MAX_BYTES: usize = 64 << 20;
+/// Tombstones kept before they are forgotten at once (loads older than that are then refused).
+const MAX_TOMBSTONES: usize = 100_000;
+
+/// Taken before a load from the store; a load may be cached only under the ticket it began with.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    epoch: u64,
+    seq: u64,
+}
+
+/// What one notification says changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This job changed; `queue` when it may have entered, left or moved in a queue (its status or
+    /// its place in line changed, or it was inserted or deleted).
+    Job { id: Uuid, queue: bool },
+    /// Too many rows changed at once to name them (a bulk statement): drop everything.
+    Everything,
+}
+
+/// Parses a notification's payload: ids separated by commas, each followed by `q` when its
+/// queue membership may have changed, or `*` for everything. Unparseable parts count as `*`.
+pub fn parse_payload(payload: &str) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for part in payload.split(',').filter(|p| !p.is_empty()) {
+        let (id, queue) = match part.strip_suffix('q') {
+            Some(id) => (id, true),
+            None => (part, false),
+        };
+        match Uuid::parse_str(id) {
+            Ok(id) => changes.push(Change::Job { id, queue }),
+            Err(_) => return vec![Change::Everything],
+        }
+    }
+    changes
+}
+
+struct Entry {
+    job: Arc<Job>,
+    /// The ticket's seq it was loaded under (for queued jobs' places in line).
+    seq: u64,
+    at: Instant,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// False while the LISTEN connection is down: nothing is answered or stored.
+    listening: bool,
+    /// Bumped when notifications may have been missed; tickets of an older epoch are refused.
+    epoch: u64,
+    /// Bumped by every notification.
+    seq: u64,
+    /// The seq of the last notification that may have moved a queue.
+    queue_seq: u64,
+    entries: HashMap<Uuid, Entry>,
+    bytes: usize,
+    /// id → the seq of its last change, for loads still in flight.
+    tombstones: HashMap<Uuid, u64>,
+    /// Tombstones up to this seq were forgotten: a ticket older than it is refused.
+    forgotten_up_to: u64,
+}
+
+#[derive(Default)]
+pub struct JobCache {
+    state: Mutex<State>,
+}
+
+fn is_in_line(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Queued | JobStatus::Backlogged)
+}
+
+/// What a job costs in memory, roughly: its request and result dominate.
+fn approx_bytes(job: &Job) -> usize {
+    let r = &job.request;
+    let text = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+    let request = r.prompt.len() + text(&r.start_image) + text(&r.start_video) + text(&r.end_image);
+    let result = job.result.as_ref().map_or(0, |r| text(&r.enhanced_prompt));
+    1024 + request + result + job.failure.as_ref().map_or(0, |f| f.message.len())
+}
+
+impl JobCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn ticket(&self) -> Ticket {
+        let state = self.lock();
+        Ticket { epoch: state.epoch, seq: state.seq }
+    }
+
+    /// The job if it is cached and still true.
+    pub fn get(&self, id: Uuid) -> Option<Arc<Job>> {
+        let state = self.lock();
+        if !state.listening {
+            return None;
+        }
+        let entry = state.entries.get(&id)?;
+        let fresh = entry.at.elapsed() < TTL && (!is_in_line(entry.job.status) || entry.seq >= state.queue_seq);
+        fresh.then(|| entry.job.clone())
+    }
+
+    /// Keeps `job`, read from the store after `ticket` was taken, unless it may have changed since.
+    pub fn put(&self, job: Arc<Job>, ticket: Ticket) {
+        let mut state = self.lock();
+        let changed_since = state.tombstones.get(&job.id).is_some_and(|&seq| seq > ticket.seq);
+        let moved_in_line = is_in_line(job.status) && state.queue_seq > ticket.seq;
+        if !state.listening
+            || ticket.epoch != state.epoch
+            || ticket.seq < state.forgotten_up_to
+            || changed_since
+            || moved_in_line
+        {
+            return;
+        }
+        let bytes = approx_bytes(&job);
+        if state.entries.len() >= MAX_ENTRIES || state.bytes + bytes > MAX_BYTES {
+            state.evict();
+        }
+        let id = job.id;
+        state.bytes += bytes;
+        if let Some(old) = state.entries.insert(id, Entry { job, seq: ticket.seq, at: Instant::now(), bytes }) {
+            state.bytes -= old.bytes;
+        }
+    }
+
+    /// Applies one notification.
+    pub fn invalidate(&self, changes: &[Change]) {
+        let mut state = self.lock();
+        for change in changes {
+            state.seq += 1;
+            let seq = state.seq;
+            match *change {
+                Change::Job { id, queue } => {
+                    if let Some(old) = state.entries.remove(&id) {
+                        state.bytes -= old.bytes;
+                    }
+                    if queue {
+                        state.queue_seq = seq;
+                    }
+                    if state.tombstones.len() >= MAX_TOMBSTONES {
+                        state.tombstones.clear();
+                        state.forgotten_up_to = seq;
+                    }
+                    state.tombstones.insert(id, seq);
+                }
+                Change::Everything => state.drop_all(),
+            }
+        }
+    }
+
+    /// The LISTEN connection is lost: answer and keep nothing until [`JobCache::listening`].
+    pub fn deaf(&self) {
+        let mut state = self.lock();
+        state.listening = false;
+        state.drop_all();
+    }
+
+    /// LISTEN is (again) in place: what is read from now on is kept true by notifications.
+    pub fn listening(&self) {
+        let mut state = self.lock();
+        state.drop_all();
+        state.listening = true;
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}
+
+impl State {
+    /// Forgets every entry, and every load in flight (they may hold what a lost notification changed).
+    fn drop_all(&mut self) {
+        self.epoch += 1;
+        self.entries.clear();
+        self.bytes = 0;
+        self.tombstones.clear();
+        self.forgotten_up_to = self.seq;
+    }
+
+    /// Makes room: drops expired entries, then arbitrary ones down to 3/4 of the bounds.
+    fn evict(&mut self) {
+        self.entries.retain(|_, e| e.at.elapsed() < TTL);
+        let (max_entries, max_bytes) = (MAX_ENTRIES * 3 / 4, MAX_BYTES * 3 / 4);
+        let mut bytes: usize = self.entries.values().map(|e| e.bytes).sum();
+        if self.entries.len() > max_entries || bytes > max_bytes {
+            let mut excess = self.entries.len().saturating_sub(max_entries);
+            self.entries.retain(|_, e| {
+                if excess > 0 || bytes > max_bytes {
+                    excess = excess.saturating_sub(1);
+                    bytes -= e.bytes;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.bytes = bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: JobStatus) -> Arc<Job> {
+        let request = crate::domain::request::GenerateRequest {
+            prompt: "a red fox".into(),
+            start_image: None,
+            start_video: None,
+            end_image: None,
+            aspect_ratio: crate::domain::request::AspectRatio::Landscape,
+            duration: 5,
+            num_frames: 121,
+            seed: Some(7),
+            generate_audio: true,
+            styles: vec![],
+            mode: None,
+            quality: None,
+            enhance_prompt: false,
+        };
+        let new = crate::store::NewJob {
+            id: Uuid::now_v7(),
+            account_id: Uuid::new_v4(),
+            kind: "ltx-video-2.3-22b".into(),
+            request,
+            seed: 7,
+            width: 1280,
+            height: 704,
+            price: crate::domain::money::MicroUsd(1),
+            price_tier_seconds: 5,
+            webhook_url: None,
+            idempotency: None,
+        };
+        Arc::new(new.accepted(status, time::OffsetDateTime::now_utc(), 0))
+    }
+
+    fn listening() -> JobCache {
+        let cache = JobCache::default();
+        cache.listening();
+        cache
+    }
+
+    #[test]
+    fn a_job_read_before_any_change_is_answered_until_it_changes() {
+        let cache = listening();
+        let running = job(JobStatus::Sampling);
+        cache.put(running.clone(), cache.ticket());
+        assert_eq!(cache.get(running.id).map(|j| j.id), Some(running.id));
+        // Another job's change leaves it.
+        cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
+        assert!(cache.get(running.id).is_some());
+        cache.invalidate(&[Change::Job { id: running.id, queue: false }]);
+        assert!(cache.get(running.id).is_none());
+    }
+
+    #[test]
+    fn a_load_overtaken_by_its_jobs_notification_is_not_kept() {
+        let cache = listening();
+        let running = job(JobStatus::Sampling);
+        let ticket = cache.ticket();
+        // The job changes (and its notification arrives) while the load is in flight.
+        cache.invalidate(&[Change::Job { id: running.id, queue: false }]);
+        cache.put(running.clone(), ticket);
+        assert!(cache.get(running.id).is_none());
+        // A load begun after the notification is kept.
+        cache.put(running.clone(), cache.ticket());
+        assert!(cache.get(running.id).is_some());
+    }
+
+    #[test]
+    fn a_queued_job_holds_only_while_no_queue_moved() {
+        let cache = listening();
+        let queued = job(JobStatus::Queued);
+        cache.put(queued.clone(), cache.ticket());
+        assert!(cache.get(queued.id).is_some());
+        // Progress of some running job does not move the queue...
+        cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: false }]);
+        assert!(cache.get(queued.id).is_some());
+        // ...a lease of another job does (its place in line changed).
+        cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
+        assert!(cache.get(queued.id).is_none());
+        // And a load that began before that move is not kept either.
+        let ticket = cache.ticket();
+        cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
+        cache.put(queued.clone(), ticket);
+        assert!(cache.get(queued.id).is_none());
+    }
+
+    #[test]
+    fn while_deaf_nothing_is_answered_or_kept_and_older_loads_stay_out() {
+        let cache = listening();
+        let done = job(JobStatus::Completed);
+        cache.put(done.clone(), cache.ticket());
+        let before = cache.ticket();
+        cache.deaf();
+        assert!(cache.get(done.id).is_none());
+        cache.put(done.clone(), cache.ticket());
+        assert_eq!(cache.len(), 0);
+        cache.listening();
+        // A load that began before the connection was lost may hold a missed change.
+        cache.put(done.clone(), before);
+        assert!(cache.get(done.id).is_none());
+        cache.put(done.clone(), cache.ticket());
+        assert!(cache.get(done.id).is_some());
+    }
+
+    #[test]
+    fn everything_drops_every_entry_and_every_load_in_flight() {
+        let cache = listening();
+        let done = job(JobStatus::Completed);
+        cache.put(done.clone(), cache.ticket());
+        let ticket = cache.ticket();
+        cache.invalidate(&[Change::Everything]);
+        assert!(cache.get(done.id).is_none());
+        cache.put(done.clone(), ticket);
+        assert!(cache.get(done.id).is_none());
+    }
+
+    #[test]
+    fn forgotten_tombstones_refuse_the_loads_they_could_have_caught() {
+        let cache = listening();
+        let done = job(JobStatus::Completed);
+        let ticket = cache.ticket();
+        for _ in 0..=MAX_TOMBSTONES {
+            cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: false }]);
+        }
+        cache.put(done.clone(), ticket);
+        assert!(cache.get(done.id).is_none());
+    }
+
+    #[test]
+    fn entries_are_bounded() {
+        let cache = listening();
+        for _ in 0..MAX_ENTRIES + 10 {
+            cache.put(job(JobStatus::Completed), cache.ticket());
+        }
+        assert!(cache.len() <= MAX_ENTRIES);
+    }
+
+    #[test]
+    fn payloads_name_jobs_and_their_queue_moves() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        assert_eq!(
+            parse_payload(&format!("{a}q,{b}")),
+            vec![Change::Job { id: a, queue: true }, Change::Job { id: b, queue: false }]
+        );
+        assert_eq!(parse_payload("*"), vec![Change::Everything]);
+        assert_eq!(parse_payload(""), vec![]);
+    }
+}
