@@ -113,6 +113,18 @@ def touched_keys(model_keys: Iterable[str], lora: StateDict) -> set[str]:
     return found
 
 
+def fuse(key: str, base: torch.Tensor, loras) -> torch.Tensor:
+    """ltx-core's fusion of `loras` into one weight. It takes bf16 or fp8 weights only; a CPU engine
+    holds the checkpoint's bf16 weights in fp32 (resident.compute_dtype), and bf16 → fp32 → bf16 is
+    exact, so such a weight goes in as the bf16 it was loaded from with an fp32 target: what
+    `ModelLedger(dtype=torch.float32).with_loras(...)` builds from the file."""
+    target = None
+    if base.dtype == torch.float32:
+        base, target = base.to(torch.bfloat16), torch.float32
+    one = StateDict(sd={key: base}, device=base.device, size=base.nbytes, dtype={base.dtype})
+    return apply_loras(one, loras, dtype=target).sd[key]
+
+
 class ResidentLoras:
     """The LoRA set applied to one model's weights. `apply(refs)` makes every tensor the set
     touches equal to ltx-core's fusion of that set into the base weights, and every tensor an
@@ -162,8 +174,7 @@ class ResidentLoras:
                 base = self.saved[key].to(param.device, non_blocking=True)
                 self.touched.add(key)  # before writing: a write cut short is restored too
                 if key in target:
-                    one = StateDict(sd={key: base}, device=param.device, size=base.nbytes, dtype={base.dtype})
-                    param.copy_(apply_loras(one, loras).sd[key])
+                    param.copy_(fuse(key, base, loras))
                 else:
                     param.copy_(base)
                     self.touched.discard(key)

@@ -145,6 +145,14 @@ def _cpu_rng_fork(device: torch.device):
     return mock.patch.object(torch.random, "fork_rng", lambda devices=None, **kw: real(devices=[], **kw))
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU, as the official pipelines run. On a CPU (the tests, a laptop trying the engine)
+    fp32: a CPU without AVX-512 BF16 emulates bf16 convolutions, and the video VAE is all 3-D
+    convolutions (Conv3d 32→32 on 9×64×64 on an AVX2 EPYC: 5.5 s in bf16, 0.31 s in fp32), while the
+    memory fp32 costs is nothing on the models a CPU can run."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 class ResidentPipeline:
     def __init__(self, paths: ModelPaths, pipeline: str, device: torch.device, transformer_cache_bytes: int,
                  dev_steps: int | None = None, prompt_cache_entries: int = 256, quantization=None,
@@ -157,7 +165,7 @@ class ResidentPipeline:
             raise ValueError("the dev pipeline needs the distilled LoRA for its second stage")
         self.pipeline = pipeline
         self.device = device
-        self.dtype = torch.bfloat16
+        self.dtype = compute_dtype(device)
         self.paths = paths
         # What the memory plan decided (plan.py): fp8 transformer, what waits on the CPU.
         self.placement = placement or Placement()
@@ -545,7 +553,8 @@ class ResidentPipeline:
         def loop(sigmas, video_state, audio_state, stepper):
             if sampler == "res2s":
                 return res2s_audio_video_denoising_loop(sigmas=sigmas, video_state=video_state,
-                                                        audio_state=audio_state, stepper=stepper, denoise_fn=step)
+                                                        audio_state=audio_state, stepper=stepper, denoise_fn=step,
+                                                        model_dtype=self.dtype)
             return euler_denoising_loop(sigmas=sigmas, video_state=video_state, audio_state=audio_state,
                                         stepper=stepper, denoise_fn=step)
 

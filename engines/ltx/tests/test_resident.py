@@ -10,6 +10,7 @@ import torch
 from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from ltx_pipelines.utils import ModelLedger
 
+from ltx_engine import resident
 from ltx_engine.protocol import Cancelled
 
 from . import tiny_engine
@@ -22,7 +23,8 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def ltx_core_transformer_weights(loras: list[tuple[str, float]]) -> dict[str, torch.Tensor]:
     """The transformer `ModelLedger.with_loras(...)` builds from the file with these LoRAs fused."""
     paths = tiny_engine.paths()
-    ledger = ModelLedger(dtype=torch.bfloat16, device=torch.device("cpu"), checkpoint_path=paths.checkpoint)
+    cpu = torch.device("cpu")
+    ledger = ModelLedger(dtype=resident.compute_dtype(cpu), device=cpu, checkpoint_path=paths.checkpoint)
     specs = tuple(LoraPathStrengthAndSDOps(path, s, LTXV_LORA_COMFY_RENAMING_MAP) for path, s in loras)
     return weights(ledger.with_loras(specs).transformer())
 
