@@ -62,6 +62,7 @@ impl Starting {
             config: Arc::new(config),
             public_url: public_url.trim_end_matches('/').into(),
             in_process_engine: None,
+            rendered_jobs: Default::default(),
         };
         let (listener, loading) = answer_while_loading(listener)?;
         Ok(Starting { listener, address, state, loading })

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use uuid::Uuid;
 
 fn job_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -25,20 +26,18 @@ pub async fn get(
     Path(id): Path<String>,
     prefer_wait::Requested(wait): prefer_wait::Requested,
 ) -> Result<Response, ApiError> {
-    let job = state.store.job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
+    let job = state.store.shared_job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
     let Some(wait) = wait else {
-        return Ok(job_response(&state.view(&job).await));
+        return Ok(job_response(state.job_body(&job).await));
     };
-    let job = prefer_wait::until_terminal(&state, job, wait).await?;
-    Ok(([prefer_wait::applied_header(wait)], job_response(&state.view(&job).await)).into_response())
+    let job = Arc::new(prefer_wait::until_terminal(&state, Arc::unwrap_or_clone(job), wait).await?);
+    Ok(([prefer_wait::applied_header(wait)], job_response(state.job_body(&job).await)).into_response())
 }
 
-/// A job as a JSON response, written into a buffer sized for a whole job at once (`Json`
-/// starts at 128 bytes and grows it three or four times on every poll).
-fn job_response(view: &crate::job_view::JobView<'_>) -> Response {
-    let mut body = Vec::with_capacity(1024);
-    match serde_json::to_writer(&mut body, view) {
-        Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+/// A job's JSON (`AppState::job_body`) as the response.
+fn job_response(body: Result<axum::body::Bytes, serde_json::Error>) -> Response {
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "could not render a job");
             ApiError::of(crate::api::error::ErrorCode::InternalError, "Internal error.").into_response()

@@ -31,6 +31,7 @@ mod prefer_wait;
 pub mod presets;
 mod prompts;
 pub mod rate_limit;
+mod rendered_jobs;
 mod request_id;
 mod start_video;
 mod styles;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// The engine of this process's in-process workers (`None` with `--workers 0`): it answers
     /// `POST /prompts/enhance` and tells which quality presets are loaded (`presets`).
     pub in_process_engine: Option<Arc<dyn crate::worker::engine::Engine>>,
+    /// Polled jobs' JSON, rendered once per snapshot.
+    pub rendered_jobs: Arc<rendered_jobs::RenderedJobs>,
 }
 
 impl AppState {
@@ -69,6 +72,22 @@ impl AppState {
             None => job_view::result_urls(&self.results, job).await,
         };
         job_view::job_json(job, urls)
+    }
+
+    /// A job's JSON as `GET /jobs/{id}` sends it: rendered once per snapshot of the job when its
+    /// links do not expire (a job without a result, or local result files).
+    pub async fn job_body(&self, job: &Arc<crate::store::Job>) -> Result<axum::body::Bytes, serde_json::Error> {
+        if let Some(body) = self.rendered_jobs.get(job) {
+            return Ok(body);
+        }
+        // Sized for a whole job at once (serde_json's writer would grow it three or four times).
+        let mut body = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut body, &self.view(job).await)?;
+        let body = axum::body::Bytes::from(body);
+        if job.result.is_none() || job.results_expired_at.is_some() || self.results.links_are_permanent() {
+            self.rendered_jobs.put(job, body.clone());
+        }
+        Ok(body)
     }
 }
 

@@ -22,8 +22,13 @@ pub fn next() -> HeaderValue {
         hex::encode(bytes)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Handed over as `Bytes`, not copied again.
-    let id = axum::body::Bytes::from(format!("{prefix}-{n:x}"));
+    // Written out (`format!` costs more than the rest of this), handed over as `Bytes`.
+    let mut id = String::with_capacity(prefix.len() + 17);
+    id.push_str(prefix);
+    id.push('-');
+    let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    id.extend((0..digits).rev().map(|i| char::from(b"0123456789abcdef"[(n >> (4 * i)) as usize & 0xf])));
+    let id = axum::body::Bytes::from(id);
     HeaderValue::from_maybe_shared(id).expect("hex and a dash are valid header text")
 }
 
@@ -42,6 +47,22 @@ pub fn of(headers: &HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_one_prefix_and_a_hex_counter() {
+        let ids: Vec<String> = (0..40).map(|_| next().to_str().unwrap().to_owned()).collect();
+        let parts: Vec<(&str, u64)> = ids
+            .iter()
+            .map(|id| {
+                let (prefix, n) = id.split_once('-').unwrap();
+                assert_eq!(n, n.to_lowercase(), "{id}");
+                (prefix, u64::from_str_radix(n, 16).unwrap())
+            })
+            .collect();
+        assert!(parts.iter().all(|(p, _)| p.len() == 12 && *p == parts[0].0));
+        // Other tests take ids too, so the counter may skip, but never repeats or goes back.
+        assert!(parts.windows(2).all(|w| w[1].1 > w[0].1), "{ids:?}");
+    }
 
     #[test]
     fn short_plain_ids_are_kept_and_others_replaced() {

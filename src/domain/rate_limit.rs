@@ -47,7 +47,10 @@ impl Decision {
     /// `RateLimit-Policy`: the quota and its window, in seconds.
     pub fn policy_header(&self) -> String {
         let (Decision::Allowed { limit, .. } | Decision::Limited { limit, .. }) = self;
-        format!("\"{POLICY}\";q={limit};w=60")
+        // Written out, not `format!`: these two headers go on every response of a limited key.
+        let mut value = String::with_capacity(32);
+        value.extend(["\"", POLICY, "\";q=", itoa::Buffer::new().format(*limit), ";w=60"]);
+        value
     }
 
     /// `RateLimit`: what is left, and the seconds until the bucket is full again.
@@ -56,7 +59,11 @@ impl Decision {
             Decision::Allowed { remaining, reset, .. } => (remaining, reset),
             Decision::Limited { reset, .. } => (0, reset),
         };
-        format!("\"{POLICY}\";r={remaining};t={}", whole_seconds(reset))
+        let mut value = String::with_capacity(40);
+        let (mut remaining_digits, mut reset_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+        value.extend(["\"", POLICY, "\";r=", remaining_digits.format(remaining), ";t="]);
+        value.push_str(reset_digits.format(whole_seconds(reset)));
+        value
     }
 
     /// `Retry-After`, in whole seconds (at least 1): only for a refused request.

@@ -196,6 +196,12 @@ impl ResultStorage {
         }
     }
 
+    /// Whether `urls` gives the same links every time (local files), not links signed for a
+    /// limited time (S3), so a job's JSON can be rendered once.
+    pub fn links_are_permanent(&self) -> bool {
+        matches!(self, ResultStorage::Local { .. })
+    }
+
     /// Links for a stored result's files (presigned for S3, valid for the configured time).
     pub async fn urls(&self, video_key: &str, poster_key: &str) -> std::io::Result<ResultUrls> {
         match self {

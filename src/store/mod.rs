@@ -151,6 +151,11 @@ pub trait Keys: Send + Sync + 'static {
 pub trait Jobs: Send + Sync + 'static {
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>>;
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>>;
+    /// `job`, shared: a store that caches jobs hands out its cached snapshot, the same `Arc` for
+    /// as long as the job is unchanged (the poll path renders a snapshot once, api/rendered_jobs.rs).
+    async fn shared_job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
+        Ok(self.job(account_id, id).await?.map(Arc::new))
+    }
     /// The jobs of these (account, job id) pairs that exist, as `job` reads them, in any order
     /// (what the event streams follow). A store that can should read them in one query.
     async fn watched_jobs(&self, keys: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<Job>> {

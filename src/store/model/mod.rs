@@ -306,3 +306,44 @@ pub struct Job {
     /// When the retention sweeper deleted its result files (its URLs then answer 410).
     pub results_expired_at: Option<OffsetDateTime>,
 }
+
+/// Jobs for unit tests: one plain request, the fields a test cares about set after.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    pub fn new_job(account_id: Uuid) -> NewJob {
+        NewJob {
+            id: Uuid::now_v7(),
+            account_id,
+            kind: "ltx-video-2.3-22b".into(),
+            request: GenerateRequest {
+                prompt: "a red fox".into(),
+                start_image: None,
+                start_video: None,
+                end_image: None,
+                aspect_ratio: crate::domain::request::AspectRatio::Landscape,
+                duration: 5,
+                num_frames: 121,
+                seed: Some(7),
+                generate_audio: true,
+                styles: vec![],
+                mode: None,
+                quality: None,
+                enhance_prompt: false,
+            },
+            seed: 7,
+            width: 1280,
+            height: 720,
+            price: MicroUsd(1),
+            price_tier_seconds: 5,
+            webhook_url: None,
+            idempotency: None,
+        }
+    }
+
+    /// An accepted job of a new account.
+    pub fn job(status: JobStatus) -> Job {
+        new_job(Uuid::new_v4()).accepted(status, OffsetDateTime::now_utc(), 0)
+    }
+}

@@ -85,14 +85,20 @@ impl Jobs for PgStore {
         answer.await.map_err(|_| StoreError::Internal("a submit batcher stopped".into()))?
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
-        if let Some(job) = self.cached_job(id) {
-            return Ok((job.account_id == account_id).then(|| Job::clone(&job)));
-        }
-        let ticket = self.jobs.ticket();
-        let job = self.read(|c| Box::pin(rows::load_job(c, id))).await?;
-        if let Some(job) = &job {
-            self.jobs.put(Arc::new(job.clone()), ticket);
-        }
+        Ok(self.shared_job(account_id, id).await?.map(Arc::unwrap_or_clone))
+    }
+    async fn shared_job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
+        let job = match self.cached_job(id) {
+            Some(hit) => Some(hit),
+            None => {
+                let ticket = self.jobs.ticket();
+                let loaded = self.read(|c| Box::pin(rows::load_job(c, id))).await?.map(Arc::new);
+                if let Some(job) = &loaded {
+                    self.jobs.put(job.clone(), ticket);
+                }
+                loaded
+            }
+        };
         Ok(job.filter(|j| j.account_id == account_id))
     }
     async fn watched_jobs(&self, keys: Vec<(Uuid, Uuid)>) -> StoreResult<Vec<Job>> {

@@ -235,35 +235,7 @@ mod tests {
     use super::*;
 
     fn job(status: JobStatus) -> Arc<Job> {
-        let request = crate::domain::request::GenerateRequest {
-            prompt: "a red fox".into(),
-            start_image: None,
-            start_video: None,
-            end_image: None,
-            aspect_ratio: crate::domain::request::AspectRatio::Landscape,
-            duration: 5,
-            num_frames: 121,
-            seed: Some(7),
-            generate_audio: true,
-            styles: vec![],
-            mode: None,
-            quality: None,
-            enhance_prompt: false,
-        };
-        let new = crate::store::NewJob {
-            id: Uuid::now_v7(),
-            account_id: Uuid::new_v4(),
-            kind: "ltx-video-2.3-22b".into(),
-            request,
-            seed: 7,
-            width: 1280,
-            height: 704,
-            price: crate::domain::money::MicroUsd(1),
-            price_tier_seconds: 5,
-            webhook_url: None,
-            idempotency: None,
-        };
-        Arc::new(new.accepted(status, time::OffsetDateTime::now_utc(), 0))
+        Arc::new(crate::store::fixtures::job(status))
     }
 
     fn listening() -> JobCache {

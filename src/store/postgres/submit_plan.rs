@@ -149,7 +149,6 @@ fn decide(new: &NewJob, reads: &mut Reads<'_>, clock: &mut i64) -> Decision {
 mod tests {
     use super::*;
     use crate::domain::money::MicroUsd;
-    use crate::domain::request::{AspectRatio, GenerateRequest};
     use crate::store::Idempotency;
     use std::time::Duration;
 
@@ -174,35 +173,13 @@ mod tests {
 
     fn job(account: &Account, price: i64, key: Option<(&str, &str)>) -> NewJob {
         NewJob {
-            id: Uuid::new_v4(),
-            account_id: account.id,
-            kind: "ltx-video-2.3-22b".into(),
-            request: GenerateRequest {
-                prompt: "p".into(),
-                start_image: None,
-                start_video: None,
-                end_image: None,
-                aspect_ratio: AspectRatio::Landscape,
-                duration: 5,
-                num_frames: 121,
-                seed: Some(1),
-                generate_audio: true,
-                styles: vec![],
-                mode: None,
-                quality: None,
-                enhance_prompt: false,
-            },
-            seed: 1,
-            width: 1280,
-            height: 720,
             price: MicroUsd(price),
-            price_tier_seconds: 5,
-            webhook_url: None,
             idempotency: key.map(|(key, fingerprint)| Idempotency {
                 key: key.into(),
                 fingerprint: fingerprint.into(),
                 window: Duration::from_secs(60),
             }),
+            ..crate::store::fixtures::new_job(account.id)
         }
     }
 

@@ -80,11 +80,14 @@ impl Jobs for SqliteStore {
         self.actors.write(move |ctx| jobs::submit(ctx, new, signal)).await
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
+        Ok(self.shared_job(account_id, id).await?.map(Arc::unwrap_or_clone))
+    }
+    async fn shared_job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
         let job = match self.jobs.get(id) {
             Some(hit) => Some(hit),
             None => {
                 let generation = self.jobs.generation();
-                let loaded = self.actors.read(move |c| rows::load_job(c, id)).await?;
+                let loaded = self.actors.read(move |c| rows::load_job(c, id)).await?.map(Arc::new);
                 if let Some(job) = &loaded {
                     self.jobs.put(job.clone(), generation);
                 }

@@ -5,16 +5,19 @@
 use crate::store::Job;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const MAX_ENTRIES: usize = 10_000;
 
+/// A job, the write generation it was read in, and when.
+type Entry = (Arc<Job>, u64, Instant);
+
 pub struct JobCache {
     generation: AtomicU64,
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, (Job, u64, Instant)>>,
+    entries: RwLock<HashMap<Uuid, Entry>>,
 }
 
 impl JobCache {
@@ -31,13 +34,13 @@ impl JobCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn get(&self, id: Uuid) -> Option<Job> {
+    pub fn get(&self, id: Uuid) -> Option<Arc<Job>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (job, generation, at) = entries.get(&id)?;
         (*generation == self.generation() && at.elapsed() < self.ttl).then(|| job.clone())
     }
 
-    pub fn put(&self, job: Job, generation: u64) {
+    pub fn put(&self, job: Arc<Job>, generation: u64) {
         if generation != self.generation() {
             return;
         }
