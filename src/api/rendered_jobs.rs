@@ -9,30 +9,48 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// A job's JSON is about 0.5–2 KiB; prompts are bounded (issue 21), so this is at most a few tens
-/// of MiB even with the longest prompts.
+/// A job's JSON is about 0.5–2 KiB, but a request may carry its images inline as `data:` URIs
+/// (up to 6 MB), so the bodies are bounded in bytes too (and the jobs they were rendered from,
+/// which hold the same text, come to about as much again).
 const MAX_ENTRIES: usize = 10_000;
+const MAX_BYTES: usize = 64 << 20;
+/// A body this large (an inline image) is rendered on every poll rather than kept.
+const MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct RenderedJobs {
-    entries: Mutex<HashMap<Uuid, (Arc<Job>, Bytes)>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<Uuid, (Arc<Job>, Bytes)>,
+    bytes: usize,
 }
 
 impl RenderedJobs {
     /// The body rendered for this very snapshot, if it was.
     pub fn get(&self, job: &Arc<Job>) -> Option<Bytes> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (snapshot, body) = entries.get(&job.id)?;
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (snapshot, body) = inner.entries.get(&job.id)?;
         Arc::ptr_eq(snapshot, job).then(|| body.clone())
     }
 
     pub fn put(&self, job: &Arc<Job>, body: Bytes) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&job.id) {
-            // Polled jobs come back within seconds; starting over costs one render each.
-            entries.clear();
+        if body.len() > MAX_BODY_BYTES {
+            return;
         }
-        entries.insert(job.id, (job.clone(), body));
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let full = inner.entries.len() >= MAX_ENTRIES || inner.bytes + body.len() > MAX_BYTES;
+        if full && !inner.entries.contains_key(&job.id) {
+            // Polled jobs come back within seconds; starting over costs one render each.
+            inner.entries.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += body.len();
+        if let Some((_, old)) = inner.entries.insert(job.id, (job.clone(), body)) {
+            inner.bytes -= old.len();
+        }
     }
 }
 
@@ -65,7 +83,30 @@ mod tests {
         for job in &jobs {
             rendered.put(job, Bytes::from_static(b"{}"));
         }
-        assert!(rendered.entries.lock().unwrap().len() <= MAX_ENTRIES);
+        assert!(rendered.inner.lock().unwrap().entries.len() <= MAX_ENTRIES);
         assert!(rendered.get(jobs.last().unwrap()).is_some(), "the newest is kept");
+    }
+
+    #[test]
+    fn it_holds_a_bounded_number_of_bytes_and_no_huge_body() {
+        let rendered = RenderedJobs::default();
+        let huge = Arc::new(fixtures::job(JobStatus::Queued));
+        rendered.put(&huge, Bytes::from(vec![b' '; MAX_BODY_BYTES + 1]));
+        assert_eq!(rendered.get(&huge), None, "a job with an inline image is rendered every time");
+
+        let body = Bytes::from(vec![b' '; MAX_BODY_BYTES]);
+        let jobs: Vec<Arc<Job>> =
+            (0..MAX_BYTES / MAX_BODY_BYTES + 1).map(|_| Arc::new(fixtures::job(JobStatus::Queued))).collect();
+        for job in &jobs {
+            rendered.put(job, body.clone());
+            let inner = rendered.inner.lock().unwrap();
+            assert!(inner.bytes <= MAX_BYTES);
+            assert_eq!(inner.bytes, inner.entries.values().map(|(_, b)| b.len()).sum::<usize>());
+        }
+        assert!(rendered.get(jobs.last().unwrap()).is_some(), "the newest is kept");
+        // Rendering a kept job again replaces its body, and the count follows.
+        rendered.put(jobs.last().unwrap(), Bytes::from_static(b"{}"));
+        let inner = rendered.inner.lock().unwrap();
+        assert_eq!(inner.bytes, inner.entries.values().map(|(_, b)| b.len()).sum::<usize>());
     }
 }
