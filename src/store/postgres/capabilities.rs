@@ -31,7 +31,10 @@ impl Accounts for PgStore {
         max_concurrent: Option<u32>,
         max_backlog: Option<u32>,
     ) -> StoreResult<Account> {
-        self.tx(|c| Box::pin(accounts::set_limits(c, id, max_concurrent, max_backlog))).await
+        let account = self.tx(|c| Box::pin(accounts::set_limits(c, id, max_concurrent, max_backlog))).await?;
+        // Promoted backlog shows at once on this replica, not a notification's trip later.
+        self.jobs.invalidate(&[job_cache::Change::Queues]);
+        Ok(account)
     }
     async fn set_storage_quota(
         &self,

@@ -46,6 +46,9 @@ pub enum Change {
     Job { id: Uuid, queue: bool },
     /// Too many rows changed at once to name them (a bulk statement): drop everything.
     Everything,
+    /// Jobs may have entered, left or moved in a queue, which ones unknown here (this replica
+    /// raised an account's limits, promoting its backlog): no queued or backlogged entry holds.
+    Queues,
 }
 
 /// Parses a notification's payload: ids separated by commas, each followed by `q` when its
@@ -175,6 +178,7 @@ impl JobCache {
                     state.tombstones.insert(id, seq);
                 }
                 Change::Everything => state.drop_all(),
+                Change::Queues => state.queue_seq = seq,
             }
         }
     }
@@ -288,6 +292,17 @@ mod tests {
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
         cache.put(queued.clone(), ticket);
         assert!(cache.get(queued.id).is_none());
+    }
+
+    #[test]
+    fn raised_limits_drop_what_is_in_line_and_keep_the_rest() {
+        let cache = listening();
+        let (backlogged, done) = (job(JobStatus::Backlogged), job(JobStatus::Completed));
+        cache.put(backlogged.clone(), cache.ticket());
+        cache.put(done.clone(), cache.ticket());
+        cache.invalidate(&[Change::Queues]);
+        assert!(cache.get(backlogged.id).is_none(), "it may have been promoted");
+        assert!(cache.get(done.id).is_some());
     }
 
     #[test]
