@@ -53,7 +53,7 @@ impl Starting {
         let results = ResultStorage::open(&config.storage, &config.data_dir, &public_url, config.result_url_ttl)
             .await
             .context("opening result storage (--storage)")?;
-        let state = AppState {
+        let state = AppState::new(crate::api::SharedState {
             results: Arc::new(results),
             job_watch: crate::api::job_watch::JobWatch::start(store.clone()),
             store,
@@ -63,7 +63,7 @@ impl Starting {
             public_url: public_url.trim_end_matches('/').into(),
             in_process_engine: None,
             rendered_jobs: Default::default(),
-        };
+        });
         let (listener, loading) = answer_while_loading(listener)?;
         Ok(Starting { listener, address, state, loading })
     }
@@ -84,7 +84,7 @@ impl Starting {
         loading.stop().await;
         let engine = engine?;
         // With `--workers 0` the engine is a stand-in that runs nothing: the API must not use it.
-        state.in_process_engine = (state.config.workers > 0).then(|| engine.clone());
+        state.make_mut().in_process_engine = (state.config.workers > 0).then(|| engine.clone());
         Ok(Application { listener, address, state, engine })
     }
 }
@@ -187,9 +187,10 @@ impl Application {
             max_connections: config.max_connections,
         };
         // A request is in flight (not idle) until its response body is done (api/every_request.rs).
-        let router = api::router(self.state);
+        use axum::ServiceExt as _;
+        let service = api::service(self.state);
         let listener = crate::server::GuardedListener::new(self.listener, limits);
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<crate::server::Connection>())
+        let server = axum::serve(listener, service.into_make_service_with_connect_info::<crate::server::Connection>())
             .with_graceful_shutdown(async move { http_stop.cancelled().await });
         let trigger = shutdown.clone();
         tokio::spawn(async move {

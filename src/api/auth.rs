@@ -31,10 +31,10 @@ impl FromRequestParts<AppState> for Caller {
             Cached::Miss => {
                 let found = state.store.key(presented.key_id).await?;
                 state.key_cache.put(presented.key_id, found.as_ref());
-                found
+                found.map(std::sync::Arc::new)
             }
         };
-        match caller_of(&presented.secret, record.as_ref()) {
+        match caller_of(presented.secret, record.as_deref()) {
             Verdict::Opens(account_id) => {
                 let own_limit = record.as_ref().and_then(|k| k.rate_limit_per_minute);
                 super::rate_limit::admit(&state.rate_limiter, parts, presented.key_id, own_limit)?;
@@ -91,13 +91,13 @@ mod tests {
         let (live, revoked) = (record(false, false), record(true, false));
         let (suspended, suspended_and_revoked) = (record(false, true), record(true, true));
         let cases = [
-            ("known", Some(&live), secret.as_str(), Verdict::Opens(Uuid::nil())),
+            ("known", Some(&live), secret, Verdict::Opens(Uuid::nil())),
             ("wrong secret", Some(&live), "wrong", Verdict::Refused),
-            ("revoked", Some(&revoked), secret.as_str(), Verdict::Refused),
-            ("unknown id", None, secret.as_str(), Verdict::Refused),
-            ("suspended account", Some(&suspended), secret.as_str(), Verdict::Suspended),
+            ("revoked", Some(&revoked), secret, Verdict::Refused),
+            ("unknown id", None, secret, Verdict::Refused),
+            ("suspended account", Some(&suspended), secret, Verdict::Suspended),
             ("suspended, wrong secret: says nothing of the account", Some(&suspended), "wrong", Verdict::Refused),
-            ("suspended and revoked", Some(&suspended_and_revoked), secret.as_str(), Verdict::Refused),
+            ("suspended and revoked", Some(&suspended_and_revoked), secret, Verdict::Refused),
         ];
         for (what, record, presented, opens) in cases {
             let before = api_key::comparisons_on_this_thread();

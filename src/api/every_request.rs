@@ -16,20 +16,32 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-#[derive(Clone, Copy)]
-pub struct EveryRequest;
+/// Wraps each route of the router (`Router::layer`), where the route's template is known from
+/// the request (`MatchedPath`); or a service that serves one route template only (`for_route`).
+#[derive(Clone, Copy, Default)]
+pub struct EveryRequest {
+    route: Option<&'static str>,
+}
+
+impl EveryRequest {
+    /// For a service outside the router that serves `route` (its template, as axum writes it).
+    pub fn for_route(route: &'static str) -> EveryRequest {
+        EveryRequest { route: Some(route) }
+    }
+}
 
 impl<S> Layer<S> for EveryRequest {
     type Service = AroundEveryRequest<S>;
 
     fn layer(&self, inner: S) -> AroundEveryRequest<S> {
-        AroundEveryRequest { inner }
+        AroundEveryRequest { inner, route: self.route }
     }
 }
 
 #[derive(Clone)]
 pub struct AroundEveryRequest<S> {
     inner: S,
+    route: Option<&'static str>,
 }
 
 impl<S> Service<Request> for AroundEveryRequest<S>
@@ -50,7 +62,7 @@ where
         let in_flight = crate::server::request_started(&request);
         let id = request_id::of(request.headers());
         let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
-        let timer = metrics::RequestTimer::start(&request);
+        let timer = metrics::RequestTimer::start(&request, self.route);
         let rate_limit = rate_limit::HeaderSlot::plant(&mut request);
         // The access log (debug level: it would be most of the log at load). The path only: no
         // query string, no headers, so no key or signed link can end up in it.

@@ -55,7 +55,7 @@ impl FromRequestParts<AppState> for WorkerCaller {
             .ok_or_else(|| ApiError::unauthorized("Missing or malformed worker token."))?;
         // One secret comparison whether or not the token id exists (`verify`).
         let token = state.store.worker_token(presented.key_id).await?;
-        if !api_key::verify(&presented.secret, token.as_ref().map(|t| (t.secret_hash.as_str(), t.revoked))) {
+        if !api_key::verify(presented.secret, token.as_ref().map(|t| (t.secret_hash.as_str(), t.revoked))) {
             return Err(ApiError::unauthorized("Invalid or revoked worker token."));
         }
         let sent = parts.headers.get(PROTOCOL_HEADER).map(|v| v.to_str().unwrap_or("(not text)"));

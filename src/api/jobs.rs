@@ -7,12 +7,13 @@ use super::AppState;
 use crate::domain::job::JobStatus;
 use crate::store::{CancelRefusal, JobQuery};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 fn job_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -26,11 +27,27 @@ pub async fn get(
     Path(id): Path<String>,
     prefer_wait::Requested(wait): prefer_wait::Requested,
 ) -> Result<Response, ApiError> {
-    let job = state.store.shared_job(caller.account_id, job_id(&id)?).await?.ok_or_else(ApiError::job_not_found)?;
+    poll(&state, caller, &id, wait).await
+}
+
+/// `GET /jobs/{id}` as the poll shortcut serves it (poll_shortcut.rs): the same extractors as
+/// `get`, run by hand on the request's parts.
+pub async fn get_from_parts(state: &AppState, parts: &mut Parts, id: &str) -> Response {
+    use axum::extract::FromRequestParts;
+    let caller = match Caller::from_request_parts(parts, state).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    let wait = prefer_wait::requested(&parts.headers);
+    poll(state, caller, id, wait).await.into_response()
+}
+
+async fn poll(state: &AppState, caller: Caller, id: &str, wait: Option<Duration>) -> Result<Response, ApiError> {
+    let job = state.store.shared_job(caller.account_id, job_id(id)?).await?.ok_or_else(ApiError::job_not_found)?;
     let Some(wait) = wait else {
         return Ok(job_response(state.job_body(&job).await));
     };
-    let job = Arc::new(prefer_wait::until_terminal(&state, Arc::unwrap_or_clone(job), wait).await?);
+    let job = Arc::new(prefer_wait::until_terminal(state, Arc::unwrap_or_clone(job), wait).await?);
     Ok(([prefer_wait::applied_header(wait)], job_response(state.job_body(&job).await)).into_response())
 }
 

@@ -42,13 +42,16 @@ pub fn refuse_content_encoding(request: Request) -> Result<Request, Box<Response
     let has_body = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH)
         || headers.contains_key(header::TRANSFER_ENCODING)
         || headers.get(header::CONTENT_LENGTH).is_some_and(|len| len.as_bytes() != b"0");
+    if !has_body {
+        return Ok(request);
+    }
     let codings: Vec<String> = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
         .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).split(',').map(|c| c.trim().to_owned()).collect::<Vec<_>>())
         .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
         .collect();
-    if !has_body || codings.is_empty() {
+    if codings.is_empty() {
         return Ok(request);
     }
     let refusal = ApiError {

@@ -6,8 +6,7 @@
 //! evict real keys. A revocation or a suspension made by another process (the admin CLI,
 //! another replica) takes effect within the TTL; one made by this process's admin API, at once.
 use crate::store::KeyRecord;
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -18,7 +17,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Clone, Debug)]
 pub enum Cached {
     /// The store had this key (revoked or not) within the TTL.
-    Known(KeyRecord),
+    Known(Arc<KeyRecord>),
     /// The store had no key with this id within the TTL.
     Unknown,
     /// Not asked recently: ask the store.
@@ -27,13 +26,13 @@ pub enum Cached {
 
 pub struct KeyCache {
     ttl: Duration,
-    known: RwLock<HashMap<Uuid, (KeyRecord, Instant)>>,
-    unknown: RwLock<HashMap<Uuid, Instant>>,
+    known: RwLock<foldhash::HashMap<Uuid, (Arc<KeyRecord>, Instant)>>,
+    unknown: RwLock<foldhash::HashMap<Uuid, Instant>>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> KeyCache {
-        KeyCache { ttl, known: RwLock::new(HashMap::new()), unknown: RwLock::new(HashMap::new()) }
+        KeyCache { ttl, known: RwLock::default(), unknown: RwLock::default() }
     }
 
     pub fn get(&self, key_id: Uuid) -> Cached {
@@ -55,7 +54,7 @@ impl KeyCache {
             return;
         }
         match found {
-            Some(record) => insert(&self.known, key_id, (record.clone(), Instant::now())),
+            Some(record) => insert(&self.known, key_id, (Arc::new(record.clone()), Instant::now())),
             None => insert(&self.unknown, key_id, Instant::now()),
         }
     }
@@ -74,7 +73,7 @@ impl KeyCache {
     }
 }
 
-fn insert<V>(map: &RwLock<HashMap<Uuid, V>>, key_id: Uuid, value: V) {
+fn insert<V>(map: &RwLock<foldhash::HashMap<Uuid, V>>, key_id: Uuid, value: V) {
     let mut entries = map.write().unwrap_or_else(|e| e.into_inner());
     if entries.len() >= MAX_ENTRIES {
         entries.clear();

@@ -12,9 +12,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Instant;
 
 /// Latency buckets in seconds: HTTP handlers (ms) up to queue waits and runs (hours).
@@ -69,7 +68,7 @@ pub struct RequestTimer {
 }
 
 /// A request's route template: the router's own (shared, so kept without a copy), or one of
-/// ours for requests no route template matched.
+/// ours (a route served outside the router, or none matched).
 enum Route {
     Matched(MatchedPath),
     Other(&'static str),
@@ -100,19 +99,20 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 impl RequestTimer {
-    pub fn start(request: &Request) -> RequestTimer {
-        let route = match request.extensions().get::<MatchedPath>() {
-            Some(path) => Route::Matched(path.clone()),
-            None if request.uri().path().starts_with("/results/") => Route::Other("/results"),
-            None => Route::Other("unmatched"),
+    /// Times `request`, of the route template `known` when its server knows it (else the
+    /// router's match).
+    pub fn start(request: &Request, known: Option<&'static str>) -> RequestTimer {
+        let route = match (known, request.extensions().get::<MatchedPath>()) {
+            (Some(known), _) => Route::Other(known),
+            (None, Some(path)) => Route::Matched(path.clone()),
+            (None, None) if request.uri().path().starts_with("/results/") => Route::Other("/results"),
+            (None, None) => Route::Other("unmatched"),
         };
         RequestTimer { route, method: method_label(request.method()), started: Instant::now() }
     }
 
     pub fn finish(self, response: Response) -> Response {
-        let handles = route_handles(self.route.as_str(), self.method, response.status().as_u16());
-        handles.requests.increment(1);
-        handles.duration.record(self.started.elapsed().as_secs_f64());
+        record(self.route.as_str(), self.method, response.status().as_u16(), self.started.elapsed().as_secs_f64());
         response
     }
 }
@@ -122,25 +122,33 @@ struct RouteHandles {
     duration: metrics::Histogram,
 }
 
-/// Route template → (method, status) → handles: looked up by the template as borrowed, so a
-/// request allocates nothing here once its series exist.
-type HandleCache = HashMap<String, HashMap<(&'static str, u16), Arc<RouteHandles>>>;
+impl RouteHandles {
+    fn record(&self, seconds: f64) {
+        self.requests.increment(1);
+        self.duration.record(seconds);
+    }
+}
 
-fn route_handles(route: &str, method: &'static str, status: u16) -> Arc<RouteHandles> {
+/// Route template → (method, status) → handles: looked up by the template as borrowed, so a
+/// request allocates nothing here once its series exist (and used under the read lock: no
+/// reference count to move, which both cores would contend for on every request).
+type HandleCache = foldhash::HashMap<String, foldhash::HashMap<(&'static str, u16), RouteHandles>>;
+
+fn record(route: &str, method: &'static str, status: u16, seconds: f64) {
     static CACHE: OnceLock<RwLock<HandleCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let found =
-        cache.read().unwrap_or_else(|e| e.into_inner()).get(route).and_then(|r| r.get(&(method, status)).cloned());
-    if let Some(found) = found {
-        return found;
+    if let Some(found) =
+        cache.read().unwrap_or_else(|e| e.into_inner()).get(route).and_then(|r| r.get(&(method, status)))
+    {
+        return found.record(seconds);
     }
     // `/jobs/{id}` is labelled `/jobs/:id`: braces inside label values trip up simple parsers.
     let label = route.replace('{', ":").replace('}', "");
-    let handles = Arc::new(RouteHandles {
+    let handles = RouteHandles {
         requests: metrics::counter!("http_requests_total", "method" => method, "route" => label.clone(), "status" => status.to_string()),
         duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => label),
-    });
+    };
     let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
     // Unknown paths all share "unmatched", so the map stays as small as the route table.
-    cache.entry(route.to_owned()).or_default().entry((method, status)).or_insert(handles).clone()
+    cache.entry(route.to_owned()).or_default().entry((method, status)).or_insert(handles).record(seconds);
 }

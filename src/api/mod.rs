@@ -27,6 +27,7 @@ mod openapi_modes;
 mod openapi_prompts;
 mod page;
 mod playground;
+mod poll_shortcut;
 mod prefer_wait;
 pub mod presets;
 mod prompts;
@@ -43,9 +44,34 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 
-/// Everything handlers share.
+/// Everything handlers share, behind one `Arc`: axum's `State` extractor clones it for every
+/// request, and one reference count is one atomic pair per request where a struct of handles
+/// was ten, each a cache line the two cores hand back and forth under load.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    pub fn new(shared: SharedState) -> AppState {
+        AppState(Arc::new(shared))
+    }
+
+    /// To change what it holds before it is shared (it is copied if it already is).
+    pub fn make_mut(&mut self) -> &mut SharedState {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Clone)]
+pub struct SharedState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServeConfig>,
     /// Base of result URLs, without a trailing slash.
@@ -93,7 +119,13 @@ impl AppState {
 
 pub const GENERATE_PATH: &str = "/generate/video/lightricks/ltx-video-2.3-22b";
 
-pub fn router(state: AppState) -> Router {
+/// The whole API as one service: the routes, and polls of a job straight to their handler
+/// (poll_shortcut.rs).
+pub(crate) fn service(state: AppState) -> poll_shortcut::Api {
+    poll_shortcut::Api::new(state.clone(), router(state))
+}
+
+fn router(state: AppState) -> Router {
     // A directory is no result: 404, not ServeDir's redirect to `<dir>/`, whose Location drops
     // the `/results` prefix (and any prefix of --public-url) and leads nowhere anyway.
     let results = tower_http::services::ServeDir::new(state.config.data_dir.join("results"))
@@ -135,6 +167,6 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", admin::routes())
         .nest_service("/results", results)
         .merge(asset_files)
-        .layer(every_request::EveryRequest)
+        .layer(every_request::EveryRequest::default())
         .with_state(state)
 }

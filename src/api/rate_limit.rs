@@ -7,7 +7,6 @@
 use super::error::{ApiError, ErrorCode};
 use crate::domain::rate_limit::{self, Bucket, Decision};
 use axum::http::{header, request::Parts, HeaderName, HeaderValue};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ pub struct RateLimiter {
     /// API replicas sharing the store, this one included (1 on SQLite).
     replicas: AtomicU32,
     origin: Instant,
-    buckets: Mutex<HashMap<Uuid, Bucket>>,
+    buckets: Mutex<foldhash::HashMap<Uuid, Bucket>>,
 }
 
 impl RateLimiter {
@@ -38,7 +37,7 @@ impl RateLimiter {
             default_per_minute,
             replicas: AtomicU32::new(1),
             origin: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::default(),
         }
     }
 

@@ -5,7 +5,6 @@
 //! Jobs whose links are signed for a limited time (S3) are rendered every time.
 use crate::store::Job;
 use axum::body::Bytes;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ pub struct RenderedJobs {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Uuid, (Arc<Job>, Bytes)>,
+    entries: foldhash::HashMap<Uuid, (Arc<Job>, Bytes)>,
     bytes: usize,
 }
 

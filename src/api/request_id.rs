@@ -3,12 +3,13 @@
 //! client's own id is kept only when it is short plain text: anything else (50 KB of it, or
 //! bytes a log reader would choke on) is replaced, so neither the response nor the log line
 //! carries what a client chose to stuff into it.
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-pub const HEADER: &str = "x-request-id";
+/// (A `HeaderName`, not text: text is parsed into a name on every use.)
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest client request id kept (a UUID is 36, a W3C trace id 32).
 pub const MAX_CHARS: usize = 128;
@@ -41,7 +42,7 @@ pub fn acceptable(value: &HeaderValue) -> bool {
 
 /// The request's id: the client's when acceptable, else a fresh one.
 pub fn of(headers: &HeaderMap) -> HeaderValue {
-    headers.get(HEADER).filter(|v| acceptable(v)).cloned().unwrap_or_else(next)
+    headers.get(&HEADER).filter(|v| acceptable(v)).cloned().unwrap_or_else(next)
 }
 
 #[cfg(test)]

@@ -120,3 +120,52 @@ async fn a_job_over_the_maximum_run_time_fails_with_timeout_and_no_charge() {
     let account = app.account_view(&acct.key).await;
     assert_eq!((account["balance_usd"].as_str(), account["held_usd"].as_str()), (Some("1.00"), Some("0.00")));
 }
+
+/// A plain `GET /jobs/{id}` is answered past the router (api/poll_shortcut.rs); the same poll
+/// written so that only the router takes it (an escaped character in the id) must answer alike:
+/// same body, same headers of every response, the same refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_answers_alike_past_the_router_and_through_it() {
+    let app = TestApp::start_with(|c| {
+        c.workers = 0;
+        c.rate_limit_per_minute = 1000;
+    })
+    .await;
+    let acct = app.account("5").await;
+    let id = job_id(&app.submit_ok(&acct.key, quick("the same either way")).await);
+    let routed_id = id.replacen('-', "%2D", 1);
+    let poll = |path: String, key: &str| app.client.get(app.url(&path)).bearer_auth(key).send();
+    let plain = poll(format!("/jobs/{id}"), &acct.key).await.unwrap();
+    let routed = poll(format!("/jobs/{routed_id}"), &acct.key).await.unwrap();
+    for (what, response) in [("past the router", &plain), ("through the router", &routed)] {
+        assert_eq!(response.status(), 200, "{what}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("content-type").as_deref(), Some("application/json"), "{what}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+        assert!(header("x-request-id").is_some_and(|v| !v.is_empty()), "{what}");
+        assert!(header("ratelimit-policy").is_some_and(|v| v.contains("q=1000")), "{what}");
+        assert!(header("ratelimit").is_some(), "{what}");
+    }
+    let (plain, routed): (serde_json::Value, serde_json::Value) =
+        (plain.json().await.unwrap(), routed.json().await.unwrap());
+    assert_eq!(plain, routed);
+    assert_eq!(plain["job_id"], id.as_str());
+
+    // The same refusals: no key, a wrong key, another account's job, an unknown job.
+    let other = app.account("5").await;
+    for path in [format!("/jobs/{id}"), format!("/jobs/{routed_id}")] {
+        let missing = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(missing.status(), 401, "{path}");
+        assert_eq!(poll(path.clone(), &format!("{}:wrong", acct.id)).await.unwrap().status(), 401, "{path}");
+        let hidden = poll(path.clone(), &other.key).await.unwrap();
+        assert_eq!(hidden.status(), 404, "{path}");
+        assert_eq!(hidden.headers()["x-content-type-options"], "nosniff", "{path}");
+        let body: serde_json::Value = hidden.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("not found"), "{path}: {body}");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(app.get(&acct.key, &format!("/jobs/{unknown}")).await.0, 404);
+    // A HEAD of the job, which only the router serves, still answers.
+    let head = app.client.head(app.url(&format!("/jobs/{id}"))).bearer_auth(&acct.key).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+}

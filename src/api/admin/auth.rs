@@ -30,7 +30,7 @@ impl FromRequestParts<AppState> for Operator {
                 ApiError::unauthorized("Missing or malformed admin token: send `Authorization: Bearer <token>`.")
             })?;
         let record = state.store.admin_token(presented.key_id).await?;
-        if !opens(&presented.secret, record.as_ref()) {
+        if !opens(presented.secret, record.as_ref()) {
             return Err(ApiError::unauthorized("Invalid or revoked admin token."));
         }
         Ok(Operator { token_id: presented.key_id })
@@ -51,9 +51,9 @@ mod tests {
         let token = api_key::generate();
         let secret = api_key::parse_key(&token.token).unwrap().secret;
         let record = |revoked| AdminTokenRecord { id: token.key_id, secret_hash: token.secret_hash.clone(), revoked };
-        assert!(opens(&secret, Some(&record(false))));
+        assert!(opens(secret, Some(&record(false))));
         assert!(!opens("wrong", Some(&record(false))));
-        assert!(!opens(&secret, Some(&record(true))), "revoked");
-        assert!(!opens(&secret, None), "unknown id");
+        assert!(!opens(secret, Some(&record(true))), "revoked");
+        assert!(!opens(secret, None), "unknown id");
     }
 }

@@ -19,7 +19,6 @@
 //! reset reaches us) could cost. Bounded in entries and approximate bytes.
 use crate::domain::job::JobStatus;
 use crate::store::Job;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -86,10 +85,10 @@ struct State {
     seq: u64,
     /// The seq of the last notification that may have moved a queue.
     queue_seq: u64,
-    entries: HashMap<Uuid, Entry>,
+    entries: foldhash::HashMap<Uuid, Entry>,
     bytes: usize,
     /// id → the seq of its last change, for loads still in flight.
-    tombstones: HashMap<Uuid, u64>,
+    tombstones: foldhash::HashMap<Uuid, u64>,
     /// Tombstones up to this seq were forgotten: a ticket older than it is refused.
     forgotten_up_to: u64,
 }

@@ -3,7 +3,6 @@
 //! without tracking which write touched which job. Writes from other processes (the admin CLI
 //! raising limits, which can promote backlogged jobs) are seen within the TTL.
 use crate::store::Job;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,12 +16,12 @@ type Entry = (Arc<Job>, u64, Instant);
 pub struct JobCache {
     generation: AtomicU64,
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, Entry>>,
+    entries: RwLock<foldhash::HashMap<Uuid, Entry>>,
 }
 
 impl JobCache {
     pub fn new(ttl: Duration) -> JobCache {
-        JobCache { generation: AtomicU64::new(0), ttl, entries: RwLock::new(HashMap::new()) }
+        JobCache { generation: AtomicU64::new(0), ttl, entries: RwLock::default() }
     }
 
     /// Read before loading from the store, so a write that lands during the load invalidates it.
