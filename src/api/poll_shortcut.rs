@@ -55,18 +55,22 @@ impl Service<Request> for Api {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if job_poll(request.method(), request.uri().path()).is_none() {
+        let Some(polled) = job_poll(request.method(), request.uri().path()) else {
             return Either::Left(self.routes.call(request));
-        }
-        let mut poll = EveryRequest::for_route(ROUTE).layer(JobPoll { state: self.state.clone() });
+        };
+        // Copied out of the request, whose parts the extractors take (36 ASCII bytes).
+        let mut id = [0u8; 36];
+        id.copy_from_slice(polled.as_bytes());
+        let mut poll = EveryRequest::for_route(ROUTE).layer(JobPoll { state: self.state.clone(), id });
         Either::Right(poll.call(request))
     }
 }
 
-/// The handler of a request `job_poll` recognised.
+/// The handler of a request `job_poll` recognised, with the id it found.
 #[derive(Clone)]
 struct JobPoll {
     state: AppState,
+    id: [u8; 36],
 }
 
 impl Service<Request> for JobPoll {
@@ -79,12 +83,7 @@ impl Service<Request> for JobPoll {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let state = self.state.clone();
-        // The id, copied out of the request whose parts the extractors take (36 ASCII bytes).
-        let mut id = [0u8; 36];
-        if let Some(polled) = job_poll(request.method(), request.uri().path()) {
-            id.copy_from_slice(polled.as_bytes());
-        }
+        let (state, id) = (self.state.clone(), self.id);
         Box::pin(async move {
             let (mut parts, _body) = request.into_parts();
             let id = std::str::from_utf8(&id).unwrap_or_default();
