@@ -45,16 +45,22 @@ pub enum Change {
     Job { id: Uuid, queue: bool },
     /// Too many rows changed at once to name them (a bulk statement): drop everything.
     Everything,
-    /// Jobs may have entered, left or moved in a queue, which ones unknown here (this replica
-    /// raised an account's limits, promoting its backlog): no queued or backlogged entry holds.
+    /// Jobs may have entered, left or moved in a queue, which ones unknown (jobs were inserted,
+    /// or this replica raised an account's limits, promoting its backlog): no queued or
+    /// backlogged entry holds.
     Queues,
 }
 
 /// Parses a notification's payload: ids separated by commas, each followed by `q` when its
-/// queue membership may have changed, or `*` for everything. Unparseable parts count as `*`.
+/// queue membership may have changed; `Q` when queues moved (jobs were inserted); or `*` for
+/// everything. Unparseable parts count as `*`.
 pub fn parse_payload(payload: &str) -> Vec<Change> {
     let mut changes = Vec::new();
     for part in payload.split(',').filter(|p| !p.is_empty()) {
+        if part == "Q" {
+            changes.push(Change::Queues);
+            continue;
+        }
         let (id, queue) = match part.strip_suffix('q') {
             Some(id) => (id, true),
             None => (part, false),
@@ -364,6 +370,8 @@ mod tests {
             vec![Change::Job { id: a, queue: true }, Change::Job { id: b, queue: false }]
         );
         assert_eq!(parse_payload("*"), vec![Change::Everything]);
+        assert_eq!(parse_payload("Q"), vec![Change::Queues]);
+        assert_eq!(parse_payload("nonsense"), vec![Change::Everything]);
         assert_eq!(parse_payload(""), vec![]);
     }
 }
