@@ -112,10 +112,14 @@ async fn a_queued_jobs_place_in_line_moves_when_a_job_ahead_leaves_the_queue() {
     let place = |j: &Value| j["queue_position"].as_u64();
     assert_eq!(place(&b.job(&acct.key, &second).await), Some(2));
     assert_eq!(place(&b.job(&acct.key, &second).await), Some(2));
-    // The job ahead leaves the queue: the second job's own row did not change, its place did.
+    let heads_read = cache_lookups(&metrics(&b).await, "placed");
+    // The job ahead leaves the queue: the second job's own row did not change, its place did...
     let (status, _) = a.delete(&acct.key, &format!("/jobs/{first}")).await;
     assert_eq!(status, 200);
     poll_until(&b, &acct.key, &second, Duration::from_secs(2), |j| place(j) == Some(1)).await;
+    // ...counted again against the queue's head (the metrics registry is the test process's, so
+    // this shows that path ran; job_cache.rs's unit tests show what it answers).
+    assert!(cache_lookups(&metrics(&b).await, "placed") > heads_read, "the queue's head was read");
 }
 
 #[tokio::test(flavor = "multi_thread")]

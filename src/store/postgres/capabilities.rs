@@ -91,15 +91,16 @@ impl Jobs for PgStore {
         Ok(self.shared_job(account_id, id).await?.map(Arc::unwrap_or_clone))
     }
     async fn shared_job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
-        let job = match self.cached_job(id) {
+        let job = match self.cached_job_placed(id).await? {
             Some(hit) => Some(hit),
             None => {
                 let ticket = self.jobs.ticket();
-                let loaded = self.read(|c| Box::pin(rows::load_job(c, id))).await?.map(Arc::new);
-                if let Some(job) = &loaded {
-                    self.jobs.put(job.clone(), ticket);
-                }
-                loaded
+                let loaded = self.read(|c| Box::pin(rows::load_job_in_line(c, id))).await?;
+                loaded.map(|(job, queued_at)| {
+                    let job = Arc::new(job);
+                    self.jobs.put(job.clone(), queued_at, ticket);
+                    job
+                })
             }
         };
         Ok(job.filter(|j| j.account_id == account_id))
@@ -121,7 +122,8 @@ impl Jobs for PgStore {
         let ticket = self.jobs.ticket();
         let loaded = self.read(|c| Box::pin(async move { rows::load_watched(c, &missing).await })).await?;
         for job in loaded {
-            self.jobs.put(Arc::new(job.clone()), ticket);
+            // (without its queued time: a queue move makes the next tick read it again)
+            self.jobs.put(Arc::new(job.clone()), None, ticket);
             jobs.push(job);
         }
         Ok(jobs)

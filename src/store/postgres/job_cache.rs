@@ -11,7 +11,12 @@
 //!   stored: each load takes a [`Ticket`] first, and a notification leaves a tombstone (the
 //!   id's last change) that outranks older tickets.
 //! - A queued or backlogged job shows its place in line, which moves when any other job enters
-//!   or leaves the queue: such entries hold only while no notification flagged a queue change.
+//!   or leaves the queue: such a place holds only while no notification flagged a queue change.
+//!   After one, a queued job's row is still true (its own changes name it), so only its place
+//!   is counted again, against a copy of the queue's head ([`JobCache::put_head`]) read once per
+//!   queue move rather than once per poll (a fleet's queue moves with every lease and submit,
+//!   and at depth counting a place walks up to 1,000 entries of the queue's index). A
+//!   backlogged job is read again.
 //! - While the LISTEN connection is down notifications are lost: the cache is emptied and
 //!   stores nothing until it listens again, and a load that began before cannot be stored after.
 //!
@@ -75,10 +80,30 @@ pub fn parse_payload(payload: &str) -> Vec<Change> {
 
 struct Entry {
     job: Arc<Job>,
-    /// The ticket's seq it was loaded under (for queued jobs' places in line).
+    /// When it was queued (µs), for counting its place again.
+    queued_at: Option<i64>,
+    /// The seq its place in line was counted at (the ticket it was loaded under, or the head's).
     seq: u64,
     at: Instant,
     bytes: usize,
+}
+
+/// The queued times of the queue's first `QUEUE_POSITION_CAP` jobs, in order.
+struct Head {
+    queued_at: Vec<i64>,
+    /// The seq of the ticket it was read under: true while no queue moved since.
+    seq: u64,
+}
+
+/// What the cache has of a job.
+pub enum Lookup {
+    /// True as it is.
+    Hit(Arc<Job>),
+    /// Its row is true, but its place in line moved and the cache holds no current copy of the
+    /// queue's head: read one ([`JobCache::put_head`]) and look again.
+    NeedsHead,
+    /// Not held, or no longer true: read it.
+    Miss,
 }
 
 #[derive(Default)]
@@ -93,6 +118,7 @@ struct State {
     queue_seq: u64,
     entries: foldhash::HashMap<Uuid, Entry>,
     bytes: usize,
+    head: Option<Head>,
     /// id → the seq of its last change, for loads still in flight.
     tombstones: foldhash::HashMap<Uuid, u64>,
     /// Tombstones up to this seq were forgotten: a ticket older than it is refused.
@@ -127,28 +153,49 @@ impl JobCache {
         Ticket { epoch: state.epoch, seq: state.seq }
     }
 
-    /// The job if it is cached and still true.
+    /// The job if it is cached and still true (its place in line counted again if need be).
     pub fn get(&self, id: Uuid) -> Option<Arc<Job>> {
-        let state = self.lock();
-        if !state.listening {
-            return None;
+        match self.lookup(id) {
+            Lookup::Hit(job) => Some(job),
+            Lookup::NeedsHead | Lookup::Miss => None,
         }
-        let entry = state.entries.get(&id)?;
-        let fresh = entry.at.elapsed() < TTL && (!is_in_line(entry.job.status) || entry.seq >= state.queue_seq);
-        fresh.then(|| entry.job.clone())
     }
 
-    /// Keeps `job`, read from the store after `ticket` was taken, unless it may have changed since.
-    pub fn put(&self, job: Arc<Job>, ticket: Ticket) {
+    pub fn lookup(&self, id: Uuid) -> Lookup {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if !state.listening {
+            return Lookup::Miss;
+        }
+        let Some(entry) = state.entries.get_mut(&id) else { return Lookup::Miss };
+        if entry.at.elapsed() >= TTL {
+            return Lookup::Miss;
+        }
+        if !is_in_line(entry.job.status) || entry.seq >= state.queue_seq {
+            return Lookup::Hit(entry.job.clone());
+        }
+        let (JobStatus::Queued, Some(queued_at)) = (entry.job.status, entry.queued_at) else {
+            return Lookup::Miss;
+        };
+        let Some(head) = state.head.as_ref().filter(|h| h.seq >= state.queue_seq) else {
+            return Lookup::NeedsHead;
+        };
+        // As the store counts it: the queued jobs queued before this one, up to the cap.
+        let ahead = head.queued_at.partition_point(|&at| at < queued_at);
+        let mut job = Job::clone(&entry.job);
+        job.queue_position = Some(ahead as u64 + 1);
+        entry.job = Arc::new(job);
+        entry.seq = head.seq;
+        Lookup::Hit(entry.job.clone())
+    }
+
+    /// Keeps `job` (queued at `queued_at`), read from the store after `ticket` was taken, unless
+    /// it may have changed since. A place in line that may have moved since is counted again
+    /// when the job is next looked up.
+    pub fn put(&self, job: Arc<Job>, queued_at: Option<i64>, ticket: Ticket) {
         let mut state = self.lock();
         let changed_since = state.tombstones.get(&job.id).is_some_and(|&seq| seq > ticket.seq);
-        let moved_in_line = is_in_line(job.status) && state.queue_seq > ticket.seq;
-        if !state.listening
-            || ticket.epoch != state.epoch
-            || ticket.seq < state.forgotten_up_to
-            || changed_since
-            || moved_in_line
-        {
+        if !state.listening || ticket.epoch != state.epoch || ticket.seq < state.forgotten_up_to || changed_since {
             return;
         }
         let bytes = approx_bytes(&job);
@@ -157,9 +204,20 @@ impl JobCache {
         }
         let id = job.id;
         state.bytes += bytes;
-        if let Some(old) = state.entries.insert(id, Entry { job, seq: ticket.seq, at: Instant::now(), bytes }) {
+        let entry = Entry { job, queued_at, seq: ticket.seq, at: Instant::now(), bytes };
+        if let Some(old) = state.entries.insert(id, entry) {
             state.bytes -= old.bytes;
         }
+    }
+
+    /// Keeps the queue's head (`QUEUE_POSITION_CAP` queued times at most, in order), read from the
+    /// store after `ticket` was taken, unless a queue moved since.
+    pub fn put_head(&self, queued_at: Vec<i64>, ticket: Ticket) {
+        let mut state = self.lock();
+        if !state.listening || ticket.epoch != state.epoch || state.queue_seq > ticket.seq {
+            return;
+        }
+        state.head = Some(Head { queued_at, seq: ticket.seq });
     }
 
     /// Applies one notification.
@@ -213,6 +271,7 @@ impl State {
     fn drop_all(&mut self) {
         self.epoch += 1;
         self.entries.clear();
+        self.head = None;
         self.bytes = 0;
         self.tombstones.clear();
         self.forgotten_up_to = self.seq;
@@ -257,7 +316,7 @@ mod tests {
     fn a_job_read_before_any_change_is_answered_until_it_changes() {
         let cache = listening();
         let running = job(JobStatus::Sampling);
-        cache.put(running.clone(), cache.ticket());
+        cache.put(running.clone(), None, cache.ticket());
         assert_eq!(cache.get(running.id).map(|j| j.id), Some(running.id));
         // Another job's change leaves it.
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
@@ -273,38 +332,65 @@ mod tests {
         let ticket = cache.ticket();
         // The job changes (and its notification arrives) while the load is in flight.
         cache.invalidate(&[Change::Job { id: running.id, queue: false }]);
-        cache.put(running.clone(), ticket);
+        cache.put(running.clone(), None, ticket);
         assert!(cache.get(running.id).is_none());
         // A load begun after the notification is kept.
-        cache.put(running.clone(), cache.ticket());
+        cache.put(running.clone(), None, cache.ticket());
         assert!(cache.get(running.id).is_some());
     }
 
     #[test]
-    fn a_queued_job_holds_only_while_no_queue_moved() {
+    fn a_queued_jobs_place_is_counted_again_against_the_head_once_a_queue_moved() {
         let cache = listening();
         let queued = job(JobStatus::Queued);
-        cache.put(queued.clone(), cache.ticket());
-        assert!(cache.get(queued.id).is_some());
+        cache.put(queued.clone(), Some(500), cache.ticket());
+        assert!(matches!(cache.lookup(queued.id), Lookup::Hit(_)));
         // Progress of some running job does not move the queue...
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: false }]);
-        assert!(cache.get(queued.id).is_some());
-        // ...a lease of another job does (its place in line changed).
+        assert!(matches!(cache.lookup(queued.id), Lookup::Hit(_)));
+        // ...a lease of another job does: its place is counted again, against a head read after it.
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
-        assert!(cache.get(queued.id).is_none());
-        // And a load that began before that move is not kept either.
-        let ticket = cache.ticket();
+        assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
+        let stale = cache.ticket();
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
-        cache.put(queued.clone(), ticket);
-        assert!(cache.get(queued.id).is_none());
+        cache.put_head(vec![100, 200], stale);
+        assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead), "a head read before the last move is not kept");
+        cache.put_head(vec![100, 200, 500, 600], cache.ticket());
+        let Lookup::Hit(placed) = cache.lookup(queued.id) else { panic!("the head is current") };
+        assert_eq!(placed.queue_position, Some(3), "two queued before it");
+        assert_eq!(placed.id, queued.id);
+        assert!(matches!(cache.lookup(queued.id), Lookup::Hit(j) if Arc::ptr_eq(&j, &placed)), "counted once per move");
+        // Its own change still drops it.
+        cache.invalidate(&[Change::Job { id: queued.id, queue: true }]);
+        assert!(matches!(cache.lookup(queued.id), Lookup::Miss));
+    }
+
+    #[test]
+    fn a_place_is_capped_like_the_stores_count_and_a_backlogged_job_is_read_again() {
+        let cache = listening();
+        let (far, backlogged) = (job(JobStatus::Queued), job(JobStatus::Backlogged));
+        cache.put(far.clone(), Some(i64::MAX), cache.ticket());
+        cache.put(backlogged.clone(), None, cache.ticket());
+        cache.invalidate(&[Change::Queues]);
+        let cap = crate::store::codec::QUEUE_POSITION_CAP;
+        cache.put_head((0..cap).collect(), cache.ticket());
+        let Lookup::Hit(placed) = cache.lookup(far.id) else { panic!("the head is current") };
+        assert_eq!(placed.queue_position, Some(cap as u64 + 1), "more than the cap ahead");
+        assert!(matches!(cache.lookup(backlogged.id), Lookup::Miss), "its place is counted in its account's backlog");
+        // A lost connection drops the head with everything else.
+        cache.deaf();
+        cache.listening();
+        cache.put(far.clone(), Some(i64::MAX), cache.ticket());
+        cache.invalidate(&[Change::Queues]);
+        assert!(matches!(cache.lookup(far.id), Lookup::NeedsHead));
     }
 
     #[test]
     fn raised_limits_drop_what_is_in_line_and_keep_the_rest() {
         let cache = listening();
         let (backlogged, done) = (job(JobStatus::Backlogged), job(JobStatus::Completed));
-        cache.put(backlogged.clone(), cache.ticket());
-        cache.put(done.clone(), cache.ticket());
+        cache.put(backlogged.clone(), None, cache.ticket());
+        cache.put(done.clone(), None, cache.ticket());
         cache.invalidate(&[Change::Queues]);
         assert!(cache.get(backlogged.id).is_none(), "it may have been promoted");
         assert!(cache.get(done.id).is_some());
@@ -314,17 +400,17 @@ mod tests {
     fn while_deaf_nothing_is_answered_or_kept_and_older_loads_stay_out() {
         let cache = listening();
         let done = job(JobStatus::Completed);
-        cache.put(done.clone(), cache.ticket());
+        cache.put(done.clone(), None, cache.ticket());
         let before = cache.ticket();
         cache.deaf();
         assert!(cache.get(done.id).is_none());
-        cache.put(done.clone(), cache.ticket());
+        cache.put(done.clone(), None, cache.ticket());
         assert_eq!(cache.len(), 0);
         cache.listening();
         // A load that began before the connection was lost may hold a missed change.
-        cache.put(done.clone(), before);
+        cache.put(done.clone(), None, before);
         assert!(cache.get(done.id).is_none());
-        cache.put(done.clone(), cache.ticket());
+        cache.put(done.clone(), None, cache.ticket());
         assert!(cache.get(done.id).is_some());
     }
 
@@ -332,11 +418,11 @@ mod tests {
     fn everything_drops_every_entry_and_every_load_in_flight() {
         let cache = listening();
         let done = job(JobStatus::Completed);
-        cache.put(done.clone(), cache.ticket());
+        cache.put(done.clone(), None, cache.ticket());
         let ticket = cache.ticket();
         cache.invalidate(&[Change::Everything]);
         assert!(cache.get(done.id).is_none());
-        cache.put(done.clone(), ticket);
+        cache.put(done.clone(), None, ticket);
         assert!(cache.get(done.id).is_none());
     }
 
@@ -348,7 +434,7 @@ mod tests {
         for _ in 0..=MAX_TOMBSTONES {
             cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: false }]);
         }
-        cache.put(done.clone(), ticket);
+        cache.put(done.clone(), None, ticket);
         assert!(cache.get(done.id).is_none());
     }
 
@@ -356,7 +442,7 @@ mod tests {
     fn entries_are_bounded() {
         let cache = listening();
         for _ in 0..MAX_ENTRIES + 10 {
-            cache.put(job(JobStatus::Completed), cache.ticket());
+            cache.put(job(JobStatus::Completed), None, cache.ticket());
         }
         assert!(cache.len() <= MAX_ENTRIES);
     }

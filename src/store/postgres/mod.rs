@@ -58,6 +58,9 @@ pub struct PgStore {
     webhook_signal: Arc<Notify>,
     /// Jobs read recently, dropped as the LISTEN connection hears they changed.
     jobs: Arc<job_cache::JobCache>,
+    /// Held while the queue's head is read for the cache: polls that need it at once wait for
+    /// one read instead of each making its own.
+    head_read: tokio::sync::Mutex<()>,
     /// Submits go through the batchers (group commit, submit_batch.rs).
     submits: flume::Sender<submit_batch::Pending>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -116,7 +119,7 @@ impl PgStore {
         let mut tasks = vec![tokio::spawn(listen(pool.clone(), signals))];
         let (submits, batchers) = submit_batch::spawn(pool.clone());
         tasks.extend(batchers);
-        Ok(PgStore { pool, queue_signal, webhook_signal, jobs, submits, tasks })
+        Ok(PgStore { pool, queue_signal, webhook_signal, jobs, head_read: Default::default(), submits, tasks })
     }
 
     async fn tx<T: Send>(
@@ -132,6 +135,33 @@ impl PgStore {
         let outcome = if job.is_some() { "hit" } else { "miss" };
         metrics::counter!("ltx_job_cache_lookups_total", "outcome" => outcome).increment(1);
         job
+    }
+
+    /// `cached_job`, and for a queued job whose place in line moved, its place counted again
+    /// against the queue's head, read once per queue move by one caller while the others wait
+    /// for it (outcome `placed` for that one).
+    async fn cached_job_placed(&self, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
+        let mut outcome = "hit";
+        let mut lookup = self.jobs.lookup(id);
+        if let job_cache::Lookup::NeedsHead = lookup {
+            let _one_read = self.head_read.lock().await;
+            lookup = self.jobs.lookup(id);
+            if let job_cache::Lookup::NeedsHead = lookup {
+                let ticket = self.jobs.ticket();
+                let head = self.read(|c| Box::pin(rows::queue_head(c))).await?;
+                self.jobs.put_head(head, ticket);
+                (outcome, lookup) = ("placed", self.jobs.lookup(id));
+            }
+        }
+        let job = match lookup {
+            job_cache::Lookup::Hit(job) => Some(job),
+            job_cache::Lookup::NeedsHead | job_cache::Lookup::Miss => {
+                outcome = "miss";
+                None
+            }
+        };
+        metrics::counter!("ltx_job_cache_lookups_total", "outcome" => outcome).increment(1);
+        Ok(job)
     }
 
     /// Drops a job this replica just changed, before answering the caller: the trigger's

@@ -79,7 +79,7 @@ pub fn select_ranked() -> String {
             .replace("$CAP", &crate::store::codec::QUEUE_POSITION_CAP.to_string())
             .replace("BACKLOGGED", &status_sql(JobStatus::Backlogged))
             .replace("QUEUED", &status_sql(JobStatus::Queued));
-        format!("SELECT {JOB_COLUMNS}, {ahead} FROM jobs j")
+        format!("SELECT {JOB_COLUMNS}, j.queued_at, {ahead} FROM jobs j")
     });
     SELECT.clone()
 }
@@ -120,6 +120,12 @@ pub fn ranked_job_from_row(row: &PgRow) -> StoreResult<Job> {
 
 /// Loads a job by id (any account) with its place in line and webhook state filled in.
 pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>> {
+    Ok(load_job_in_line(c, id).await?.map(|(job, _)| job))
+}
+
+/// `load_job`, with the job's `queued_at` (µs; `None` when it never was queued): what its place in
+/// line is counted from.
+pub async fn load_job_in_line(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<(Job, Option<i64>)>> {
     let row = sqlx::query(&format!("{} WHERE j.id = $1", select_ranked()))
         .bind(id)
         .fetch_optional(&mut *c)
@@ -127,10 +133,24 @@ pub async fn load_job(c: &mut PgConnection, id: Uuid) -> StoreResult<Option<Job>
         .map_err(pg_err)?;
     let Some(row) = row else { return Ok(None) };
     let mut job = ranked_job_from_row(&row)?;
+    let queued_at: Option<i64> = row.try_get("queued_at").map_err(bad_column)?;
     if job.webhook_url.is_some() && job.status.is_terminal() {
         job.webhook = super::webhooks::state_of(c, job.id).await?;
     }
-    Ok(Some(job))
+    Ok(Some((job, queued_at)))
+}
+
+/// The queued times of the queue's head, in order: its first `QUEUE_POSITION_CAP` entries, what
+/// a queued job's place is counted against (the walk in `select_ranked`).
+pub async fn queue_head(c: &mut PgConnection) -> StoreResult<Vec<i64>> {
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT queued_at FROM jobs WHERE status = {} ORDER BY queued_at LIMIT {}",
+            status_sql(JobStatus::Queued),
+            crate::store::codec::QUEUE_POSITION_CAP
+        )
+    });
+    sqlx::query_scalar(&SELECT).fetch_all(c).await.map_err(pg_err)
 }
 
 /// Loads the jobs of these (account, id) pairs in one query, each as `load_job` would.
