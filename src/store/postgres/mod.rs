@@ -61,6 +61,8 @@ pub struct PgStore {
     /// Held while the queue's head is read for the cache: polls that need it at once wait for
     /// one read instead of each making its own.
     head_read: tokio::sync::Mutex<()>,
+    /// Reads of the queue's head so far (a waiter seeing it moved does not read it again).
+    heads_read: std::sync::atomic::AtomicU64,
     /// Submits go through the batchers (group commit, submit_batch.rs).
     submits: flume::Sender<submit_batch::Pending>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -119,7 +121,16 @@ impl PgStore {
         let mut tasks = vec![tokio::spawn(listen(pool.clone(), signals))];
         let (submits, batchers) = submit_batch::spawn(pool.clone());
         tasks.extend(batchers);
-        Ok(PgStore { pool, queue_signal, webhook_signal, jobs, head_read: Default::default(), submits, tasks })
+        Ok(PgStore {
+            pool,
+            queue_signal,
+            webhook_signal,
+            jobs,
+            head_read: Default::default(),
+            heads_read: Default::default(),
+            submits,
+            tasks,
+        })
     }
 
     async fn tx<T: Send>(
@@ -139,17 +150,22 @@ impl PgStore {
 
     /// `cached_job`, and for a queued job whose place in line moved, its place counted again
     /// against the queue's head, read once per queue move by one caller while the others wait
-    /// for it (outcome `placed` for that one).
+    /// for it (outcome `placed` for that one). A waiter that finds the queue moved again during
+    /// the read it waited for reads the job itself (`miss`): were it to read the head in turn,
+    /// a queue moving faster than its head is read would have polls read it one at a time.
     async fn cached_job_placed(&self, id: Uuid) -> StoreResult<Option<Arc<Job>>> {
+        use std::sync::atomic::Ordering::SeqCst;
         let mut outcome = "hit";
         let mut lookup = self.jobs.lookup(id);
         if let job_cache::Lookup::NeedsHead = lookup {
+            let reads_before = self.heads_read.load(SeqCst);
             let _one_read = self.head_read.lock().await;
             lookup = self.jobs.lookup(id);
-            if let job_cache::Lookup::NeedsHead = lookup {
+            if matches!(lookup, job_cache::Lookup::NeedsHead) && self.heads_read.load(SeqCst) == reads_before {
                 let ticket = self.jobs.ticket();
-                let head = self.read(|c| Box::pin(rows::queue_head(c))).await?;
-                self.jobs.put_head(head, ticket);
+                let head = self.read(|c| Box::pin(rows::queue_head(c))).await;
+                self.heads_read.fetch_add(1, SeqCst);
+                self.jobs.put_head(head?, ticket);
                 (outcome, lookup) = ("placed", self.jobs.lookup(id));
             }
         }
