@@ -161,6 +161,8 @@ impl JobCache {
         }
     }
 
+    /// What the cache has of the job; a queued job whose place moved has it counted again
+    /// against the queue's head when the cache holds a current one.
     pub fn lookup(&self, id: Uuid) -> Lookup {
         let mut guard = self.lock();
         let state = &mut *guard;
