@@ -93,8 +93,8 @@ pub fn select_ranked_page() -> String {
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let (queued, cap) = (status_sql(JobStatus::Queued), crate::store::codec::QUEUE_POSITION_CAP);
         let head = format!(
-            "WITH head AS MATERIALIZED (SELECT array_agg(queued_at ORDER BY queued_at) AS at FROM \
-             (SELECT queued_at FROM jobs WHERE status = {queued} ORDER BY queued_at LIMIT {cap}) h)"
+            "WITH head AS MATERIALIZED (SELECT array_agg(queued_at ORDER BY queued_at) AS at FROM ({}) h)",
+            *SELECT_QUEUE_HEAD
         );
         let walk = format!(
             "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = {queued} \
@@ -142,15 +142,17 @@ pub async fn load_job_in_line(c: &mut PgConnection, id: Uuid) -> StoreResult<Opt
 
 /// The queued times of the queue's head, in order: its first `QUEUE_POSITION_CAP` entries, what
 /// a queued job's place is counted against (the walk in `select_ranked`).
+static SELECT_QUEUE_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT queued_at FROM jobs WHERE status = {} ORDER BY queued_at LIMIT {}",
+        status_sql(JobStatus::Queued),
+        crate::store::codec::QUEUE_POSITION_CAP
+    )
+});
+
+/// `SELECT_QUEUE_HEAD`, read for the job cache.
 pub async fn queue_head(c: &mut PgConnection) -> StoreResult<Vec<i64>> {
-    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "SELECT queued_at FROM jobs WHERE status = {} ORDER BY queued_at LIMIT {}",
-            status_sql(JobStatus::Queued),
-            crate::store::codec::QUEUE_POSITION_CAP
-        )
-    });
-    sqlx::query_scalar(&SELECT).fetch_all(c).await.map_err(pg_err)
+    sqlx::query_scalar(&SELECT_QUEUE_HEAD).fetch_all(c).await.map_err(pg_err)
 }
 
 /// Loads the jobs of these (account, id) pairs in one query, each as `load_job` would.
