@@ -122,6 +122,53 @@ async fn a_queued_jobs_place_in_line_moves_when_a_job_ahead_leaves_the_queue() {
     assert!(cache_lookups(&metrics(&b).await, "placed") > heads_read, "the queue's head was read");
 }
 
+async fn set_status(db: &crate::pg::TestDatabase, id: &str, status: &str) {
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = $1 WHERE id = $2::uuid")
+        .bind(status)
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
+async fn places_follow_every_move_the_store_announces_through_a_cached_head() {
+    // B's copy of the queue's head is patched from each update's notification (leases,
+    // hand-backs), not read again: the places it answers must still be the store's.
+    let db = crate::pg::TestDatabase::create().await;
+    let a = replica(&db).await;
+    let b = replica(&db).await;
+    let acct = a.account_with_limits("5", 10, 100).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(job_id(&a.submit_ok(&acct.key, quick(&format!("job {n}"))).await));
+    }
+    let last = &ids[3];
+    let place = |j: &Value| j["queue_position"].as_u64();
+    let within = Duration::from_secs(2);
+    poll_until(&b, &acct.key, last, within, |j| place(j) == Some(4)).await;
+    // Leases (raw statements, as from another process) move it up...
+    set_status(&db, &ids[0], "scheduled").await;
+    poll_until(&b, &acct.key, last, within, |j| place(j) == Some(3)).await;
+    set_status(&db, &ids[1], "scheduled").await;
+    poll_until(&b, &acct.key, last, within, |j| place(j) == Some(2)).await;
+    // ...a job queued again at its old time enters ahead of it, and one that leaves the queue
+    // for good moves it up again.
+    set_status(&db, &ids[0], "queued").await;
+    poll_until(&b, &acct.key, last, within, |j| place(j) == Some(3)).await;
+    set_status(&db, &ids[2], "cancelled").await;
+    poll_until(&b, &acct.key, last, within, |j| place(j) == Some(2)).await;
+    // Every place B answered from memory is the one the store counts: ask a fresh replica.
+    let c = replica(&db).await;
+    for id in [&ids[0], &ids[3]] {
+        let (from_b, from_c) = (b.job(&acct.key, id).await, c.job(&acct.key, id).await);
+        assert_eq!(place(&from_b), place(&from_c), "{id}: {from_b} / {from_c}");
+    }
+    assert_eq!(place(&b.job(&acct.key, &ids[0]).await), Some(1));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn after_the_listen_connection_is_killed_no_poll_is_answered_stale() {

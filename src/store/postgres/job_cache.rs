@@ -13,10 +13,14 @@
 //! - A queued or backlogged job shows its place in line, which moves when any other job enters
 //!   or leaves the queue: such a place holds only while no notification flagged a queue change.
 //!   After one, a queued job's row is still true (its own changes name it), so only its place
-//!   is counted again, against a copy of the queue's head ([`JobCache::put_head`]) read once per
-//!   queue move rather than once per poll (a fleet's queue moves with every lease and submit,
-//!   and at depth counting a place walks up to 1,000 entries of the queue's index). A
-//!   backlogged job is read again.
+//!   is counted again, against a copy of the queue's head ([`JobCache::put_head`]) rather than
+//!   once per poll (a fleet's queue moves with every lease and submit, and at depth counting a
+//!   place walks up to 1,000 entries of the queue's index). A notification says how its job
+//!   entered or left the queue (schema_job_notify_moves.sql: submits, leases, hand-backs,
+//!   promotions), and the copy is patched with it; it is read again only after a move left
+//!   unsaid (a job inserted one by one or deleted; this replica's own change, before its
+//!   notification) or once as many jobs left it as it held beyond the cap. A backlogged job is
+//!   read again.
 //! - While the LISTEN connection is down notifications are lost: the cache is emptied and
 //!   stores nothing until it listens again, and a load that began before cannot be stored after.
 //!
@@ -54,28 +58,42 @@ pub enum Change {
     /// or this replica raised an account's limits, promoting its backlog): no queued or
     /// backlogged entry holds.
     Queues,
+    /// This job entered or left a line: it left the FIFO queue (it had been queued at `left`,
+    /// µs) and/or entered it (queued at `entered`); both `None` when only a backlog moved.
+    /// Enough to patch a copy of the queue's head.
+    Moved { id: Uuid, left: Option<i64>, entered: Option<i64> },
 }
 
-/// Parses a notification's payload: ids separated by commas, each followed by `q` when its
-/// queue membership may have changed; `Q` when queues moved (jobs were inserted); or `*` for
+/// Parses a notification's payload (schema_job_notify_moves.sql): ids separated by commas, each
+/// followed by `q` when a line may have moved in ways unsaid, or by `m<left>/<entered>` when it
+/// left and/or entered the FIFO queue; `Q` when queues moved (jobs were inserted); or `*` for
 /// everything. Unparseable parts count as `*`.
 pub fn parse_payload(payload: &str) -> Vec<Change> {
     let mut changes = Vec::new();
     for part in payload.split(',').filter(|p| !p.is_empty()) {
-        if part == "Q" {
-            changes.push(Change::Queues);
-            continue;
-        }
-        let (id, queue) = match part.strip_suffix('q') {
-            Some(id) => (id, true),
-            None => (part, false),
-        };
-        match Uuid::parse_str(id) {
-            Ok(id) => changes.push(Change::Job { id, queue }),
-            Err(_) => return vec![Change::Everything],
+        match parse_part(part) {
+            Some(change) => changes.push(change),
+            None => return vec![Change::Everything],
         }
     }
     changes
+}
+
+fn parse_part(part: &str) -> Option<Change> {
+    if part == "Q" {
+        return Some(Change::Queues);
+    }
+    let id_len = part.find(['q', 'm']).unwrap_or(part.len());
+    let id = Uuid::parse_str(&part[..id_len]).ok()?;
+    let time = |s: &str| if s.is_empty() { Some(None) } else { s.parse().ok().map(Some) };
+    match &part[id_len..] {
+        "" => Some(Change::Job { id, queue: false }),
+        "q" => Some(Change::Job { id, queue: true }),
+        moved => {
+            let (left, entered) = moved.strip_prefix('m')?.split_once('/')?;
+            Some(Change::Moved { id, left: time(left)?, entered: time(entered)? })
+        }
+    }
 }
 
 struct Entry {
@@ -88,12 +106,57 @@ struct Entry {
     bytes: usize,
 }
 
-/// The queued times of the queue's first `QUEUE_POSITION_CAP` jobs, in order.
+/// How many of the queue's first jobs a head holds when read: twice the cap, so that it still
+/// holds the cap's worth after as many jobs leave the queue as the cap, patched by their
+/// notifications, before it must be read again.
+pub const HEAD_LEN: i64 = 2 * crate::store::codec::QUEUE_POSITION_CAP;
+
+/// The queue's first jobs, as (queued time, id) in order: exactly its first `entries.len()`, or
+/// all of it when `whole`.
 struct Head {
-    queued_at: Vec<i64>,
-    /// The seq of the ticket it was read under: true while no queue moved since.
+    entries: Vec<(i64, Uuid)>,
+    whole: bool,
+    /// The seq it is true at: while it is not older than the last queue move.
     seq: u64,
 }
+
+impl Head {
+    /// Applies a job's move in the queue. Idempotent, so a move the read already saw (its
+    /// notification arrived after the read) changes nothing.
+    fn apply(&mut self, id: Uuid, left: Option<i64>, entered: Option<i64>) {
+        if let Some(at) = left {
+            if let Ok(i) = self.entries.binary_search(&(at, id)) {
+                self.entries.remove(i);
+            }
+        }
+        if let Some(at) = entered {
+            // Past the last entry it is behind what the head holds (unless it holds everything).
+            let within = self.whole || self.entries.last().is_some_and(|&last| (at, id) < last);
+            if let (true, Err(i)) = (within, self.entries.binary_search(&(at, id))) {
+                self.entries.insert(i, (at, id));
+            }
+        }
+    }
+
+    /// How many queued jobs were queued before `queued_at` (capped), when the head can tell.
+    fn ahead_of(&self, queued_at: i64) -> Option<usize> {
+        let cap = crate::store::codec::QUEUE_POSITION_CAP as usize;
+        let ahead = self.entries.partition_point(|&(at, _)| at < queued_at);
+        // A time past the last entry may have jobs beyond the head before it too.
+        let told = self.whole || ahead < self.entries.len() || ahead >= cap;
+        told.then_some(ahead.min(cap))
+    }
+}
+
+/// A move in the queue, kept so that a head read while it happened can have it applied.
+struct Move {
+    seq: u64,
+    id: Uuid,
+    left: Option<i64>,
+    entered: Option<i64>,
+}
+/// Moves kept for heads in flight: more than arrive during one read of the head.
+const MAX_MOVES: usize = 4096;
 
 /// What the cache has of a job.
 pub enum Lookup {
@@ -116,6 +179,12 @@ struct State {
     seq: u64,
     /// The seq of the last notification that may have moved a queue.
     queue_seq: u64,
+    /// The seq of the last one that moved the FIFO queue in a way unsaid (a head cannot be patched).
+    unsaid_move_seq: u64,
+    /// The latest moves that can patch a head, oldest first; those up to `moves_forgotten_up_to`
+    /// were dropped.
+    moves: std::collections::VecDeque<Move>,
+    moves_forgotten_up_to: u64,
     entries: foldhash::HashMap<Uuid, Entry>,
     bytes: usize,
     head: Option<Head>,
@@ -179,11 +248,12 @@ impl JobCache {
         let (JobStatus::Queued, Some(queued_at)) = (entry.job.status, entry.queued_at) else {
             return Lookup::Miss;
         };
-        let Some(head) = state.head.as_ref().filter(|h| h.seq >= state.queue_seq) else {
+        // As the store counts it: the queued jobs queued before this one, up to the cap.
+        let Some((head, ahead)) =
+            state.head.as_ref().filter(|h| h.seq >= state.queue_seq).and_then(|h| Some((h, h.ahead_of(queued_at)?)))
+        else {
             return Lookup::NeedsHead;
         };
-        // As the store counts it: the queued jobs queued before this one, up to the cap.
-        let ahead = head.queued_at.partition_point(|&at| at < queued_at);
         let mut job = Job::clone(&entry.job);
         job.queue_position = Some(ahead as u64 + 1);
         entry.job = Arc::new(job);
@@ -212,38 +282,52 @@ impl JobCache {
         }
     }
 
-    /// Keeps the queue's head (`QUEUE_POSITION_CAP` queued times at most, in order), read from the
-    /// store after `ticket` was taken, unless a queue moved since.
-    pub fn put_head(&self, queued_at: Vec<i64>, ticket: Ticket) {
-        let mut state = self.lock();
-        if !state.listening || ticket.epoch != state.epoch || state.queue_seq > ticket.seq {
+    /// Keeps the queue's head (its first [`HEAD_LEN`] jobs at most, as (queued time, id) in
+    /// order), read from the store after `ticket` was taken, with the moves announced since
+    /// applied; unless one since was unsaid.
+    pub fn put_head(&self, entries: Vec<(i64, Uuid)>, ticket: Ticket) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let unsaid_since = state.unsaid_move_seq > ticket.seq || state.moves_forgotten_up_to > ticket.seq;
+        if !state.listening || ticket.epoch != state.epoch || unsaid_since {
             return;
         }
-        state.head = Some(Head { queued_at, seq: ticket.seq });
+        let whole = (entries.len() as i64) < HEAD_LEN;
+        let mut head = Head { entries, whole, seq: state.seq };
+        for m in state.moves.iter().filter(|m| m.seq > ticket.seq) {
+            head.apply(m.id, m.left, m.entered);
+        }
+        state.head = Some(head);
     }
 
     /// Applies one notification.
     pub fn invalidate(&self, changes: &[Change]) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         for change in changes {
             state.seq += 1;
             let seq = state.seq;
             match *change {
                 Change::Job { id, queue } => {
-                    if let Some(old) = state.entries.remove(&id) {
-                        state.bytes -= old.bytes;
-                    }
+                    state.forget(id, seq);
                     if queue {
-                        state.queue_seq = seq;
+                        state.queue_moved_unsaid(seq);
                     }
-                    if state.tombstones.len() >= MAX_TOMBSTONES {
-                        state.tombstones.clear();
-                        state.forgotten_up_to = seq;
-                    }
-                    state.tombstones.insert(id, seq);
                 }
                 Change::Everything => state.drop_all(),
-                Change::Queues => state.queue_seq = seq,
+                Change::Queues => state.queue_moved_unsaid(seq),
+                Change::Moved { id, left, entered } => {
+                    state.forget(id, seq);
+                    if let Some(head) = state.head.as_mut().filter(|h| h.seq >= state.queue_seq) {
+                        head.apply(id, left, entered);
+                        head.seq = seq;
+                    }
+                    state.queue_seq = seq;
+                    if state.moves.len() >= MAX_MOVES {
+                        state.moves_forgotten_up_to = state.moves.pop_front().map_or(seq, |m| m.seq);
+                    }
+                    state.moves.push_back(Move { seq, id, left, entered });
+                }
             }
         }
     }
@@ -269,11 +353,30 @@ impl JobCache {
 }
 
 impl State {
+    /// Drops the job's entry, and any load of it in flight.
+    fn forget(&mut self, id: Uuid, seq: u64) {
+        if let Some(old) = self.entries.remove(&id) {
+            self.bytes -= old.bytes;
+        }
+        if self.tombstones.len() >= MAX_TOMBSTONES {
+            self.tombstones.clear();
+            self.forgotten_up_to = seq;
+        }
+        self.tombstones.insert(id, seq);
+    }
+
+    /// A queue moved in a way no head can be patched with: it must be read again.
+    fn queue_moved_unsaid(&mut self, seq: u64) {
+        self.queue_seq = seq;
+        self.unsaid_move_seq = seq;
+    }
+
     /// Forgets every entry, and every load in flight (they may hold what a lost notification changed).
     fn drop_all(&mut self) {
         self.epoch += 1;
         self.entries.clear();
         self.head = None;
+        self.moves.clear();
         self.bytes = 0;
         self.tombstones.clear();
         self.forgotten_up_to = self.seq;
@@ -306,6 +409,21 @@ mod tests {
 
     fn job(status: JobStatus) -> Arc<Job> {
         Arc::new(crate::store::fixtures::job(status))
+    }
+
+    /// A head of jobs queued at these times (whole: shorter than a read's limit).
+    fn head(times: &[i64]) -> Vec<(i64, Uuid)> {
+        let mut entries: Vec<_> = times.iter().map(|&at| (at, Uuid::new_v4())).collect();
+        entries.sort();
+        entries
+    }
+
+    fn place(cache: &JobCache, id: Uuid) -> Option<u64> {
+        match cache.lookup(id) {
+            Lookup::Hit(job) => job.queue_position,
+            Lookup::NeedsHead => panic!("the head should have told"),
+            Lookup::Miss => panic!("the job should be held"),
+        }
     }
 
     fn listening() -> JobCache {
@@ -355,9 +473,9 @@ mod tests {
         assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
         let stale = cache.ticket();
         cache.invalidate(&[Change::Job { id: Uuid::new_v4(), queue: true }]);
-        cache.put_head(vec![100, 200], stale);
+        cache.put_head(head(&[100, 200]), stale);
         assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead), "a head read before the last move is not kept");
-        cache.put_head(vec![100, 200, 500, 600], cache.ticket());
+        cache.put_head(head(&[100, 200, 500, 600]), cache.ticket());
         let Lookup::Hit(placed) = cache.lookup(queued.id) else { panic!("the head is current") };
         assert_eq!(placed.queue_position, Some(3), "two queued before it");
         assert_eq!(placed.id, queued.id);
@@ -375,7 +493,7 @@ mod tests {
         cache.put(backlogged.clone(), None, cache.ticket());
         cache.invalidate(&[Change::Queues]);
         let cap = crate::store::codec::QUEUE_POSITION_CAP;
-        cache.put_head((0..cap).collect(), cache.ticket());
+        cache.put_head(head(&(0..cap).collect::<Vec<_>>()), cache.ticket());
         let Lookup::Hit(placed) = cache.lookup(far.id) else { panic!("the head is current") };
         assert_eq!(placed.queue_position, Some(cap as u64 + 1), "more than the cap ahead");
         assert!(matches!(cache.lookup(backlogged.id), Lookup::Miss), "its place is counted in its account's backlog");
@@ -385,6 +503,88 @@ mod tests {
         cache.put(far.clone(), Some(i64::MAX), cache.ticket());
         cache.invalidate(&[Change::Queues]);
         assert!(matches!(cache.lookup(far.id), Lookup::NeedsHead));
+    }
+
+    #[test]
+    fn moves_the_store_announces_patch_the_head_without_reading_it_again() {
+        let cache = listening();
+        let queued = job(JobStatus::Queued);
+        cache.put(queued.clone(), Some(500), cache.ticket());
+        cache.invalidate(&[Change::Queues]);
+        let entries = head(&[100, 200, 300, 500]);
+        cache.put_head(entries.clone(), cache.ticket());
+        assert_eq!(place(&cache, queued.id), Some(4));
+        // The first job is leased, and one handed back enters behind this one: no read needed.
+        let (first, second) = (entries[0], entries[1]);
+        cache.invalidate(&[Change::Moved { id: first.1, left: Some(first.0), entered: None }]);
+        assert_eq!(place(&cache, queued.id), Some(3));
+        cache.invalidate(&[Change::Moved { id: Uuid::new_v4(), left: None, entered: Some(900) }]);
+        assert_eq!(place(&cache, queued.id), Some(3));
+        // One enters ahead of it (a job queued again with its old time, say)...
+        cache.invalidate(&[Change::Moved { id: Uuid::new_v4(), left: None, entered: Some(150) }]);
+        assert_eq!(place(&cache, queued.id), Some(4));
+        // ...and a move announced again (its read raced its notification) counts once.
+        cache.invalidate(&[Change::Moved { id: second.1, left: Some(second.0), entered: None }]);
+        cache.invalidate(&[Change::Moved { id: second.1, left: Some(second.0), entered: None }]);
+        assert_eq!(place(&cache, queued.id), Some(3));
+        // A move the store could not say (an insert) needs the head read again.
+        cache.invalidate(&[Change::Queues]);
+        assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
+    }
+
+    #[test]
+    fn a_head_read_while_jobs_moved_has_their_moves_applied() {
+        let cache = listening();
+        let queued = job(JobStatus::Queued);
+        cache.put(queued.clone(), Some(500), cache.ticket());
+        let entries = head(&[100, 200, 300]);
+        let ticket = cache.ticket();
+        // The first job leaves during the read, whose snapshot may or may not include it.
+        let first = entries[0];
+        cache.invalidate(&[Change::Moved { id: first.1, left: Some(first.0), entered: None }]);
+        cache.put_head(entries.clone(), ticket);
+        assert_eq!(place(&cache, queued.id), Some(3), "did not include it");
+        cache.invalidate(&[Change::Queues]);
+        let ticket = cache.ticket();
+        cache.invalidate(&[Change::Moved { id: first.1, left: Some(first.0), entered: None }]);
+        cache.put_head(entries[1..].to_vec(), ticket);
+        assert_eq!(place(&cache, queued.id), Some(3), "included it");
+        // One that cannot be applied refuses the read.
+        let ticket = cache.ticket();
+        cache.invalidate(&[Change::Queues]);
+        cache.put_head(entries, ticket);
+        assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
+    }
+
+    #[test]
+    fn a_head_that_holds_part_of_the_queue_tells_places_only_as_far_as_it_knows() {
+        let cap = crate::store::codec::QUEUE_POSITION_CAP;
+        let cache = listening();
+        let (near, far) = (job(JobStatus::Queued), job(JobStatus::Queued));
+        cache.put(near.clone(), Some(10), cache.ticket());
+        cache.put(far.clone(), Some(i64::MAX), cache.ticket());
+        cache.invalidate(&[Change::Queues]);
+        // A read of a longer queue: HEAD_LEN entries, more behind them.
+        let entries = head(&(0..HEAD_LEN).collect::<Vec<_>>());
+        cache.put_head(entries.clone(), cache.ticket());
+        assert_eq!(place(&cache, near.id), Some(11));
+        assert_eq!(place(&cache, far.id), Some(cap as u64 + 1));
+        // Jobs entering behind the head's last entry are not held (others may be before them).
+        cache.invalidate(&[Change::Moved { id: Uuid::new_v4(), left: None, entered: Some(HEAD_LEN + 5) }]);
+        assert_eq!(place(&cache, far.id), Some(cap as u64 + 1));
+        // As jobs leave, the far job stays past the cap while the head holds the cap's worth...
+        for &(at, id) in &entries[..(HEAD_LEN - cap) as usize] {
+            cache.invalidate(&[Change::Moved { id, left: Some(at), entered: None }]);
+        }
+        assert_eq!(place(&cache, far.id), Some(cap as u64 + 1));
+        // ...and once it holds less, the head must be read again for it (not for one it covers).
+        let (at, id) = entries[(HEAD_LEN - cap) as usize];
+        let read_before = cache.ticket();
+        cache.invalidate(&[Change::Moved { id, left: Some(at), entered: None }]);
+        assert!(matches!(cache.lookup(far.id), Lookup::NeedsHead));
+        let near_the_end = job(JobStatus::Queued);
+        cache.put(near_the_end.clone(), Some(HEAD_LEN - 1), read_before);
+        assert_eq!(place(&cache, near_the_end.id), Some(cap as u64 - 1), "the head's other cap - 2 are ahead");
     }
 
     #[test]
@@ -457,6 +657,16 @@ mod tests {
             parse_payload(&format!("{a}q,{b}")),
             vec![Change::Job { id: a, queue: true }, Change::Job { id: b, queue: false }]
         );
+        assert_eq!(
+            parse_payload(&format!("{a}m17/,{b}m/42,{a}m5/6")),
+            vec![
+                Change::Moved { id: a, left: Some(17), entered: None },
+                Change::Moved { id: b, left: None, entered: Some(42) },
+                Change::Moved { id: a, left: Some(5), entered: Some(6) },
+            ]
+        );
+        assert_eq!(parse_payload(&format!("{a}m17")), vec![Change::Everything]);
+        assert_eq!(parse_payload(&format!("{a}mx/")), vec![Change::Everything]);
         assert_eq!(parse_payload("*"), vec![Change::Everything]);
         assert_eq!(parse_payload("Q"), vec![Change::Queues]);
         assert_eq!(parse_payload("nonsense"), vec![Change::Everything]);

@@ -150,9 +150,17 @@ static SELECT_QUEUE_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new
     )
 });
 
-/// `SELECT_QUEUE_HEAD`, read for the job cache.
-pub async fn queue_head(c: &mut PgConnection) -> StoreResult<Vec<i64>> {
-    sqlx::query_scalar(&SELECT_QUEUE_HEAD).fetch_all(c).await.map_err(pg_err)
+/// The queue's first `job_cache::HEAD_LEN` jobs as (queued time, id), in that order (ids break
+/// ties, so that the head is exactly a prefix of the queue, which moves announced later patch).
+pub async fn queue_head(c: &mut PgConnection) -> StoreResult<Vec<(i64, Uuid)>> {
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT queued_at, id FROM jobs WHERE status = {} ORDER BY queued_at, id LIMIT {}",
+            status_sql(JobStatus::Queued),
+            super::job_cache::HEAD_LEN
+        )
+    });
+    sqlx::query_as(&SELECT).fetch_all(c).await.map_err(pg_err)
 }
 
 /// Loads the jobs of these (account, id) pairs in one query, each as `load_job` would.

@@ -66,8 +66,8 @@ pub async fn keys_seen(c: &mut PgConnection, keyed: &[(Uuid, &Idempotency)]) -> 
         .collect())
 }
 
-/// Every accepted job's row and hold, each account's change, the keys' claims and one wake-up
-/// for the workers, in one statement (rows in the batch's order: the ledger's ids follow it).
+/// Every accepted job's row and hold, each account's change, the keys' claims, one wake-up for
+/// the workers and the jobs' announcement, in one statement (rows in the batch's order: the ledger's ids follow it).
 pub async fn write(
     c: &mut PgConnection,
     accepted: &[(&NewJob, Accepted)],
@@ -106,7 +106,8 @@ pub async fn write(
                    SELECT *, ltx_now_us() FROM unnest($21::uuid[], $22::text[], $23::text[], $24::uuid[]) \
                    ON CONFLICT (account_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
                    job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at) \
-         SELECT pg_notify($25, '') WHERE $26",
+         SELECT (SELECT pg_notify($25, '') WHERE $26), \
+                (SELECT ltx_announce_inserted($27) WHERE $27 IS NOT NULL)",
     )
     .bind(&jobs.id)
     .bind(&jobs.account_id)
@@ -134,10 +135,28 @@ pub async fn write(
     .bind(claims.iter().map(|c| c.job_id).collect::<Vec<Uuid>>())
     .bind(QUEUE_CHANNEL)
     .bind(wake)
+    .bind(announcement(accepted))
     .execute(&mut *c)
     .await
     .map_err(pg_err)?;
     Ok(())
+}
+
+/// What `ltx_jobs` is told of the batch's jobs (schema_job_notify_moves.sql): each entered a
+/// line, a queued one at its queued time, so that replicas patch their copies of the queue's
+/// head instead of reading it again. `None` (the insert trigger then says only `Q`) when that
+/// would not fit in one notification.
+fn announcement(accepted: &[(&NewJob, Accepted)]) -> Option<String> {
+    use std::fmt::Write;
+    let mut payload = String::with_capacity(accepted.len() * 56);
+    for (new, a) in accepted {
+        let sep = if payload.is_empty() { "" } else { "," };
+        let _ = match a.status {
+            JobStatus::Queued => write!(payload, "{sep}{}m/{}", new.id, a.created_at),
+            _ => write!(payload, "{sep}{}m/", new.id),
+        };
+    }
+    (payload.len() <= 7900).then_some(payload)
 }
 
 /// The job rows to insert, one array per column (bound to `unnest`).
