@@ -1,5 +1,5 @@
 # Helpers the bench scripts share (sourced, not run).
-BIN=target/release/ltx-serve
+BIN=${BIN:-target/release/ltx-serve}
 LOAD=target/release/examples/bench_load
 HELLO=target/release/examples/bench_hello
 OUT=$(mktemp -d)

@@ -197,3 +197,33 @@ impl<'a> JobColumns<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::job_cache::{parse_payload, Change};
+    use super::*;
+    use crate::store::fixtures::new_job;
+
+    fn accepted(status: JobStatus, created_at: i64) -> Accepted {
+        Accepted { status, created_at, money: Default::default(), slots: Default::default(), backlogged_before: 0 }
+    }
+
+    #[test]
+    fn a_batch_announces_its_queued_jobs_with_their_queued_times() {
+        let (queued, backlogged) = (new_job(Uuid::new_v4()), new_job(Uuid::new_v4()));
+        let batch =
+            [(&queued, accepted(JobStatus::Queued, 1_700)), (&backlogged, accepted(JobStatus::Backlogged, 1_800))];
+        let payload = announcement(&batch).expect("64 jobs fit in one notification");
+        assert_eq!(
+            parse_payload(&payload),
+            vec![
+                Change::Moved { id: queued.id, left: None, entered: Some(1_700) },
+                Change::Moved { id: backlogged.id, left: None, entered: None },
+            ]
+        );
+        // A batch too large to name is left to the insert trigger (`Q`).
+        let many: Vec<NewJob> = (0..200).map(|_| new_job(Uuid::new_v4())).collect();
+        let batch: Vec<_> = many.iter().map(|j| (j, accepted(JobStatus::Queued, i64::MAX))).collect();
+        assert_eq!(announcement(&batch), None);
+    }
+}
