@@ -171,6 +171,31 @@ async fn places_follow_every_move_the_store_announces_through_a_cached_head() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
+async fn a_submit_announces_its_job_entering_the_queue_and_a_lease_its_leaving() {
+    // What every replica hears on `ltx_jobs`: precise enough to patch a copy of the queue's
+    // head, so that no replica reads the head again for a submit or a lease.
+    let db = crate::pg::TestDatabase::create().await;
+    let a = replica(&db).await;
+    let acct = a.account("5").await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen("ltx_jobs").await.unwrap();
+    let id = job_id(&a.submit_ok(&acct.key, quick("announced")).await);
+    set_status(&db, &id, "scheduled").await;
+    let mut heard = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+        heard.push(n.payload().to_owned());
+    }
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let queued_at: i64 = sqlx::query_scalar("SELECT queued_at FROM jobs WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(heard, [format!("{id}m/{queued_at}"), format!("{id}m{queued_at}/")], "and nothing vaguer (Q)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn after_the_listen_connection_is_killed_no_poll_is_answered_stale() {
     let db = crate::pg::TestDatabase::create().await;
     let app = replica(&db).await;

@@ -136,6 +136,11 @@ impl Head {
                 self.entries.insert(i, (at, id));
             }
         }
+        // A whole queue that grew past a read's length is kept as its first part.
+        if self.entries.len() > HEAD_LEN as usize {
+            self.entries.truncate(HEAD_LEN as usize);
+            self.whole = false;
+        }
     }
 
     /// How many queued jobs were queued before `queued_at` (capped), when the head can tell.
@@ -527,7 +532,16 @@ mod tests {
         cache.invalidate(&[Change::Moved { id: second.1, left: Some(second.0), entered: None }]);
         cache.invalidate(&[Change::Moved { id: second.1, left: Some(second.0), entered: None }]);
         assert_eq!(place(&cache, queued.id), Some(3));
-        // A move the store could not say (an insert) needs the head read again.
+        // A head that held the whole queue holds its first HEAD_LEN jobs once it grows past them.
+        for at in 1_000..1_000 + HEAD_LEN {
+            cache.invalidate(&[Change::Moved { id: Uuid::new_v4(), left: None, entered: Some(at) }]);
+        }
+        assert_eq!(place(&cache, queued.id), Some(3));
+        let state = cache.lock();
+        let head = state.head.as_ref().expect("patched, not dropped");
+        assert_eq!((head.entries.len() as i64, head.whole), (HEAD_LEN, false));
+        drop(state);
+        // A move the store could not say (an insert one by one) needs the head read again.
         cache.invalidate(&[Change::Queues]);
         assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
     }
