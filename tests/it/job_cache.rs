@@ -167,6 +167,20 @@ async fn places_follow_every_move_the_store_announces_through_a_cached_head() {
         assert_eq!(place(&from_b), place(&from_c), "{id}: {from_b} / {from_c}");
     }
     assert_eq!(place(&b.job(&acct.key, &ids[0]).await), Some(1));
+    // A page listed on B places its queued jobs against the same copy of the head.
+    let (status, page) = b.get(&acct.key, "/jobs?limit=10").await;
+    assert_eq!(status, 200, "{page}");
+    let listed: Vec<(String, Option<u64>)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["job_id"].as_str().unwrap().to_owned(), place(j)))
+        .collect();
+    let mut expected = Vec::new();
+    for id in ids.iter().rev() {
+        expected.push((id.clone(), place(&c.job(&acct.key, id).await)));
+    }
+    assert_eq!(listed, expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]

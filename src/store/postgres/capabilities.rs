@@ -129,7 +129,42 @@ impl Jobs for PgStore {
         Ok(jobs)
     }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-        self.read(|c| Box::pin(jobs::list(c, account_id, query))).await
+        // Queued jobs' places are counted against the job cache's copy of the queue's head, as
+        // polls are: counting them in the page's statement read the head (up to 1,000 index
+        // entries) for every page listed.
+        let reads_before = self.heads_read.load(std::sync::atomic::Ordering::SeqCst);
+        let q = query.clone();
+        let rows = self.read(|c| Box::pin(jobs::list(c, account_id, q, false))).await?;
+        let times: Vec<Option<i64>> =
+            rows.iter().filter(|(job, _)| job.status == JobStatus::Queued).map(|(_, at)| *at).collect();
+        if times.is_empty() {
+            return Ok(rows.into_iter().map(|(job, _)| job).collect());
+        }
+        // (a queued row without its time is left to the store to count)
+        let places = match times.into_iter().collect::<Option<Vec<i64>>>() {
+            Some(times) => match self.jobs.places(&times) {
+                Some(places) => Some(places),
+                None => {
+                    self.read_queue_head(reads_before).await?;
+                    self.jobs.places(&times)
+                }
+            },
+            None => None,
+        };
+        let Some(places) = places else {
+            let rows = self.read(|c| Box::pin(jobs::list(c, account_id, query, true))).await?;
+            return Ok(rows.into_iter().map(|(job, _)| job).collect());
+        };
+        let mut places = places.into_iter();
+        Ok(rows
+            .into_iter()
+            .map(|(mut job, _)| {
+                if job.status == JobStatus::Queued {
+                    job.queue_position = places.next();
+                }
+                job
+            })
+            .collect())
     }
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>> {
         let outcome = self.tx(|c| Box::pin(jobs::cancel(c, account_id, id))).await;

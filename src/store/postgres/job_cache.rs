@@ -266,6 +266,14 @@ impl JobCache {
         Lookup::Hit(entry.job.clone())
     }
 
+    /// The places in line of queued jobs queued at these times, as the store counts them, when the
+    /// cache holds a current copy of the queue's head that tells them all.
+    pub fn places(&self, queued_at: &[i64]) -> Option<Vec<u64>> {
+        let state = self.lock();
+        let head = state.head.as_ref().filter(|h| state.listening && h.seq >= state.queue_seq)?;
+        queued_at.iter().map(|&at| head.ahead_of(at).map(|ahead| ahead as u64 + 1)).collect()
+    }
+
     /// Keeps `job` (queued at `queued_at`), read from the store after `ticket` was taken, unless
     /// it may have changed since. A place in line that may have moved since is counted again
     /// when the job is next looked up.
@@ -544,6 +552,16 @@ mod tests {
         // A move the store could not say (an insert one by one) needs the head read again.
         cache.invalidate(&[Change::Queues]);
         assert!(matches!(cache.lookup(queued.id), Lookup::NeedsHead));
+    }
+
+    #[test]
+    fn a_page_of_queued_times_is_placed_against_a_current_head_only() {
+        let cache = listening();
+        assert_eq!(cache.places(&[5]), None, "no head yet");
+        cache.put_head(head(&[100, 200, 300]), cache.ticket());
+        assert_eq!(cache.places(&[150, 300, 900]), Some(vec![2, 3, 4]));
+        cache.invalidate(&[Change::Queues]);
+        assert_eq!(cache.places(&[150]), None, "a move left unsaid");
     }
 
     #[test]

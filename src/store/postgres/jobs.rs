@@ -2,7 +2,7 @@
 //! and the billing and backlog steps every terminal transition shares.
 use super::super::*;
 use super::accounts;
-use super::rows::{must_load, ranked_job_from_row, select_ranked_page, to_time, to_us};
+use super::rows::{must_load, ranked_job_from_row, select_ranked_page, select_ranked_unplaced, to_time, to_us};
 use super::transitions::{carry_out, end_job, refused};
 use super::{notify, pg_err, QUEUE_CHANNEL, WEBHOOK_CHANNEL};
 use crate::domain::job::JobStatus;
@@ -146,7 +146,14 @@ async fn insert_job(
 /// would read every job of other kinds first). The status is a literal (one statement per
 /// status): a generic plan then knows how rare it is, where a parameter's average selectivity
 /// can make the planner filter the account's whole index for a status none of its jobs has.
-pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
+/// A page of the account's jobs, each with its `queued_at`; queued jobs' places in line counted
+/// only when `place_queued` (the job cache counts them otherwise).
+pub async fn list(
+    c: &mut PgConnection,
+    account: Uuid,
+    query: JobQuery,
+    place_queued: bool,
+) -> StoreResult<Vec<(Job, Option<i64>)>> {
     // $1 account, $2 before, $3 limit, $4 the kinds when asked
     let status = query.status.map(|s| format!(" AND status = {}", status_sql(s))).unwrap_or_default();
     let mut kinds = query.kinds.clone();
@@ -165,7 +172,8 @@ pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> Store
             .collect();
         format!("j.id IN ({})", per_kind.join(" UNION ALL "))
     };
-    let sql = format!("{} WHERE {pick} ORDER BY j.created_at DESC LIMIT $3", select_ranked_page());
+    let select = if place_queued { select_ranked_page() } else { select_ranked_unplaced() };
+    let sql = format!("{select} WHERE {pick} ORDER BY j.created_at DESC LIMIT $3");
     let mut select =
         sqlx::query(&sql).bind(account).bind(query.before.map(to_us).unwrap_or(i64::MAX)).bind(i64::from(query.limit));
     if !kinds.is_empty() {
@@ -174,7 +182,7 @@ pub async fn list(c: &mut PgConnection, account: Uuid, query: JobQuery) -> Store
         select = select.bind(&kinds).persistent(false);
     }
     let rows = select.fetch_all(&mut *c).await.map_err(pg_err)?;
-    rows.iter().map(ranked_job_from_row).collect()
+    rows.iter().map(|row| Ok((ranked_job_from_row(row)?, row.try_get("queued_at").map_err(pg_err)?))).collect()
 }
 
 /// The owner and status of a job, with the job row locked (the caller holds the account lock).

@@ -159,16 +159,10 @@ impl PgStore {
         let mut outcome = "hit";
         let mut lookup = self.jobs.lookup(id);
         if let job_cache::Lookup::NeedsHead = lookup {
-            let reads_before = self.heads_read.load(SeqCst);
-            let _one_read = self.head_read.lock().await;
-            lookup = self.jobs.lookup(id);
-            if matches!(lookup, job_cache::Lookup::NeedsHead) && self.heads_read.load(SeqCst) == reads_before {
-                let ticket = self.jobs.ticket();
-                let head = self.read(|c| Box::pin(rows::queue_head(c))).await;
-                self.heads_read.fetch_add(1, SeqCst);
-                self.jobs.put_head(head?, ticket);
-                (outcome, lookup) = ("placed", self.jobs.lookup(id));
+            if self.read_queue_head(self.heads_read.load(SeqCst)).await? {
+                outcome = "placed";
             }
+            lookup = self.jobs.lookup(id);
         }
         let job = match lookup {
             job_cache::Lookup::Hit(job) => Some(job),
@@ -179,6 +173,22 @@ impl PgStore {
         };
         metrics::counter!("ltx_job_cache_lookups_total", "outcome" => outcome).increment(1);
         Ok(job)
+    }
+
+    /// Reads the queue's head into the job cache, one caller at a time, unless a read finished
+    /// since the caller found the count of reads at `reads_before` (then it waited for that
+    /// one). True when this caller read it.
+    async fn read_queue_head(&self, reads_before: u64) -> StoreResult<bool> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _one_read = self.head_read.lock().await;
+        if self.heads_read.load(SeqCst) != reads_before {
+            return Ok(false);
+        }
+        let ticket = self.jobs.ticket();
+        let head = self.read(|c| Box::pin(rows::queue_head(c))).await;
+        self.heads_read.fetch_add(1, SeqCst);
+        self.jobs.put_head(head?, ticket);
+        Ok(true)
     }
 
     /// Drops a job this replica just changed, before answering the caller: the trigger's

@@ -91,23 +91,36 @@ pub fn select_ranked() -> String {
 /// the end of a long queue walked the whole capped head once per job.
 pub fn select_ranked_page() -> String {
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let (queued, cap) = (status_sql(JobStatus::Queued), crate::store::codec::QUEUE_POSITION_CAP);
         let head = format!(
             "WITH head AS MATERIALIZED (SELECT array_agg(queued_at ORDER BY queued_at) AS at FROM ({}) h)",
             *SELECT_QUEUE_HEAD
         );
-        let walk = format!(
-            "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = {queued} \
-             AND q.queued_at < j.queued_at LIMIT {cap}) ahead_q)"
-        );
-        let per_row = select_ranked();
-        assert!(per_row.contains(&walk), "select_ranked() no longer has the queued count to replace");
         // (`queued_at - 1`: the bounds before it, as the walk's `<` counts them; the head's times
         // are whole microseconds)
         let search = "(SELECT width_bucket(j.queued_at - 1, head.at) FROM head)";
-        format!("{head} {}", per_row.replacen(&walk, search, 1))
+        format!("{head} {}", select_ranked_with_queued_count(search))
     });
     SELECT.clone()
+}
+
+/// `select_ranked()` without the places of queued jobs (`ahead` is NULL for them): the caller
+/// counts them from `queued_at` against the job cache's copy of the queue's head.
+pub fn select_ranked_unplaced() -> String {
+    static SELECT: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| select_ranked_with_queued_count("NULL::bigint"));
+    SELECT.clone()
+}
+
+/// `select_ranked()` with its count of the queued jobs ahead replaced by `count`.
+fn select_ranked_with_queued_count(count: &str) -> String {
+    let (queued, cap) = (status_sql(JobStatus::Queued), crate::store::codec::QUEUE_POSITION_CAP);
+    let walk = format!(
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.status = {queued} \
+         AND q.queued_at < j.queued_at LIMIT {cap}) ahead_q)"
+    );
+    let per_row = select_ranked();
+    assert!(per_row.contains(&walk), "select_ranked() no longer has the queued count to replace");
+    per_row.replacen(&walk, count, 1)
 }
 
 /// A row of `select_ranked()` with its place in line filled in.
