@@ -154,7 +154,7 @@ pub async fn list(
     query: JobQuery,
     place_queued: bool,
 ) -> StoreResult<Vec<(Job, Option<i64>)>> {
-    // $1 account, $2 before, $3 limit, $4 the kinds when asked
+    // $1 account, $2 before; with kinds asked, $3 the limit and $4 the kinds
     let status = query.status.map(|s| format!(" AND status = {}", status_sql(s))).unwrap_or_default();
     let mut kinds = query.kinds.clone();
     kinds.sort();
@@ -173,13 +173,17 @@ pub async fn list(
         format!("j.id IN ({})", per_kind.join(" UNION ALL "))
     };
     let select = if place_queued { select_ranked_page() } else { select_ranked_unplaced() };
-    let sql = format!("{select} WHERE {pick} ORDER BY j.created_at DESC LIMIT $3");
-    let mut select =
-        sqlx::query(&sql).bind(account).bind(query.before.map(to_us).unwrap_or(i64::MAX)).bind(i64::from(query.limit));
+    // Without kinds the limit is written into the statement (a number the API bounded): with a
+    // parameter for it, PostgreSQL costs the generic plan at a tenth of the account's jobs and so
+    // planned every page afresh, for longer the more jobs the account has (0.08 ms a page at
+    // a million, more than running it); with the number, the generic plan is as cheap and kept.
+    let limit = if kinds.is_empty() { query.limit.to_string() } else { "$3".to_owned() };
+    let sql = format!("{select} WHERE {pick} ORDER BY j.created_at DESC LIMIT {limit}");
+    let mut select = sqlx::query(&sql).bind(account).bind(query.before.map(to_us).unwrap_or(i64::MAX));
     if !kinds.is_empty() {
         // Planned afresh with the kinds' values (an unnamed statement): the generic plan of a
         // kind parameter in a store where one kind is common filters the account's index instead.
-        select = select.bind(&kinds).persistent(false);
+        select = select.bind(i64::from(query.limit)).bind(&kinds).persistent(false);
     }
     let rows = select.fetch_all(&mut *c).await.map_err(pg_err)?;
     rows.iter().map(|row| Ok((ranked_job_from_row(row)?, row.try_get("queued_at").map_err(pg_err)?))).collect()
