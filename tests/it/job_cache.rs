@@ -122,14 +122,9 @@ async fn a_queued_jobs_place_in_line_moves_when_a_job_ahead_leaves_the_queue() {
     assert!(cache_lookups(&metrics(&b).await, "placed") > heads_read, "the queue's head was read");
 }
 
+/// A job that never ran moved to `status` by a raw statement (its progress stays 0).
 async fn set_status(db: &crate::pg::TestDatabase, id: &str, status: &str) {
-    let mut conn = PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("UPDATE jobs SET status = $1 WHERE id = $2::uuid")
-        .bind(status)
-        .bind(id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    set_progress(db, id, status, 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,8 +24,8 @@
 //! - While the LISTEN connection is down notifications are lost: the cache is emptied and
 //!   stores nothing until it listens again, and a load that began before cannot be stored after.
 //!
-//! Entries also expire after [`TTL`], which bounds what a connection that dies silently (no
-//! reset reaches us) could cost. Bounded in entries and approximate bytes.
+//! Entries and the head's copy also expire after [`TTL`], which bounds what a connection that
+//! dies silently (no reset reaches us) could cost. Bounded in entries and approximate bytes.
 use crate::domain::job::JobStatus;
 use crate::store::Job;
 use std::sync::{Arc, Mutex};
@@ -118,9 +118,16 @@ struct Head {
     whole: bool,
     /// The seq it is true at: while it is not older than the last queue move.
     seq: u64,
+    /// When it was read: like an entry, it is read again after [`TTL`] however it was patched
+    /// (what a LISTEN connection that died silently would otherwise leave current for good).
+    read_at: Instant,
 }
 
 impl Head {
+    fn is_current(&self, queue_seq: u64) -> bool {
+        self.seq >= queue_seq && self.read_at.elapsed() < TTL
+    }
+
     /// Applies a job's move in the queue. Idempotent, so a move the read already saw (its
     /// notification arrived after the read) changes nothing.
     fn apply(&mut self, id: Uuid, left: Option<i64>, entered: Option<i64>) {
@@ -254,8 +261,11 @@ impl JobCache {
             return Lookup::Miss;
         };
         // As the store counts it: the queued jobs queued before this one, up to the cap.
-        let Some((head, ahead)) =
-            state.head.as_ref().filter(|h| h.seq >= state.queue_seq).and_then(|h| Some((h, h.ahead_of(queued_at)?)))
+        let Some((head, ahead)) = state
+            .head
+            .as_ref()
+            .filter(|h| h.is_current(state.queue_seq))
+            .and_then(|h| Some((h, h.ahead_of(queued_at)?)))
         else {
             return Lookup::NeedsHead;
         };
@@ -270,7 +280,7 @@ impl JobCache {
     /// cache holds a current copy of the queue's head that tells them all.
     pub fn places(&self, queued_at: &[i64]) -> Option<Vec<u64>> {
         let state = self.lock();
-        let head = state.head.as_ref().filter(|h| state.listening && h.seq >= state.queue_seq)?;
+        let head = state.head.as_ref().filter(|h| state.listening && h.is_current(state.queue_seq))?;
         queued_at.iter().map(|&at| head.ahead_of(at).map(|ahead| ahead as u64 + 1)).collect()
     }
 
@@ -306,7 +316,7 @@ impl JobCache {
             return;
         }
         let whole = (entries.len() as i64) < HEAD_LEN;
-        let mut head = Head { entries, whole, seq: state.seq };
+        let mut head = Head { entries, whole, seq: state.seq, read_at: Instant::now() };
         for m in state.moves.iter().filter(|m| m.seq > ticket.seq) {
             head.apply(m.id, m.left, m.entered);
         }
@@ -331,7 +341,7 @@ impl JobCache {
                 Change::Queues => state.queue_moved_unsaid(seq),
                 Change::Moved { id, left, entered } => {
                     state.forget(id, seq);
-                    if let Some(head) = state.head.as_mut().filter(|h| h.seq >= state.queue_seq) {
+                    if let Some(head) = state.head.as_mut().filter(|h| h.is_current(state.queue_seq)) {
                         head.apply(id, left, entered);
                         head.seq = seq;
                     }

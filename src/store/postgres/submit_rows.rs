@@ -213,7 +213,7 @@ mod tests {
         let (queued, backlogged) = (new_job(Uuid::new_v4()), new_job(Uuid::new_v4()));
         let batch =
             [(&queued, accepted(JobStatus::Queued, 1_700)), (&backlogged, accepted(JobStatus::Backlogged, 1_800))];
-        let payload = announcement(&batch).expect("64 jobs fit in one notification");
+        let payload = announcement(&batch).expect("two jobs fit in one notification");
         assert_eq!(
             parse_payload(&payload),
             vec![
