@@ -26,6 +26,7 @@
 //!
 //! Entries and the head's copy also expire after [`TTL`], which bounds what a connection that
 //! dies silently (no reset reaches us) could cost. Bounded in entries and approximate bytes.
+use super::queue_head::Head;
 use crate::domain::job::JobStatus;
 use crate::store::Job;
 use std::sync::{Arc, Mutex};
@@ -104,60 +105,6 @@ struct Entry {
     seq: u64,
     at: Instant,
     bytes: usize,
-}
-
-/// How many of the queue's first jobs a head holds when read: twice the cap, so that it still
-/// holds the cap's worth after as many jobs leave the queue as the cap, patched by their
-/// notifications, before it must be read again.
-pub const HEAD_LEN: i64 = 2 * crate::store::codec::QUEUE_POSITION_CAP;
-
-/// The queue's first jobs, as (queued time, id) in order: exactly its first `entries.len()`, or
-/// all of it when `whole`.
-struct Head {
-    entries: Vec<(i64, Uuid)>,
-    whole: bool,
-    /// The seq it is true at: while it is not older than the last queue move.
-    seq: u64,
-    /// When it was read: like an entry, it is read again after [`TTL`] however it was patched
-    /// (what a LISTEN connection that died silently would otherwise leave current for good).
-    read_at: Instant,
-}
-
-impl Head {
-    fn is_current(&self, queue_seq: u64) -> bool {
-        self.seq >= queue_seq && self.read_at.elapsed() < TTL
-    }
-
-    /// Applies a job's move in the queue. Idempotent, so a move the read already saw (its
-    /// notification arrived after the read) changes nothing.
-    fn apply(&mut self, id: Uuid, left: Option<i64>, entered: Option<i64>) {
-        if let Some(at) = left {
-            if let Ok(i) = self.entries.binary_search(&(at, id)) {
-                self.entries.remove(i);
-            }
-        }
-        if let Some(at) = entered {
-            // Past the last entry it is behind what the head holds (unless it holds everything).
-            let within = self.whole || self.entries.last().is_some_and(|&last| (at, id) < last);
-            if let (true, Err(i)) = (within, self.entries.binary_search(&(at, id))) {
-                self.entries.insert(i, (at, id));
-            }
-        }
-        // A whole queue that grew past a read's length is kept as its first part.
-        if self.entries.len() > HEAD_LEN as usize {
-            self.entries.truncate(HEAD_LEN as usize);
-            self.whole = false;
-        }
-    }
-
-    /// How many queued jobs were queued before `queued_at` (capped), when the head can tell.
-    fn ahead_of(&self, queued_at: i64) -> Option<usize> {
-        let cap = crate::store::codec::QUEUE_POSITION_CAP as usize;
-        let ahead = self.entries.partition_point(|&(at, _)| at < queued_at);
-        // A time past the last entry may have jobs beyond the head before it too.
-        let told = self.whole || ahead < self.entries.len() || ahead >= cap;
-        told.then_some(ahead.min(cap))
-    }
 }
 
 /// A move in the queue, kept so that a head read while it happened can have it applied.
@@ -305,9 +252,9 @@ impl JobCache {
         }
     }
 
-    /// Keeps the queue's head (its first [`HEAD_LEN`] jobs at most, as (queued time, id) in
-    /// order), read from the store after `ticket` was taken, with the moves announced since
-    /// applied; unless one since was unsaid.
+    /// Keeps the queue's head (its first [`HEAD_LEN`](super::queue_head::HEAD_LEN) jobs at most,
+    /// as (queued time, id) in order), read from the store after `ticket` was taken, with the
+    /// moves announced since applied; unless one since was unsaid.
     pub fn put_head(&self, entries: Vec<(i64, Uuid)>, ticket: Ticket) {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -315,8 +262,7 @@ impl JobCache {
         if !state.listening || ticket.epoch != state.epoch || unsaid_since {
             return;
         }
-        let whole = (entries.len() as i64) < HEAD_LEN;
-        let mut head = Head { entries, whole, seq: state.seq, read_at: Instant::now() };
+        let mut head = Head::read(entries, state.seq);
         for m in state.moves.iter().filter(|m| m.seq > ticket.seq) {
             head.apply(m.id, m.left, m.entered);
         }
@@ -428,6 +374,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use super::super::queue_head::HEAD_LEN;
     use super::*;
 
     fn job(status: JobStatus) -> Arc<Job> {

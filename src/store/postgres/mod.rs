@@ -9,6 +9,7 @@ mod capabilities;
 mod job_cache;
 mod jobs;
 mod library;
+mod queue_head;
 mod replicas;
 mod retention;
 mod rows;

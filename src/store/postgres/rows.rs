@@ -163,14 +163,14 @@ static SELECT_QUEUE_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new
     )
 });
 
-/// The queue's first `job_cache::HEAD_LEN` jobs as (queued time, id), in that order (ids break
+/// The queue's first `queue_head::HEAD_LEN` jobs as (queued time, id), in that order (ids break
 /// ties, so that the head is exactly a prefix of the queue, which moves announced later patch).
 pub async fn queue_head(c: &mut PgConnection) -> StoreResult<Vec<(i64, Uuid)>> {
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT queued_at, id FROM jobs WHERE status = {} ORDER BY queued_at, id LIMIT {}",
             status_sql(JobStatus::Queued),
-            super::job_cache::HEAD_LEN
+            super::queue_head::HEAD_LEN
         )
     });
     sqlx::query_as(&SELECT).fetch_all(c).await.map_err(pg_err)
