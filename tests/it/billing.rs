@@ -77,6 +77,61 @@ async fn a_thousand_concurrent_submits_never_overdraw_on_postgresql() {
     thousand_concurrent_submits(&app).await;
 }
 
+/// On PostgreSQL a batch of submits is decided on its accounts as read without locks, and
+/// written only if each account's row is still the version read; otherwise nothing of it is
+/// kept and it runs again under locks. Here another connection rewrites the account's row
+/// throughout the submits: batches are run again (the metric counts them), and the outcome is
+/// as exact as without the race.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
+async fn submits_racing_changes_to_their_account_are_decided_again_under_locks() {
+    use sqlx::{Connection, PgConnection};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = crate::pg::TestDatabase::create().await;
+    let app = TestApp::start_with(|c| {
+        c.workers = 0;
+        c.database_url = Some(db.url.clone());
+    })
+    .await;
+    // Money for exactly 10 clips; slots and backlog for all.
+    let acct = app.account_with_limits("1.798", 100, 1000).await;
+    let racing = Arc::new(AtomicBool::new(true));
+    let rewrites = tokio::spawn({
+        let (url, racing, id) = (db.url.clone(), racing.clone(), acct.id);
+        async move {
+            let mut conn = PgConnection::connect(&url).await.unwrap();
+            let mut n = 0;
+            // A new version of the row (a new `xmin`), the same values.
+            while racing.load(Ordering::SeqCst) {
+                sqlx::query("UPDATE accounts SET name = name WHERE id = $1").bind(id).execute(&mut conn).await.unwrap();
+                n += 1;
+            }
+            n
+        }
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.extend(submit_at_once(&app, &acct.key, 10).await);
+    }
+    racing.store(false, Ordering::SeqCst);
+    assert!(rewrites.await.unwrap() > 0);
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    assert_eq!((count(200), count(402)), (10, 190), "{statuses:?}");
+    let account = app.account_view(&acct.key).await;
+    assert_eq!((account["available_usd"].as_str(), account["held_usd"].as_str()), (Some("0.00"), Some("1.798")));
+    let ledger = app.store.ledger(acct.id, 1000).await.unwrap();
+    let holds: Vec<_> = ledger.iter().filter(|e| e.kind == LedgerKind::Hold).collect();
+    assert_eq!(holds.len(), 10, "one hold per accepted job");
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let locked: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ltx_submit_batches_total") && l.contains("path=\"locked\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(locked > 0.0, "no batch met a changed account: {metrics}");
+}
+
 async fn thousand_concurrent_submits(app: &TestApp) {
     // Money for exactly 10 clips; slots and backlog for 12.
     let acct = app.account_with_limits("1.798", 4, 8).await;

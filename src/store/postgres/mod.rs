@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order under an advisory lock (replicas may start together).
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -44,6 +44,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("schema_deep_queue.sql"),
     include_str!("schema_job_notify_inserts.sql"),
     include_str!("schema_job_notify_moves.sql"),
+    include_str!("schema_submit_guard.sql"),
 ];
 /// Any constant works; it only has to be the same for every replica.
 const MIGRATION_LOCK: i64 = 0x6c74_785f_7365_7276; // "ltx_serv"
@@ -108,8 +109,9 @@ impl PgStore {
             .map_err(|e| StoreError::Internal(format!("invalid database URL: {e}")))?
             .application_name("ltx-serve");
         let pool = PgPoolOptions::new()
-            // Each replica holds at most this many (plus one LISTEN connection): PostgreSQL's default
-            // max_connections of 100 leaves room for five replicas and the admin CLI.
+            // Each replica holds at most this many (plus its LISTEN connection and its submit
+            // batcher's): PostgreSQL's default max_connections of 100 leaves room for five
+            // replicas and the admin CLI.
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
@@ -120,9 +122,8 @@ impl PgStore {
         let webhook_signal = Arc::new(Notify::new());
         let jobs = Arc::new(job_cache::JobCache::default());
         let signals = Signals { queue: queue_signal.clone(), webhooks: webhook_signal.clone(), jobs: jobs.clone() };
-        let mut tasks = vec![tokio::spawn(listen(pool.clone(), signals))];
-        let (submits, batchers) = submit_batch::spawn(pool.clone());
-        tasks.extend(batchers);
+        let tasks = vec![tokio::spawn(listen(pool.clone(), signals))];
+        let submits = submit_batch::spawn(pool.clone())?;
         Ok(PgStore {
             pool,
             queue_signal,
