@@ -7,6 +7,8 @@
 //!   `leasing::lease_within`)
 //! - `ltx_retention_bytes_freed_total{kind}`, `ltx_retention_files_deleted_total{kind}` (`kind`:
 //!   `result` or `asset`; counted by the retention sweeper, src/retention)
+//! - PostgreSQL only: `ltx_job_cache_lookups_total{outcome}` (store/postgres/mod.rs),
+//!   `ltx_submit_batches_total{path}` (`unlocked` or `locked`: store/postgres/submit_batch.rs)
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};

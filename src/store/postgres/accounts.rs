@@ -45,7 +45,8 @@ pub async fn create_first(
 }
 
 /// `lock`: hold the account row until the transaction ends (every change to an account's money
-/// or counters takes this lock first, so they serialise per account).
+/// or counters takes this lock first, so they serialise per account; a submit batch written
+/// without it changes the row only if it is still the version it read, submit_batch.rs).
 pub async fn get(c: &mut PgConnection, id: Uuid, lock: bool) -> StoreResult<Account> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
     let row = sqlx::query(&sql).bind(id).fetch_optional(c).await.map_err(pg_err)?.ok_or(StoreError::NotFound)?;

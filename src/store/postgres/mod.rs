@@ -1,6 +1,7 @@
 //! The fleet store: PostgreSQL shared by every API replica and (through them) every worker.
 //! Each operation is one transaction; rows are locked account first, then jobs, so concurrent
-//! transactions on the same account queue up instead of deadlocking. Work is leased with
+//! transactions on the same account queue up instead of deadlocking (a submit batch may instead
+//! be written without locks, checking its accounts' row versions: submit_batch.rs). Work is leased with
 //! `FOR UPDATE SKIP LOCKED`, and `LISTEN/NOTIFY` wakes idle workers and webhook dispatchers on
 //! every replica the moment a transaction commits new work.
 mod accounts;

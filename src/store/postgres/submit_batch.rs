@@ -17,12 +17,13 @@
 //!
 //! Each caller is answered only after the commit. Refusals write nothing; any other database
 //! error keeps nothing of the batch and its submits are run again one by one (nothing of it was
-//! acknowledged). Batches lock accounts in id order, so concurrent batches, here or on other
-//! replicas, queue up instead of deadlocking.
+//! acknowledged). Batches lock and update accounts in id order, so concurrent batches, here or
+//! on other replicas, queue up instead of deadlocking.
 use super::rows::{load_watched, to_time};
 use super::submit_plan::{self, Decision, Reads};
 use super::{jobs, pg_err, submit_rows, transaction};
 use crate::store::{Idempotency, Job, NewJob, StoreError, StoreResult, SubmitRefusal};
+use sqlx::Connection as _;
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -33,10 +34,11 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 64;
 /// Batches in flight at once per replica (each on its own connection). One: submits that
 /// arrive while a batch commits make the next batch, as in SQLite's group commit. Several only
-/// split the arrivals into smaller batches that then queue on the same account locks (every
-/// batch holds its accounts' rows through its commit), and it is the batches' count, not their
-/// size, that costs PostgreSQL: one account's submits at 64 connections went from 6.6k/s (four
-/// batchers, ~6 submits per commit) to 9.8k/s (one, ~14), PostgreSQL's CPU per batch ~1 ms.
+/// split the arrivals into smaller batches that then queue on the same account rows, and it is
+/// the batches' count, not their size, that costs PostgreSQL: one account's submits at 64
+/// connections went from 6.6k/s (four batchers, ~6 submits per commit) to 9.8k/s (one, ~14),
+/// PostgreSQL's CPU per batch ~1 ms; with the unlocked write below, two batchers made 9–10k/s
+/// against one's ~14k (each batch then read the other's change and was decided again).
 pub(super) const BATCHERS: usize = 1;
 
 pub(super) type Outcome = StoreResult<Result<Job, SubmitRefusal>>;
@@ -111,6 +113,10 @@ async fn batcher(pool: PgPool, rx: flume::Receiver<Pending>, main: tokio::runtim
             }
         }
     }
+    // The store is gone: say goodbye rather than drop the socket.
+    if let Some(c) = conn {
+        let _ = sqlx::Connection::close(c.connection).await;
+    }
 }
 
 /// Runs one batch on the batcher's connection, opening one when it has none: first decided on
@@ -128,14 +134,22 @@ async fn run_batch(
     let news: Vec<&NewJob> = batch.iter().map(|p| &p.new).collect();
     let mut fresh = false;
     loop {
-        if conn.as_ref().is_some_and(|c| c.opened.elapsed() > CONNECTION_LIFETIME) {
-            *conn = None;
+        if let Some(old) = conn.take_if(|c| c.opened.elapsed() > CONNECTION_LIFETIME) {
+            let _ = sqlx::Connection::close(old.connection).await;
+        }
+        // Idle for a while, it is pinged first (as the pool pinged each connection it handed
+        // out): a link dropped silently must not hold the batch until TCP gives up on it.
+        if let Some(c) = conn.as_mut().filter(|c| c.used.elapsed() > IDLE_PING) {
+            if !matches!(tokio::time::timeout(CONNECT_TIMEOUT, c.connection.ping()).await, Ok(Ok(()))) {
+                *conn = None;
+            }
         }
         let c = match conn {
             Some(c) => &mut c.connection,
             None => {
                 fresh = true;
-                &mut conn.insert(Connection { connection: connect(pool).await?, opened: Instant::now() }).connection
+                let opened = Instant::now();
+                &mut conn.insert(Connection { connection: connect(pool).await?, opened, used: opened }).connection
             }
         };
         let outcome = match unlocked(c, &news).await {
@@ -148,6 +162,9 @@ async fn run_batch(
                 other
             }
         };
+        if let Some(c) = conn.as_mut() {
+            c.used = Instant::now();
+        }
         let step = match outcome {
             Ok(outcomes) => return Ok(outcomes),
             Err(step) => step,
@@ -166,9 +183,9 @@ async fn run_batch(
 /// The batcher's connection: the pool's settings, and always the generic plan of each of its
 /// prepared statements. PostgreSQL planned the batch's statements afresh for each batch (their
 /// arrays' contents differ every time, so the generic plan never looked cheaper); half of the
-/// ~0.4 ms a read took was planning, and ~18k submits/s here against ~14k without. Each of its
-/// statements reaches rows through a unique index whatever the values (EXPLAIN of the generic
-/// plans, in bench/RESULTS.md).
+/// ~0.4 ms a read took was planning, and ~18k submits/s here against ~14k without. On tables of
+/// any size, each of its statements' generic plans reaches accounts and keys through their
+/// primary keys and newest jobs through `jobs_account_created` (EXPLAIN, bench/RESULTS.md).
 async fn connect(pool: &PgPool) -> StoreResult<PgConnection> {
     let options = pool.connect_options().as_ref().clone().options([("plan_cache_mode", "force_generic_plan")]);
     match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::Connection::connect_with(&options)).await {
@@ -183,10 +200,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// tables (a new database) outlives the tables' growth by long, whatever autovacuum's analyses.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// The batcher's connection and when it was opened.
+/// A connection unused for this long is pinged before a batch.
+const IDLE_PING: Duration = Duration::from_secs(10);
+
+/// The batcher's connection, when it was opened and last used.
 struct Connection {
     connection: PgConnection,
     opened: Instant,
+    used: Instant,
 }
 
 /// The batch decided on its accounts as read without locks, and written with a check that each

@@ -1,5 +1,5 @@
-//! What a batch of submits does, decided in memory from what the batch read under its account
-//! locks (submit_batch.rs): the checks of `jobs::submit_locked`, in the same order, each against
+//! What a batch of submits does, decided in memory from what the batch read of its accounts
+//! (under their locks, or without and then written only if none changed; submit_batch.rs): the checks of `jobs::submit_locked`, in the same order, each against
 //! the account as the earlier submits of the batch left it — the idempotency key first (one seen
 //! in the database, or claimed earlier in this batch), then admission. Pure, so a batch costs the
 //! same few statements whatever its size, and its rules are tested without a database.
@@ -67,9 +67,9 @@ pub struct Plan {
     pub claims: Vec<Claim>,
 }
 
-/// The times and rows the batch read under its locks.
+/// The times and rows the batch read.
 pub struct Reads<'a> {
-    /// Each account of the batch, as locked; left as the batch's accepted submits leave it.
+    /// Each account of the batch, as read; left as the batch's accepted submits leave it.
     pub accounts: &'a mut HashMap<Uuid, Account>,
     /// Each account's newest job's `created_at`, where it has one.
     pub last_job: HashMap<Uuid, i64>,

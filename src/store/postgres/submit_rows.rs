@@ -93,7 +93,10 @@ pub async fn read_unlocked(c: &mut PgConnection, ids: &[Uuid]) -> StoreResult<(A
 /// The version (`xmin`, as text) of each account's row as a batch read it without locks.
 pub type Versions = HashMap<Uuid, String>;
 
-/// The rows of the batch's (account, key) pairs, read after the locks like `last_jobs_and_now`.
+/// The rows of the batch's (account, key) pairs. Read after the accounts (under their locks, a
+/// statement after the locking one, so that its snapshot sees what their previous holders
+/// committed; without locks, a key claimed since the accounts were read came with a change to
+/// its account, which the write's version check then sees).
 pub async fn keys_seen(c: &mut PgConnection, keyed: &[(Uuid, &Idempotency)]) -> StoreResult<KeysSeen> {
     if keyed.is_empty() {
         return Ok(KeysSeen::new());
@@ -132,6 +135,10 @@ pub async fn write(
         jobs.push(new, a)?;
     }
     let mut accounts = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // In id order, as every batch locks its accounts: the update takes their row locks in the
+    // order of its array, and two batches taking them in different orders could deadlock.
+    let mut changes: Vec<_> = changes.iter().collect();
+    changes.sort_by_key(|(id, _)| **id);
     for (id, change) in changes {
         accounts.0.push(*id);
         accounts.1.push(change.money.held);
