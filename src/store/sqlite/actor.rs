@@ -40,7 +40,13 @@ impl MonotonicMicros {
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type WriteOp = Box<dyn FnOnce(&mut WriteCtx) -> (bool, Reply) + Send>;
+type Operation = Box<dyn FnOnce(&mut WriteCtx) -> (bool, Reply) + Send>;
+
+/// An operation for the writer, and whether it runs in a savepoint of its own.
+struct WriteOp {
+    run: Operation,
+    savepoint: bool,
+}
 type ReadOp = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Most operations committed together; bounds the latency of the first one in a batch.
@@ -63,7 +69,11 @@ impl Actors {
         let conn = super::open(path)?;
         // Checkpoints copy the WAL back into the database file; run on the writer they stall
         // every commit waiting behind it, so a thread of their own does them instead.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(super::sql_err)?;
+        // Each operation runs in a savepoint, whose sub-journal (the pages it changed, as they
+        // were) SQLite spills to a temporary file past 64 KiB: a submit's job, indexes, hold and
+        // ledger rows often get there, and then every page went through pwrite, a fifth of the
+        // writer's time under submits (perf). In memory it is at most one operation's pages.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY").map_err(super::sql_err)?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, write_rx, clock, on_commit))
@@ -107,8 +117,29 @@ impl Actors {
         &self,
         f: impl FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.enqueue(f, true).await
+    }
+
+    /// Runs `f` in the shared transaction without a savepoint of its own, for an operation that
+    /// checks everything it can refuse before its first write (a submit): an `Err` from it
+    /// before that write costs nothing, and one after it (the disk failing) fails the whole
+    /// batch, as a failed commit does. A savepoint copies every page the operation changes as
+    /// it was; for a submit (a job, its indexes, a hold, a ledger row) that was a sixth of the
+    /// writer's time (perf), and the writer's time per operation is what bounds submits/s.
+    pub async fn write_checks_first<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.enqueue(f, false).await
+    }
+
+    async fn enqueue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteCtx) -> StoreResult<T> + Send + 'static,
+        savepoint: bool,
+    ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        let op: WriteOp = Box::new(move |ctx| {
+        let run: Operation = Box::new(move |ctx| {
             let outcome = f(ctx);
             let ok = outcome.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -119,7 +150,9 @@ impl Actors {
             });
             (ok, reply)
         });
-        self.writer.send(op).map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        self.writer
+            .send(WriteOp { run, savepoint })
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         rx.await.map_err(|_| StoreError::Internal("the store writer stopped".into()))?
     }
 }
@@ -135,6 +168,11 @@ fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
     }
 }
 
+/// A statement run on every operation, parsed once (`execute_batch` parses it every time).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: MonotonicMicros, on_commit: impl Fn()) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -143,32 +181,48 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
             // Could not even start (e.g. the disk is gone): answer every op with the error.
             let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
             for op in batch {
-                let (_, reply) = op(&mut ctx);
+                let (_, reply) = (op.run)(&mut ctx);
                 reply(Err(e.to_string()));
             }
             continue;
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut hooks = Vec::new();
+        // Why the batch cannot commit: an operation without a savepoint failed after writing.
+        let mut broken = None;
         for op in batch {
             let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
-            let savepoint = conn.execute_batch("SAVEPOINT op");
-            let (ok, reply) = op(&mut ctx);
-            let settled = if ok {
-                hooks.append(&mut ctx.after_commit);
-                conn.execute_batch("RELEASE op")
-            } else {
-                conn.execute_batch("ROLLBACK TO op; RELEASE op")
+            let (changes, savepoint) = (conn.total_changes(), op.savepoint);
+            let opened = if savepoint { run_cached(&conn, "SAVEPOINT op") } else { Ok(()) };
+            let (ok, reply) = (op.run)(&mut ctx);
+            let settled = match (ok, savepoint) {
+                (true, true) => run_cached(&conn, "RELEASE op"),
+                (false, true) => conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+                (true, false) => Ok(()),
+                (false, false) => {
+                    if conn.total_changes() != changes {
+                        broken
+                            .get_or_insert_with(|| "a write failed part way; nothing in its batch was kept".to_owned());
+                    }
+                    Ok(())
+                }
             };
-            if let Err(e) = savepoint.and(settled) {
+            if ok {
+                hooks.append(&mut ctx.after_commit);
+            }
+            if let Err(e) = opened.and(settled) {
                 tracing::error!(error = %e, "savepoint failed in the store writer");
             }
             replies.push(reply);
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+        let committed = match broken {
+            Some(why) => Err(why),
+            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        }
+        .map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "store commit failed");
-            e.to_string()
+            e
         });
         if committed.is_ok() {
             on_commit();
@@ -177,5 +231,92 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         for reply in replies {
             reply(committed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    type Answers = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
+    /// An operation that runs `sql` (if any) and then succeeds or fails; its reply records
+    /// whether its batch committed.
+    fn op(
+        name: &'static str,
+        savepoint: bool,
+        sql: Option<&'static str>,
+        succeeds: bool,
+        answers: &Answers,
+    ) -> WriteOp {
+        let answers = answers.clone();
+        let run: Operation = Box::new(move |ctx| {
+            if let Some(sql) = sql {
+                ctx.conn.execute_batch(sql).expect("the test's write");
+            }
+            let reply: Reply = Box::new(move |commit| answers.lock().unwrap().push((name, commit.is_ok())));
+            (succeeds, reply)
+        });
+        WriteOp { run, savepoint }
+    }
+
+    /// Runs `ops` as one batch of the writer and returns each one's answer and the rows kept.
+    fn one_batch(ops: impl FnOnce(&Answers) -> Vec<WriteOp>) -> (Vec<(&'static str, bool)>, Vec<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        let answers = Answers::default();
+        let (tx, rx) = flume::unbounded();
+        for op in ops(&answers) {
+            tx.send(op).unwrap();
+        }
+        drop(tx);
+        // Every op is queued before the writer starts, so it takes them as one batch.
+        writer_loop(Connection::open(&path).unwrap(), rx, MonotonicMicros::starting_after(0), || ());
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let answers = answers.lock().unwrap().clone();
+        (answers, rows)
+    }
+
+    #[test]
+    fn an_op_with_a_savepoint_that_fails_takes_back_only_its_own_writes() {
+        let (answers, rows) = one_batch(|a| {
+            vec![
+                op("first", true, Some("INSERT INTO t VALUES (1)"), true, a),
+                op("fails", true, Some("INSERT INTO t VALUES (2)"), false, a),
+                op("checks first", false, Some("INSERT INTO t VALUES (3)"), true, a),
+            ]
+        });
+        assert_eq!(rows, [1, 3]);
+        assert_eq!(answers, [("first", true), ("fails", true), ("checks first", true)]);
+    }
+
+    #[test]
+    fn an_op_without_a_savepoint_that_fails_before_writing_costs_its_batch_nothing() {
+        let (answers, rows) = one_batch(|a| {
+            vec![
+                op("first", true, Some("INSERT INTO t VALUES (1)"), true, a),
+                op("refused", false, None, false, a),
+                op("last", false, Some("INSERT INTO t VALUES (3)"), true, a),
+            ]
+        });
+        assert_eq!(rows, [1, 3]);
+        assert_eq!(answers, [("first", true), ("refused", true), ("last", true)]);
+    }
+
+    #[test]
+    fn an_op_without_a_savepoint_that_fails_after_writing_fails_its_whole_batch() {
+        let (answers, rows) = one_batch(|a| {
+            vec![
+                op("first", true, Some("INSERT INTO t VALUES (1)"), true, a),
+                op("fails part way", false, Some("INSERT INTO t VALUES (2)"), false, a),
+                op("last", false, Some("INSERT INTO t VALUES (3)"), true, a),
+            ]
+        });
+        assert_eq!(rows, Vec::<i64>::new(), "nothing of the batch is kept");
+        assert_eq!(answers, [("first", false), ("fails part way", false), ("last", false)]);
     }
 }

@@ -77,7 +77,7 @@ impl Keys for SqliteStore {
 impl Jobs for SqliteStore {
     async fn submit(&self, new: NewJob) -> StoreResult<Result<Job, SubmitRefusal>> {
         let signal = self.queue_signal.clone();
-        self.actors.write(move |ctx| jobs::submit(ctx, new, signal)).await
+        self.actors.write_checks_first(move |ctx| jobs::submit(ctx, new, signal)).await
     }
     async fn job(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<Job>> {
         Ok(self.shared_job(account_id, id).await?.map(Arc::unwrap_or_clone))

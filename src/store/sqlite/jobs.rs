@@ -86,7 +86,9 @@ fn insert_job(ctx: &mut WriteCtx, new: &NewJob, status: JobStatus, now: i64) -> 
 }
 
 /// Admits a job (`lifecycle::admit`): the job row, the hold on the account, its ledger entry and
-/// the idempotency key, in the caller's transaction.
+/// the idempotency key, in the caller's transaction. Everything it refuses or fails on is
+/// decided before its first write: the writer runs it without a savepoint
+/// (`Actors::write_checks_first`), so nothing may be checked after `insert_job`.
 pub fn submit(ctx: &mut WriteCtx, new: NewJob, signal: Arc<Notify>) -> StoreResult<Result<Job, SubmitRefusal>> {
     if let Some(idem) = &new.idempotency {
         if let Some(replay) = idempotent_replay(ctx, new.account_id, idem)? {

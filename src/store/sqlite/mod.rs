@@ -67,6 +67,9 @@ pub(super) fn open(path: &Path) -> StoreResult<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     )
     .map_err(sql_err)?;
+    // rusqlite keeps 16 prepared statements by default; the writer alone runs more than that
+    // (submits, leases, heartbeats, settlements), and an evicted one is parsed again.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
