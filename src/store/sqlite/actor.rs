@@ -40,7 +40,10 @@ impl MonotonicMicros {
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Operation = Box<dyn FnOnce(&mut WriteCtx) -> (bool, Reply) + Send>;
+/// Runs an operation in the writer's transaction and says how it went (its error, written out),
+/// or, given no transaction (it is gone), only makes its reply; the reply is then called with
+/// whether the batch committed.
+type Operation = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (Result<(), String>, Reply) + Send>;
 
 /// An operation for the writer, and whether it runs in a savepoint of its own.
 struct WriteOp {
@@ -69,7 +72,7 @@ impl Actors {
         let conn = super::open(path)?;
         // Checkpoints copy the WAL back into the database file; run on the writer they stall
         // every commit waiting behind it, so a thread of their own does them instead.
-        // Each operation runs in a savepoint, whose sub-journal (the pages it changed, as they
+        // Most operations run in a savepoint, whose sub-journal (the pages it changed, as they
         // were) SQLite spills to a temporary file past 64 KiB: a submit's job, indexes, hold and
         // ledger rows often get there, and then every page went through pwrite, a fifth of the
         // writer's time under submits (perf). In memory it is at most one operation's pages.
@@ -140,15 +143,20 @@ impl Actors {
     ) -> StoreResult<T> {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let run: Operation = Box::new(move |ctx| {
-            let outcome = f(ctx);
-            let ok = outcome.is_ok();
+            let outcome = ctx.map(f);
+            let ran = match &outcome {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("not run".to_owned()),
+            };
             let reply: Reply = Box::new(move |commit| {
-                let _ = tx.send(match commit {
-                    Ok(()) => outcome,
-                    Err(e) => Err(StoreError::Unavailable(e)),
+                let _ = tx.send(match (commit, outcome) {
+                    (Ok(()), Some(outcome)) => outcome,
+                    (Err(e), _) => Err(StoreError::Unavailable(e)),
+                    (Ok(()), None) => Err(StoreError::Internal("the store writer did not run a write".into())),
                 });
             });
-            (ok, reply)
+            (ran, reply)
         });
         self.writer
             .send(WriteOp { run, savepoint })
@@ -178,36 +186,47 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Could not even start (e.g. the disk is gone): answer every op with the error.
-            let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
+            // Could not even start (e.g. the disk is gone, or another process holds the lock
+            // past the busy timeout): answer every op with the error, running none (outside a
+            // transaction each statement would commit by itself).
             for op in batch {
-                let (_, reply) = (op.run)(&mut ctx);
+                let (_, reply) = (op.run)(None);
                 reply(Err(e.to_string()));
             }
             continue;
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut hooks = Vec::new();
-        // Why the batch cannot commit: an operation without a savepoint failed after writing.
-        let mut broken = None;
+        // Why the batch cannot commit: an operation without a savepoint failed after writing,
+        // or SQLite rolled the whole transaction back itself (an I/O error, a full disk).
+        let mut broken: Option<String> = None;
         for op in batch {
+            if broken.is_some() {
+                // Nothing of this batch will be kept: the rest are answered without running.
+                let (_, reply) = (op.run)(None);
+                replies.push(reply);
+                continue;
+            }
             let mut ctx = WriteCtx { conn: &conn, clock: &mut clock, after_commit: Vec::new() };
             let (changes, savepoint) = (conn.total_changes(), op.savepoint);
             let opened = if savepoint { run_cached(&conn, "SAVEPOINT op") } else { Ok(()) };
-            let (ok, reply) = (op.run)(&mut ctx);
-            let settled = match (ok, savepoint) {
-                (true, true) => run_cached(&conn, "RELEASE op"),
-                (false, true) => conn.execute_batch("ROLLBACK TO op; RELEASE op"),
-                (true, false) => Ok(()),
-                (false, false) => {
+            let (ran, reply) = (op.run)(Some(&mut ctx));
+            let settled = match (&ran, savepoint) {
+                (Ok(()), true) => run_cached(&conn, "RELEASE op"),
+                (Err(_), true) => conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+                (Ok(()), false) => Ok(()),
+                (Err(e), false) => {
                     if conn.total_changes() != changes {
-                        broken
-                            .get_or_insert_with(|| "a write failed part way; nothing in its batch was kept".to_owned());
+                        broken = Some(format!("a write failed part way, so nothing in its batch was kept: {e}"));
                     }
                     Ok(())
                 }
             };
-            if ok {
+            if conn.is_autocommit() && broken.is_none() {
+                let why = ran.as_ref().err().map_or("", String::as_str);
+                broken = Some(format!("the store rolled back a write batch: {why}"));
+            }
+            if ran.is_ok() {
                 hooks.append(&mut ctx.after_commit);
             }
             if let Err(e) = opened.and(settled) {
@@ -252,20 +271,30 @@ mod tests {
     ) -> WriteOp {
         let answers = answers.clone();
         let run: Operation = Box::new(move |ctx| {
+            let reply: Reply = Box::new(move |commit| answers.lock().unwrap().push((name, commit.is_ok())));
+            let Some(ctx) = ctx else { return (Err("not run".into()), reply) };
             if let Some(sql) = sql {
                 ctx.conn.execute_batch(sql).expect("the test's write");
             }
-            let reply: Reply = Box::new(move |commit| answers.lock().unwrap().push((name, commit.is_ok())));
-            (succeeds, reply)
+            (if succeeds { Ok(()) } else { Err(format!("{name} failed")) }, reply)
         });
         WriteOp { run, savepoint }
     }
 
     /// Runs `ops` as one batch of the writer and returns each one's answer and the rows kept.
     fn one_batch(ops: impl FnOnce(&Answers) -> Vec<WriteOp>) -> (Vec<(&'static str, bool)>, Vec<i64>) {
+        batch_while(false, ops)
+    }
+
+    /// `one_batch`, while another connection holds the write lock if `locked`.
+    fn batch_while(locked: bool, ops: impl FnOnce(&Answers) -> Vec<WriteOp>) -> (Vec<(&'static str, bool)>, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER)").unwrap();
+        if locked {
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        }
         let answers = Answers::default();
         let (tx, rx) = flume::unbounded();
         for op in ops(&answers) {
@@ -273,7 +302,10 @@ mod tests {
         }
         drop(tx);
         // Every op is queued before the writer starts, so it takes them as one batch.
-        writer_loop(Connection::open(&path).unwrap(), rx, MonotonicMicros::starting_after(0), || ());
+        let writer = Connection::open(&path).unwrap();
+        writer.busy_timeout(std::time::Duration::from_millis(50)).unwrap();
+        writer_loop(writer, rx, MonotonicMicros::starting_after(0), || ());
+        drop(other);
         let conn = Connection::open(&path).unwrap();
         let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
@@ -318,5 +350,33 @@ mod tests {
         });
         assert_eq!(rows, Vec::<i64>::new(), "nothing of the batch is kept");
         assert_eq!(answers, [("first", false), ("fails part way", false), ("last", false)]);
+    }
+
+    #[test]
+    fn a_transaction_the_store_ended_itself_keeps_nothing_and_runs_no_more_of_its_batch() {
+        // As SQLite does on an I/O error or a full disk: the whole transaction is rolled back.
+        let (answers, rows) = one_batch(|a| {
+            vec![
+                op("first", true, Some("INSERT INTO t VALUES (1)"), true, a),
+                op("ends it", false, Some("ROLLBACK"), false, a),
+                op("after, in a savepoint", true, Some("INSERT INTO t VALUES (3)"), true, a),
+                op("after, without", false, Some("INSERT INTO t VALUES (4)"), true, a),
+            ]
+        });
+        assert_eq!(rows, Vec::<i64>::new(), "nothing ran outside the transaction");
+        assert!(answers.iter().all(|(_, committed)| !committed), "{answers:?}");
+        assert_eq!(answers.len(), 4, "every op is answered");
+    }
+
+    #[test]
+    fn a_batch_that_cannot_begin_runs_none_of_its_ops() {
+        let (answers, rows) = batch_while(true, |a| {
+            vec![
+                op("with a savepoint", true, Some("INSERT INTO t VALUES (1)"), true, a),
+                op("without", false, Some("INSERT INTO t VALUES (2)"), true, a),
+            ]
+        });
+        assert_eq!(rows, Vec::<i64>::new());
+        assert_eq!(answers, [("with a savepoint", false), ("without", false)]);
     }
 }
