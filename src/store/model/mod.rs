@@ -342,6 +342,26 @@ pub mod fixtures {
         }
     }
 
+    /// An account with no money, no jobs and limits of one.
+    pub fn account(id: Uuid) -> Account {
+        Account {
+            id,
+            name: "a".into(),
+            balance: MicroUsd(0),
+            held: MicroUsd(0),
+            max_concurrent: 1,
+            max_backlog: 1,
+            active_jobs: 0,
+            backlogged_jobs: 0,
+            webhook_secret: String::new(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            storage: Default::default(),
+            storage_quota: Default::default(),
+            suspended: false,
+            rate_limit_per_minute: None,
+        }
+    }
+
     /// An accepted job of a new account.
     pub fn job(status: JobStatus) -> Job {
         new_job(Uuid::new_v4()).accepted(status, OffsetDateTime::now_utc(), 0)

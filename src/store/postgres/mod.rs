@@ -15,6 +15,7 @@ mod replicas;
 mod retention;
 mod rows;
 mod submit_batch;
+mod submit_carry;
 mod submit_plan;
 mod submit_rows;
 mod transitions;

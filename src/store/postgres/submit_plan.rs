@@ -71,8 +71,8 @@ pub struct Plan {
 pub struct Reads<'a> {
     /// Each account of the batch, as read; left as the batch's accepted submits leave it.
     pub accounts: &'a mut HashMap<Uuid, Account>,
-    /// Each account's newest job's `created_at`, where it has one.
-    pub last_job: HashMap<Uuid, i64>,
+    /// Each account's newest job's `created_at`, where it has one; left with the batch's.
+    pub last_job: &'a mut HashMap<Uuid, i64>,
     /// The database's clock when the batch read it.
     pub now_us: i64,
     pub keys: KeysSeen,
@@ -149,26 +149,11 @@ fn decide(new: &NewJob, reads: &mut Reads<'_>, clock: &mut i64) -> Decision {
 mod tests {
     use super::*;
     use crate::domain::money::MicroUsd;
-    use crate::store::Idempotency;
+    use crate::store::{fixtures, Idempotency};
     use std::time::Duration;
 
     fn account(credits: i64, max_concurrent: u32, max_backlog: u32) -> Account {
-        Account {
-            id: Uuid::new_v4(),
-            name: "a".into(),
-            balance: MicroUsd(credits),
-            held: MicroUsd(0),
-            max_concurrent,
-            max_backlog,
-            active_jobs: 0,
-            backlogged_jobs: 0,
-            webhook_secret: String::new(),
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            storage: Default::default(),
-            storage_quota: Default::default(),
-            suspended: false,
-            rate_limit_per_minute: None,
-        }
+        Account { balance: MicroUsd(credits), max_concurrent, max_backlog, ..fixtures::account(Uuid::new_v4()) }
     }
 
     fn job(account: &Account, price: i64, key: Option<(&str, &str)>) -> NewJob {
@@ -184,7 +169,8 @@ mod tests {
     }
 
     fn run(batch: &[NewJob], accounts: &mut HashMap<Uuid, Account>, last_job: &[(Uuid, i64)], keys: KeysSeen) -> Plan {
-        let reads = Reads { accounts, last_job: last_job.iter().copied().collect(), now_us: 1_000, keys };
+        let mut last_job = last_job.iter().copied().collect();
+        let reads = Reads { accounts, last_job: &mut last_job, now_us: 1_000, keys };
         plan(batch, reads)
     }
 

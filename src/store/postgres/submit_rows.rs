@@ -129,7 +129,7 @@ pub async fn write(
     changes: &HashMap<Uuid, AccountChange>,
     claims: &[Claim],
     versions: Option<&Versions>,
-) -> StoreResult<()> {
+) -> StoreResult<Written> {
     let mut jobs = JobColumns::default();
     for (new, a) in accepted {
         jobs.push(new, a)?;
@@ -148,7 +148,7 @@ pub async fn write(
         accounts.5.push(versions.and_then(|v| v.get(id)).map(String::as_str));
     }
     let wake = accepted.iter().any(|(_, a)| a.status == JobStatus::Queued);
-    sqlx::query(
+    let row = sqlx::query(
         "WITH new AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bool[], \
                         $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[], $12::bigint[], $13::int[], \
                         $14::text[]) WITH ORDINALITY AS n(id, account_id, kind, status, created_at, queued, request, \
@@ -163,14 +163,15 @@ pub async fn write(
                        active_jobs = a.active_jobs + d.active, backlogged_jobs = a.backlogged_jobs + d.backlogged \
                      FROM unnest($16::uuid[], $17::bigint[], $18::bigint[], $19::int[], $20::int[], $28::text[]) \
                        AS d(id, held, balance, active, backlogged, version) \
-                     WHERE a.id = d.id AND (d.version IS NULL OR a.xmin::text = d.version) RETURNING 1), \
+                     WHERE a.id = d.id AND (d.version IS NULL OR a.xmin::text = d.version) RETURNING a.xmin::text AS version), \
          claim AS (INSERT INTO idempotency_keys (account_id, key, fingerprint, job_id, created_at) \
                    SELECT *, ltx_now_us() FROM unnest($21::uuid[], $22::text[], $23::text[], $24::uuid[]) \
                    ON CONFLICT (account_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
                    job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at) \
          SELECT (SELECT pg_notify($25, '') WHERE $26), \
                 (SELECT ltx_announce_inserted($27) WHERE $27 IS NOT NULL), \
-                ltx_conflict_unless((SELECT COUNT(*) FROM account) = $29)",
+                ltx_conflict_unless((SELECT COUNT(*) FROM account) = $29), \
+                (SELECT MIN(version) FROM account) AS version, ltx_now_us() AS now",
     )
     .bind(&jobs.id)
     .bind(&jobs.account_id)
@@ -201,10 +202,20 @@ pub async fn write(
     .bind(announcement(accepted))
     .bind(&accounts.5)
     .bind(accounts.0.len() as i64)
-    .execute(&mut *c)
+    .fetch_one(&mut *c)
     .await
     .map_err(pg_err)?;
-    Ok(())
+    use sqlx::Row;
+    Ok(Written { version: row.try_get("version").map_err(pg_err)?, now_us: row.try_get("now").map_err(pg_err)? })
+}
+
+/// What a batch's write says of itself.
+pub struct Written {
+    /// The version (`xmin`, as text) the accounts it changed now have: the one its transaction
+    /// gives every row it writes. `None` if it changed none.
+    pub version: Option<String>,
+    /// The database's clock when it ran.
+    pub now_us: i64,
 }
 
 /// What `ltx_jobs` is told of the batch's jobs (schema_job_notify_moves.sql): each entered a
