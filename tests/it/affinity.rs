@@ -75,20 +75,6 @@ async fn style(app: &TestApp, key: &str, seed: u8) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let samples = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text").samples;
-    samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
 /// What one run of the workload did.
 struct Run {
     /// Switches counted by the engines themselves.

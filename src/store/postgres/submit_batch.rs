@@ -23,7 +23,7 @@
 //! acknowledged). Batches lock and update accounts in id order, so concurrent batches, here or
 //! on other replicas, queue up instead of deadlocking.
 use super::rows::{load_watched, to_time};
-use super::submit_carry::{Carried, Left};
+use super::submit_carry::{AfterBatch, Carried};
 use super::submit_plan::{self, Decision, Reads};
 use super::{jobs, pg_err, submit_rows, transaction};
 use crate::store::{Idempotency, Job, NewJob, StoreError, StoreResult, SubmitRefusal};
@@ -89,11 +89,7 @@ async fn batcher(pool: PgPool, rx: flume::Receiver<Pending>, main: tokio::runtim
         }
         // A stable sort keeps one account's submits in arrival order.
         batch.sort_by_key(|p| p.new.account_id);
-        let ran = run_batch(&pool, &mut conn, &mut carried, &batch).await;
-        if ran.is_err() {
-            carried.forget();
-        }
-        match ran {
+        match run_batch(&pool, &mut conn, &mut carried, &batch).await {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = pending.reply.send(Ok(outcome));
@@ -163,8 +159,6 @@ async fn run_batch(
         };
         let outcome = match unlocked(c, &news, carried).await {
             Err(Step::Later(StoreError::Conflict(_))) => {
-                carried.forget();
-                metrics::counter!("ltx_submit_batch_conflicts_total").increment(1);
                 metrics::counter!("ltx_submit_batches_total", "path" => "locked").increment(1);
                 locked(c, &news).await
             }
@@ -220,35 +214,49 @@ struct Connection {
 
 /// The batch decided on its accounts as the previous batch left them (submit_carry.rs) or as
 /// read without locks, and written with a check that each is still that version (submit_rows.rs
-/// `write`). A batch decided on carried accounts that one of them changed since is read and
-/// decided again. What it leaves is carried to the next batch.
+/// `write`). A batch decided on carried accounts is read and decided again when one of them
+/// changed since, or when it would refuse a submit (a refusal writes nothing, so nothing would
+/// check what it was decided on). What it leaves is carried to the next batch.
 async fn unlocked(
     c: &mut PgConnection,
     news: &[&NewJob],
     carried: &mut Carried,
 ) -> Result<Vec<Result<Job, SubmitRefusal>>, Step> {
     let ids = account_ids(news);
-    if let Some((read, versions)) = carried.reads_for(&ids) {
-        carried.forget();
-        match decide_and_write(c, news, read, Some(versions)).await {
-            Err(StoreError::Conflict(_)) => metrics::counter!("ltx_submit_batch_conflicts_total").increment(1),
-            Err(e) => return Err(Step::Later(e)),
-            Ok(decided) => {
+    if let Some((read, versions)) = carried.take(&ids) {
+        match decide_and_write(c, news, read, Basis::Carried(versions)).await {
+            Ok(Attempt::Written(decided)) => {
                 metrics::counter!("ltx_submit_batches_total", "path" => "carried").increment(1);
                 return Ok(decided.carry_into(carried));
             }
+            Ok(Attempt::UnderLocks) => return Err(Step::Later(under_locks())),
+            Ok(Attempt::ReadAgain) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(Step::Later(e)),
         }
     }
     let (read, versions) = submit_rows::read_unlocked(c, &ids).await.map_err(Step::First)?;
-    let decided = decide_and_write(c, news, read, Some(versions)).await.map_err(Step::Later)?;
-    metrics::counter!("ltx_submit_batches_total", "path" => "unlocked").increment(1);
-    Ok(decided.carry_into(carried))
+    match decide_and_write(c, news, read, Basis::Read(versions)).await.map_err(Step::Later)? {
+        Attempt::Written(decided) => {
+            metrics::counter!("ltx_submit_batches_total", "path" => "unlocked").increment(1);
+            Ok(decided.carry_into(carried))
+        }
+        Attempt::ReadAgain | Attempt::UnderLocks => Err(Step::Later(under_locks())),
+    }
+}
+
+/// What sends a batch to be decided under its accounts' locks (`run_batch`).
+fn under_locks() -> StoreError {
+    StoreError::Conflict("a batch to decide under locks".into())
 }
 
 /// The batch in a transaction of its own that locks its accounts first.
 async fn locked(c: &mut PgConnection, news: &[&NewJob]) -> Result<Vec<Result<Job, SubmitRefusal>>, Step> {
     let decided = match submit_rows::begin_and_lock(c, &account_ids(news)).await {
-        Ok(read) => decide_and_write(c, news, read, None).await.map(|d| d.outcomes).map_err(Step::Later),
+        Ok(read) => match decide_and_write(c, news, read, Basis::Locked).await {
+            Ok(Attempt::Written(decided)) => Ok(decided.outcomes),
+            Ok(_) => Err(Step::Later(StoreError::Internal("a batch under locks asked for locks".into()))),
+            Err(e) => Err(Step::Later(e)),
+        },
         Err(e) => Err(Step::First(e)),
     };
     match decided {
@@ -289,10 +297,27 @@ impl Step {
     }
 }
 
+/// What a batch is decided on: its accounts as the previous batch left them or as read without
+/// locks (each with the version its write checks), or as read under their locks.
+enum Basis {
+    Carried(submit_rows::Versions),
+    Read(submit_rows::Versions),
+    Locked,
+}
+
+/// How deciding a batch ended.
+enum Attempt {
+    Written(Decided),
+    /// Decided on carried accounts, it refused a submit: read them and decide again.
+    ReadAgain,
+    /// It replays an idempotency key: decide it again under locks.
+    UnderLocks,
+}
+
 /// A decided and written batch: its answers, and what it leaves for the next (submit_carry.rs).
 struct Decided {
     outcomes: Vec<Result<Job, SubmitRefusal>>,
-    left: Left,
+    after: AfterBatch,
     written: Option<submit_rows::Written>,
 }
 
@@ -301,7 +326,7 @@ impl Decided {
     /// whose write committed by itself). A batch that wrote nothing (all refused) carries nothing.
     fn carry_into(self, carried: &mut Carried) -> Vec<Result<Job, SubmitRefusal>> {
         match self.written {
-            Some(w) => carried.remember(self.left, w.version.as_deref(), w.now_us),
+            Some(w) => carried.remember(self.after, w.version.as_deref(), w.now_us),
             None => carried.forget(),
         }
         self.outcomes
@@ -313,8 +338,8 @@ async fn decide_and_write(
     c: &mut PgConnection,
     batch: &[&NewJob],
     read: submit_rows::AccountReads,
-    versions: Option<submit_rows::Versions>,
-) -> StoreResult<Decided> {
+    basis: Basis,
+) -> StoreResult<Attempt> {
     let submit_rows::AccountReads { mut accounts, mut last_job, now_us } = read;
     let keyed: Vec<(Uuid, &Idempotency)> =
         batch.iter().filter_map(|n| n.idempotency.as_ref().map(|i| (n.account_id, i))).collect();
@@ -329,14 +354,30 @@ async fn decide_and_write(
             _ => None,
         })
         .collect();
+    let (carried, versions) = match basis {
+        Basis::Carried(v) => (true, Some(v)),
+        Basis::Read(v) => (false, Some(v)),
+        Basis::Locked => (false, None),
+    };
     if versions.is_some() && plan.decisions.iter().any(|d| matches!(d, Decision::Replay(_))) {
         // A replay reads its job after the write; read without locks, the write has committed
         // by then, and a failed read could not roll the batch back. Rare: run it under locks.
-        return Err(StoreError::Conflict("a replayed submit".into()));
+        return Ok(Attempt::UnderLocks);
+    }
+    let refuses =
+        |d: &Decision| matches!(d, Decision::Refuse(r) if !matches!(r, SubmitRefusal::IdempotencyConflict { .. }));
+    if carried && plan.decisions.iter().any(refuses) {
+        return Ok(Attempt::ReadAgain);
     }
     let written = match accepted.is_empty() {
         true => None,
-        false => Some(submit_rows::write(c, &accepted, &plan.changes, &plan.claims, versions.as_ref()).await?),
+        false => {
+            let written = submit_rows::write(c, &accepted, &plan.changes, &plan.claims, versions.as_ref()).await;
+            if let Err(StoreError::Conflict(_)) = written {
+                metrics::counter!("ltx_submit_batch_conflicts_total").increment(1);
+            }
+            Some(written?)
+        }
     };
     // Replays read their job once this batch's jobs are written (it may be one of them).
     let replayed: Vec<(Uuid, Uuid)> = batch
@@ -363,6 +404,6 @@ async fn decide_and_write(
         })
         .collect::<StoreResult<_>>()?;
     let changed = plan.changes.keys().copied().collect();
-    let left = Left { accounts, last_job, versions: versions.unwrap_or_default(), changed };
-    Ok(Decided { outcomes, left, written })
+    let after = AfterBatch { accounts, last_job, versions: versions.unwrap_or_default(), changed };
+    Ok(Attempt::Written(Decided { outcomes, after, written }))
 }

@@ -2,7 +2,8 @@
 //! versions, their newest jobs' times and the database's clock. A batch whose accounts are all
 //! carried is decided on them without reading (one round trip, its write, instead of two); the
 //! write's version check (submit_rows.rs) still refuses it if anything changed an account since
-//! (a settlement, another replica's batch), and the batch is then read and decided again. Under
+//! (a settlement, another replica's batch), and the batch is then read and decided again, as it
+//! is when it would refuse a submit (nothing is written then, so nothing would check). Under
 //! load the batcher runs one batch after another, so the read it skips was a round trip on the
 //! critical path of every batch.
 use super::submit_rows::{AccountReads, Versions};
@@ -27,9 +28,15 @@ pub struct Carried {
 
 impl Carried {
     /// The reads of a batch of `ids` from what is carried, when every one of them is and it is
-    /// recent. The clock is the database's as of the last write, advanced by this process's
-    /// monotonic clock since (never behind what that write saw).
-    pub fn reads_for(&self, ids: &[Uuid]) -> Option<(AccountReads, Versions)> {
+    /// recent; nothing is carried after (what the batch leaves is carried next). The clock is the
+    /// database's as of the last write, advanced by this process's monotonic clock since.
+    pub fn take(&mut self, ids: &[Uuid]) -> Option<(AccountReads, Versions)> {
+        let reads = self.reads_for(ids);
+        self.forget();
+        reads
+    }
+
+    fn reads_for(&self, ids: &[Uuid]) -> Option<(AccountReads, Versions)> {
         let (db_now, at) = self.clock?;
         if at.elapsed() > CARRY_FOR || ids.is_empty() || !ids.iter().all(|id| self.accounts.contains_key(id)) {
             return None;
@@ -54,8 +61,8 @@ impl Carried {
     /// left them (and as its write made them), `versions`, the versions it was decided on, which
     /// the accounts it `changed` now have as `written` (the version its write gave their rows);
     /// and the database's clock `db_now_us` at the write.
-    pub fn remember(&mut self, after: Left, written: Option<&str>, db_now_us: i64) {
-        let Left { accounts, last_job, mut versions, changed } = after;
+    pub fn remember(&mut self, after: AfterBatch, written: Option<&str>, db_now_us: i64) {
+        let AfterBatch { accounts, last_job, mut versions, changed } = after;
         if let Some(written) = written {
             for id in &changed {
                 versions.insert(*id, written.to_owned());
@@ -81,7 +88,7 @@ impl Carried {
 }
 
 /// A batch's accounts after its decisions, the versions it decided on, and which it changed.
-pub struct Left {
+pub struct AfterBatch {
     pub accounts: HashMap<Uuid, Account>,
     pub last_job: HashMap<Uuid, i64>,
     pub versions: Versions,
@@ -93,8 +100,8 @@ mod tests {
     use super::*;
     use crate::store::fixtures::account;
 
-    fn left(ids: &[Uuid], changed: &[Uuid]) -> Left {
-        Left {
+    fn left(ids: &[Uuid], changed: &[Uuid]) -> AfterBatch {
+        AfterBatch {
             accounts: ids.iter().map(|id| (*id, account(*id))).collect(),
             last_job: ids.iter().map(|id| (*id, 7)).collect(),
             versions: ids.iter().map(|id| (*id, "100".to_owned())).collect(),
