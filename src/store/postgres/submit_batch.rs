@@ -307,7 +307,7 @@ enum Basis {
 
 /// How deciding a batch ended.
 enum Attempt {
-    Written(Decided),
+    Written(Box<Decided>),
     /// Decided on carried accounts, it refused a submit: read them and decide again.
     ReadAgain,
     /// It replays an idempotency key: decide it again under locks.
@@ -405,5 +405,5 @@ async fn decide_and_write(
         .collect::<StoreResult<_>>()?;
     let changed = plan.changes.keys().copied().collect();
     let after = AfterBatch { accounts, last_job, versions: versions.unwrap_or_default(), changed };
-    Ok(Attempt::Written(Decided { outcomes, after, written }))
+    Ok(Attempt::Written(Box::new(Decided { outcomes, after, written })))
 }
