@@ -88,13 +88,7 @@ async fn a_thousand_concurrent_submits_never_overdraw_on_postgresql() {
 #[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn two_replicas_batching_one_accounts_submits_never_spend_its_money_twice() {
     let db = crate::pg::TestDatabase::create().await;
-    let replica = || {
-        TestApp::start_with(|c| {
-            c.workers = 0;
-            c.database_url = Some(db.url.clone());
-        })
-    };
-    let (a, b) = (replica().await, replica().await);
+    let (a, b) = (replica_without_workers(&db).await, replica_without_workers(&db).await);
     let conflicts_before = metric(&a, "ltx_submit_batch_conflicts_total").await;
     // Money for exactly 10 clips; slots and backlog for all.
     let acct = a.account_with_limits("1.798", 100, 1000).await;
@@ -127,13 +121,7 @@ async fn two_replicas_batching_one_accounts_submits_never_spend_its_money_twice(
 #[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
 async fn a_batch_decided_on_what_the_last_one_left_sees_what_another_replica_changed_since() {
     let db = crate::pg::TestDatabase::create().await;
-    let replica = || {
-        TestApp::start_with(|c| {
-            c.workers = 0;
-            c.database_url = Some(db.url.clone());
-        })
-    };
-    let (a, b) = (replica().await, replica().await);
+    let (a, b) = (replica_without_workers(&db).await, replica_without_workers(&db).await);
     let submit = |app: &TestApp, key: &str| {
         let request = app.client.post(app.url(GENERATE)).bearer_auth(key).json(&quick("carried"));
         async move {
@@ -170,6 +158,15 @@ async fn a_batch_decided_on_what_the_last_one_left_sees_what_another_replica_cha
         }
     }
     panic!("the submits never followed each other within what a batch carries");
+}
+
+/// A replica on `db` whose submitted jobs stay queued.
+async fn replica_without_workers(db: &crate::pg::TestDatabase) -> TestApp {
+    TestApp::start_with(|c| {
+        c.workers = 0;
+        c.database_url = Some(db.url.clone());
+    })
+    .await
 }
 
 async fn thousand_concurrent_submits(app: &TestApp) {
