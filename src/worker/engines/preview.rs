@@ -92,7 +92,10 @@ fn look(spec: &RenderSpec) -> Look {
     for style in &spec.loras {
         let d = Sha256::digest(style.style_id.as_bytes());
         for (c, g) in grade.iter_mut().enumerate() {
-            *g *= 1.0 + 0.25 * style.strength as f32 * (f32::from(d[c]) / 127.5 - 1.0);
+            // Each channel moves by at least half the style's reach, up or down as its id says:
+            // an id whose digest sat near the middle graded the clip too faintly to see.
+            let x = f32::from(d[c]) / 127.5 - 1.0;
+            *g *= 1.0 + 0.25 * style.strength as f32 * x.signum() * (0.5 + 0.5 * x.abs());
         }
     }
     Look {
@@ -304,6 +307,22 @@ mod tests {
         let zero = RenderSpec { loras: vec![lora("noir", 0.0)], ..spec() };
         assert_eq!(frame_of(&spec(), 4), frame_of(&zero, 4));
     }
+
+    #[test]
+    fn every_style_id_grades_the_clip_visibly() {
+        let plain = frame_of(&spec(), 4);
+        let least = (0..300)
+            .map(|i| {
+                let styled = frame_of(&RenderSpec { loras: vec![lora(&format!("style-{i}"), 1.5)], ..spec() }, 4);
+                let sum: u64 = plain.iter().zip(&styled).map(|(a, b)| u64::from(a.abs_diff(*b))).sum();
+                sum as f64 / plain.len() as f64
+            })
+            .fold(f64::MAX, f64::min);
+        assert!(least > MIN_VISIBLE, "a style moved the frame by {least:.2} on average");
+    }
+
+    /// What the black-box style test (tests/it/styles.rs) requires of a graded clip, after encoding.
+    const MIN_VISIBLE: f64 = 3.0;
 
     #[test]
     fn audio_covers_the_clip_exactly() {
