@@ -102,7 +102,7 @@ async fn run_workload(affinity_max_wait: Duration, database_url: Option<String>)
         let body = json!({"prompt": format!("clip {i}"), "num_frames": 9, "styles": [{"id": id, "strength": 1}]});
         ids.push(job_id(&app.submit_ok(&acct.key, body).await));
     }
-    let before = metric(&app, "ltx_style_switches_total").await;
+    let before = metric(&app, "ltx_style_switches_total", &[]).await;
 
     let token = crate::fleet::worker_token(&*app.store).await;
     let stop = CancellationToken::new();
@@ -135,7 +135,7 @@ async fn run_workload(affinity_max_wait: Duration, database_url: Option<String>)
     assert_eq!(rendered.iter().map(Vec::len).sum::<usize>(), 12, "every job rendered exactly once: {rendered:?}");
     let switches: u64 = engines.iter().map(|e| e.inner.resident.switches()).sum();
     assert_eq!(switches, rendered.iter().map(|keys| switches_in(keys)).sum::<u64>(), "{rendered:?}");
-    let metric_switches = metric(&app, "ltx_style_switches_total").await - before;
+    let metric_switches = metric(&app, "ltx_style_switches_total", &[]).await - before;
     Run { switches, rendered, metric_switches }
 }
 

@@ -195,15 +195,15 @@ pub fn png_bytes(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     out
 }
 
-/// The sum of the samples of the counter `name` (all its labels), as `/metrics` says. (One
-/// registry per test process: counters move with every test that runs beside.)
-pub async fn metric(app: &TestApp, name: &str) -> f64 {
+/// The sum of the samples of the counter `name` that have the `labels` given, as `/metrics` says.
+/// (One registry per test process: counters move with every test that runs beside.)
+pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let samples = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text").samples;
     samples
         .iter()
-        .filter(|s| s.metric == name)
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,

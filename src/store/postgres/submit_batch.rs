@@ -326,8 +326,10 @@ impl Decided {
     /// whose write committed by itself). A batch that wrote nothing (all refused) carries nothing.
     fn carry_into(self, carried: &mut Carried) -> Vec<Result<Job, SubmitRefusal>> {
         match self.written {
-            Some(w) => carried.remember(self.after, w.version.as_deref(), w.now_us),
-            None => carried.forget(),
+            Some(submit_rows::Written { version: Some(version), now_us: Some(now_us) }) => {
+                carried.remember(self.after, &version, now_us)
+            }
+            _ => carried.forget(),
         }
         self.outcomes
     }

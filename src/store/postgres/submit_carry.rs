@@ -38,13 +38,11 @@ impl Carried {
 
     fn reads_for(&self, ids: &[Uuid]) -> Option<(AccountReads, Versions)> {
         let (db_now, at) = self.clock?;
-        if at.elapsed() > CARRY_FOR || ids.is_empty() || !ids.iter().all(|id| self.accounts.contains_key(id)) {
+        let age = at.elapsed();
+        if age > CARRY_FOR || ids.is_empty() || !ids.iter().all(|id| self.accounts.contains_key(id)) {
             return None;
         }
-        let mut read = AccountReads {
-            now_us: db_now + i64::try_from(at.elapsed().as_micros()).unwrap_or(i64::MAX / 2),
-            ..AccountReads::default()
-        };
+        let mut read = AccountReads { now_us: db_now + age.as_micros() as i64, ..AccountReads::default() };
         let mut versions = Versions::new();
         for id in ids {
             let (account, version) = &self.accounts[id];
@@ -61,15 +59,10 @@ impl Carried {
     /// left them (and as its write made them), `versions`, the versions it was decided on, which
     /// the accounts it `changed` now have as `written` (the version its write gave their rows);
     /// and the database's clock `db_now_us` at the write.
-    pub fn remember(&mut self, after: AfterBatch, written: Option<&str>, db_now_us: i64) {
+    pub fn remember(&mut self, after: AfterBatch, written: &str, db_now_us: i64) {
         let AfterBatch { accounts, last_job, mut versions, changed } = after;
-        if let Some(written) = written {
-            for id in &changed {
-                versions.insert(*id, written.to_owned());
-            }
-        } else if !changed.is_empty() {
-            // (a write that changed accounts always says its version)
-            return self.forget();
+        for id in &changed {
+            versions.insert(*id, written.to_owned());
         }
         self.accounts.clear();
         self.last_job = last_job;
@@ -114,7 +107,7 @@ mod tests {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let mut carried = Carried::default();
         assert!(carried.reads_for(&[a]).is_none(), "nothing carried before a batch");
-        carried.remember(left(&[a, b], &[a]), Some("205"), 1_000_000);
+        carried.remember(left(&[a, b], &[a]), "205", 1_000_000);
         let (read, versions) = carried.reads_for(&[a, b]).expect("both carried");
         assert_eq!(versions[&a], "205", "the changed account is at the write's version");
         assert_eq!(versions[&b], "100", "the unchanged one at the version it was decided on");
@@ -125,16 +118,16 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_carried_after_a_forget_a_write_without_its_version_or_too_long() {
+    fn nothing_is_carried_after_a_forget_or_for_too_long() {
         let a = Uuid::new_v4();
         let mut carried = Carried::default();
-        carried.remember(left(&[a], &[a]), Some("9"), 1);
+        carried.remember(left(&[a], &[a]), "9", 1);
+        assert!(carried.take(&[a]).is_some());
+        assert!(carried.reads_for(&[a]).is_none(), "what a batch took is not carried to the next");
+        carried.remember(left(&[a], &[a]), "9", 1);
         carried.forget();
         assert!(carried.reads_for(&[a]).is_none());
-        carried.remember(left(&[a], &[a]), None, 1);
-        assert!(carried.reads_for(&[a]).is_none(), "a changed account whose version is unknown");
-        carried.remember(left(&[a], &[]), None, 1);
-        assert!(carried.reads_for(&[a]).is_some(), "nothing changed: the versions read still hold");
+        carried.remember(left(&[a], &[a]), "9", 1);
         carried.clock = Some((1, Instant::now() - CARRY_FOR - Duration::from_millis(1)));
         assert!(carried.reads_for(&[a]).is_none(), "too old");
     }

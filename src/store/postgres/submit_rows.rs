@@ -205,17 +205,19 @@ pub async fn write(
     .fetch_one(&mut *c)
     .await
     .map_err(pg_err)?;
+    // Committed by now: what it says of itself is read without failing the batch (a batch that
+    // failed here would be run again one by one, and written twice).
     use sqlx::Row;
-    Ok(Written { version: row.try_get("version").map_err(pg_err)?, now_us: row.try_get("now").map_err(pg_err)? })
+    Ok(Written { version: row.try_get("version").ok().flatten(), now_us: row.try_get("now").ok() })
 }
 
-/// What a batch's write says of itself.
+/// What a batch's write says of itself (`None` where that could not be read).
 pub struct Written {
     /// The version (`xmin`, as text) the accounts it changed now have: the one its transaction
-    /// gives every row it writes. `None` if it changed none.
+    /// gives every row it writes.
     pub version: Option<String>,
     /// The database's clock when it ran.
-    pub now_us: i64,
+    pub now_us: Option<i64>,
 }
 
 /// What `ltx_jobs` is told of the batch's jobs (schema_job_notify_moves.sql): each entered a
