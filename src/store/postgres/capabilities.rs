@@ -33,7 +33,7 @@ impl Accounts for PgStore {
     ) -> StoreResult<Account> {
         let account = self.tx(|c| Box::pin(accounts::set_limits(c, id, max_concurrent, max_backlog))).await?;
         // Promoted backlog shows at once on this replica, not a notification's trip later.
-        self.jobs.invalidate(&[job_cache::Change::Queues]);
+        self.jobs.invalidate(&[job_notice::Change::Queues]);
         Ok(account)
     }
     async fn set_storage_quota(

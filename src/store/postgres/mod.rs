@@ -8,6 +8,7 @@ mod accounts;
 mod admin;
 mod capabilities;
 mod job_cache;
+mod job_notice;
 mod jobs;
 mod library;
 mod queue_head;
@@ -198,7 +199,7 @@ impl PgStore {
     /// Drops a job this replica just changed, before answering the caller: the trigger's
     /// notification comes back a moment later, and the caller's next read must not precede it.
     fn forget_job(&self, id: Uuid, moved_in_line: bool) {
-        self.jobs.invalidate(&[job_cache::Change::Job { id, queue: moved_in_line }]);
+        self.jobs.invalidate(&[job_notice::Change::Job { id, queue: moved_in_line }]);
     }
 
     /// Runs read-only `op` on a pooled connection.
@@ -307,7 +308,7 @@ async fn listen(pool: PgPool, signals: Signals) {
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => match n.channel() {
-                    JOBS_CHANNEL => signals.jobs.invalidate(&job_cache::parse_payload(n.payload())),
+                    JOBS_CHANNEL => signals.jobs.invalidate(&job_notice::parse_payload(n.payload())),
                     QUEUE_CHANNEL => signals.queue.notify_waiters(),
                     _ => signals.webhooks.notify_waiters(),
                 },

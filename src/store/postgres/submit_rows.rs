@@ -278,7 +278,7 @@ impl<'a> JobColumns<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::job_cache::{parse_payload, Change};
+    use super::super::job_notice::{parse_payload, Change};
     use super::*;
     use crate::store::fixtures::new_job;
 
