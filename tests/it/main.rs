@@ -1,4 +1,5 @@
 //! Black-box tests: the real app on port 0 with a fresh data dir, spoken to over HTTP.
+mod account_refs;
 mod admin_api;
 mod affinity;
 mod assets;

@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Embedded migrations, applied in order under an advisory lock (replicas may start together).
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
@@ -48,6 +48,7 @@ const MIGRATIONS: [&str; 11] = [
     include_str!("schema_job_notify_inserts.sql"),
     include_str!("schema_job_notify_moves.sql"),
     include_str!("schema_submit_guard.sql"),
+    include_str!("schema_account_refs.sql"),
 ];
 /// Any constant works; it only has to be the same for every replica.
 const MIGRATION_LOCK: i64 = 0x6c74_785f_7365_7276; // "ltx_serv"
