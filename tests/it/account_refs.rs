@@ -2,7 +2,8 @@
 //! statement by triggers (schema_account_refs.sql), not by per-row foreign keys. These tests
 //! hold the triggers to what the foreign keys promised, with raw SQL from another connection:
 //! no row naming a missing account, no account deleted or re-keyed while rows name it, and
-//! no race between an insert and a delete that leaves a job without its account.
+//! no race between an insert and a delete, either way round, that leaves a job without its
+//! account.
 use crate::helpers::*;
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
@@ -48,11 +49,45 @@ async fn copy_job(conn: &mut PgConnection, model: Uuid, accounts: &[Uuid]) -> Re
     done.map(|d| d.rows_affected())
 }
 
-/// The SQLSTATE of a failed statement ("" when it did not fail as a database error).
-fn sqlstate<T: std::fmt::Debug>(result: Result<T, sqlx::Error>) -> String {
+/// The SQLSTATE and constraint of a failed statement.
+fn refused<T: std::fmt::Debug>(result: Result<T, sqlx::Error>) -> (String, String) {
     match result {
-        Err(sqlx::Error::Database(e)) => e.code().unwrap_or_default().into_owned(),
+        Err(sqlx::Error::Database(e)) => {
+            (e.code().unwrap_or_default().into_owned(), e.constraint().unwrap_or_default().to_owned())
+        }
         other => panic!("expected a database error, got {other:?}"),
+    }
+}
+
+/// A foreign-key violation of `constraint`, as the foreign keys the triggers replace reported.
+fn violates(constraint: &str) -> (String, String) {
+    ("23503".to_owned(), constraint.to_owned())
+}
+
+/// A new connection and its backend's pid.
+async fn connect_with_pid(url: &str) -> (PgConnection, i32) {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.unwrap();
+    (conn, pid)
+}
+
+/// Waits until backend `pid` waits for a lock, failing if `task` ends first (it went ahead).
+async fn until_waiting_for_a_lock<T>(observer: &mut PgConnection, pid: i32, task: &tokio::task::JoinHandle<T>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(!task.is_finished(), "the statement went ahead instead of waiting for the other transaction");
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(pid)
+        .fetch_one(&mut *observer)
+        .await
+        .unwrap();
+        if waiting {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the statement neither waited nor ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -66,12 +101,12 @@ async fn jobs_and_ledger_rows_must_name_an_existing_account() {
 
     assert_eq!(copy_job(&mut conn, job, &[account, account]).await.unwrap(), 2, "rows naming the account go in");
     // One bad row among good ones fails the whole statement.
-    assert_eq!(sqlstate(copy_job(&mut conn, job, &[account, missing, account]).await), "23503");
+    assert_eq!(refused(copy_job(&mut conn, job, &[account, missing, account]).await), violates("jobs_account_id_fkey"));
     let ledger = |who: Uuid| {
         sqlx::query("INSERT INTO ledger (account_id, kind, amount, created_at) VALUES ($1, 'credit', 1, 0)").bind(who)
     };
     ledger(account).execute(&mut conn).await.unwrap();
-    assert_eq!(sqlstate(ledger(missing).execute(&mut conn).await), "23503");
+    assert_eq!(refused(ledger(missing).execute(&mut conn).await), violates("ledger_account_id_fkey"));
 
     let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
     assert_eq!(count("SELECT count(*) FROM jobs").fetch_one(&mut conn).await.unwrap(), 3);
@@ -90,9 +125,9 @@ async fn an_account_its_rows_name_can_be_neither_deleted_nor_rekeyed_and_a_row_n
     sqlx::query("DELETE FROM api_keys WHERE account_id = $1").bind(account).execute(&mut conn).await.unwrap();
 
     let delete = sqlx::query("DELETE FROM accounts WHERE id = $1").bind(account).execute(&mut conn).await;
-    assert_eq!(sqlstate(delete), "23503");
+    assert_eq!(refused(delete), violates("jobs_account_id_fkey"));
     let rekey = sqlx::query("UPDATE accounts SET id = $2 WHERE id = $1").bind(account).bind(Uuid::new_v4());
-    assert_eq!(sqlstate(rekey.execute(&mut conn).await), "23503");
+    assert_eq!(refused(rekey.execute(&mut conn).await), violates("jobs_account_id_fkey"));
     // Other updates of the account are untouched by the guard.
     sqlx::query("UPDATE accounts SET name = 'renamed', id = id WHERE id = $1")
         .bind(account)
@@ -102,11 +137,20 @@ async fn an_account_its_rows_name_can_be_neither_deleted_nor_rekeyed_and_a_row_n
 
     let other = bare_account(&mut conn).await;
     let moved = sqlx::query("UPDATE jobs SET account_id = $2 WHERE id = $1").bind(job).bind(other);
-    assert_eq!(sqlstate(moved.execute(&mut conn).await), "23503");
+    assert_eq!(refused(moved.execute(&mut conn).await), violates("jobs_account_id_fkey"));
     let moved = sqlx::query("UPDATE ledger SET account_id = $2 WHERE account_id = $1").bind(account).bind(other);
-    assert_eq!(sqlstate(moved.execute(&mut conn).await), "23503");
+    assert_eq!(refused(moved.execute(&mut conn).await), violates("ledger_account_id_fkey"));
 
-    // An account nothing names can go.
+    // Without its jobs, the ledger still holds the account.
+    sqlx::query("DELETE FROM jobs WHERE account_id = $1").bind(account).execute(&mut conn).await.unwrap();
+    let delete = sqlx::query("DELETE FROM accounts WHERE id = $1").bind(account).execute(&mut conn).await;
+    assert_eq!(refused(delete), violates("ledger_account_id_fkey"));
+
+    // An account nothing names can go, but only where the check sees every committed row.
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut conn).await.unwrap();
+    let delete = sqlx::query("DELETE FROM accounts WHERE id = $1").bind(other).execute(&mut conn).await;
+    assert_eq!(refused(delete).0, "0A000");
+    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
     let gone = sqlx::query("DELETE FROM accounts WHERE id = $1").bind(other).execute(&mut conn).await.unwrap();
     assert_eq!(gone.rows_affected(), 1);
 }
@@ -117,6 +161,7 @@ async fn an_account_cannot_be_deleted_under_an_insert_that_names_it() {
     let db = crate::pg::TestDatabase::create().await;
     let (_app, _account, job) = one_job(&db).await;
     let mut inserter = PgConnection::connect(&db.url).await.unwrap();
+    let mut observer = PgConnection::connect(&db.url).await.unwrap();
     let target = bare_account(&mut inserter).await;
 
     // A job naming the account, not yet committed: its statement has seen the account exist.
@@ -124,21 +169,19 @@ async fn an_account_cannot_be_deleted_under_an_insert_that_names_it() {
     copy_job(&mut inserter, job, &[target]).await.unwrap();
 
     // The delete sees no job of the account yet; it must wait for the inserter, not go ahead.
-    let url = db.url.clone();
+    let (mut deleter, pid) = connect_with_pid(&db.url).await;
     let delete = tokio::spawn(async move {
-        let mut deleter = PgConnection::connect(&url).await.unwrap();
         sqlx::query("DELETE FROM accounts WHERE id = $1")
             .bind(target)
             .execute(&mut deleter)
             .await
             .map(|d| d.rows_affected())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!delete.is_finished(), "the delete went ahead under an uncommitted job naming the account");
+    until_waiting_for_a_lock(&mut observer, pid, &delete).await;
 
     sqlx::query("COMMIT").execute(&mut inserter).await.unwrap();
     let deleted = tokio::time::timeout(Duration::from_secs(10), delete).await.unwrap().unwrap();
-    assert_eq!(sqlstate(deleted), "23503");
+    assert_eq!(refused(deleted), violates("jobs_account_id_fkey"));
     let kept: i64 =
         sqlx::query_scalar("SELECT count(*) FROM jobs j JOIN accounts a ON a.id = j.account_id WHERE a.id = $1")
             .bind(target)
@@ -146,4 +189,32 @@ async fn an_account_cannot_be_deleted_under_an_insert_that_names_it() {
             .await
             .unwrap();
     assert_eq!(kept, 1, "the job and its account are both there");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
+async fn an_insert_naming_an_account_being_deleted_waits_and_is_refused() {
+    let db = crate::pg::TestDatabase::create().await;
+    let (_app, _account, job) = one_job(&db).await;
+    let mut deleter = PgConnection::connect(&db.url).await.unwrap();
+    let mut observer = PgConnection::connect(&db.url).await.unwrap();
+    let target = bare_account(&mut deleter).await;
+
+    sqlx::query("BEGIN").execute(&mut deleter).await.unwrap();
+    sqlx::query("DELETE FROM accounts WHERE id = $1").bind(target).execute(&mut deleter).await.unwrap();
+
+    // The insert still sees the account; it must wait for the delete's outcome, then refuse.
+    let (mut inserter, pid) = connect_with_pid(&db.url).await;
+    let insert = tokio::spawn(async move { copy_job(&mut inserter, job, &[target]).await });
+    until_waiting_for_a_lock(&mut observer, pid, &insert).await;
+
+    sqlx::query("COMMIT").execute(&mut deleter).await.unwrap();
+    let inserted = tokio::time::timeout(Duration::from_secs(10), insert).await.unwrap().unwrap();
+    assert_eq!(refused(inserted), violates("jobs_account_id_fkey"));
+    let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE account_id = $1")
+        .bind(target)
+        .fetch_one(&mut deleter)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
 }

@@ -26,7 +26,8 @@ pub(super) fn asset_from_row(r: &PgRow) -> Result<Asset, sqlx::Error> {
 
 /// Holds the account row until the transaction ends, so the account's rows are stamped one at a
 /// time: each new one then sees the last and is stamped strictly after it. `NO KEY UPDATE` leaves
-/// inserts that only reference the account (its jobs' foreign keys) free to go on.
+/// inserts that only name the account (its jobs' account checks, schema_account_refs.sql) free
+/// to go on.
 async fn lock_account(c: &mut PgConnection, account: Uuid) -> StoreResult<()> {
     sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
         .bind(account)

@@ -61,8 +61,8 @@ pub struct AccountReads {
 
 /// The batch's accounts, each one's newest job's `created_at` and the database's clock, read in
 /// one statement without locks, with the version of each account's row (`xmin`) that `write`
-/// then checks. (Every update of a row makes a new version with a new `xmin`; the share locks
-/// that foreign-key checks of other inserts take do not.) `NotFound` if an account does not exist.
+/// then checks. (Every update of a row makes a new version with a new `xmin`; the key-share
+/// locks that other inserts' account checks take do not, schema_account_refs.sql.) `NotFound` if an account does not exist.
 pub async fn read_unlocked(c: &mut PgConnection, ids: &[Uuid]) -> StoreResult<(AccountReads, Versions)> {
     use sqlx::Row;
     let rows = sqlx::query(&format!(
