@@ -218,3 +218,64 @@ async fn an_insert_naming_an_account_being_deleted_waits_and_is_refused() {
         .unwrap();
     assert_eq!(orphans, 0);
 }
+
+/// Migration 12 undone: the database as the previous release left it, holding its jobs.
+const BACK_TO_VERSION_11: &str = "
+    DROP TRIGGER jobs_name_accounts ON jobs; DROP TRIGGER ledger_name_accounts ON ledger;
+    DROP TRIGGER jobs_account_stays ON jobs; DROP TRIGGER ledger_account_stays ON ledger;
+    DROP TRIGGER accounts_deleted_unreferenced ON accounts; DROP TRIGGER accounts_rekeyed_unreferenced ON accounts;
+    DROP FUNCTION ltx_rows_name_accounts(); DROP FUNCTION ltx_account_stays(); DROP FUNCTION ltx_account_unreferenced();
+    ALTER TABLE jobs ADD CONSTRAINT jobs_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id);
+    ALTER TABLE ledger ADD CONSTRAINT ledger_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id);
+    DELETE FROM ltx_schema_version WHERE version = 12;";
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: LTX_TEST_DATABASE_URL (scripts/test starts it)"]
+async fn the_upgrade_waits_out_an_open_transaction_without_stalling_the_replica_still_running() {
+    let db = crate::pg::TestDatabase::create().await;
+    let (running, owner, job) = one_job(&db).await;
+    let acct = running.account("5").await;
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(BACK_TO_VERSION_11).execute(&mut conn).await.unwrap();
+
+    // A long transaction that has read jobs: the migration's ALTER TABLE cannot have the table
+    // until it ends.
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT count(*) FROM jobs").execute(&mut conn).await.unwrap();
+    let upgrade = ltx_serve::store::postgres::PgStore::connect(&db.url);
+    tokio::pin!(upgrade);
+
+    // Meanwhile the running replica's submits (inserts into jobs) go through, each within the
+    // migration's lock timeout: its queued ALTER TABLE does not hold them up for as long as the
+    // transaction lasts.
+    let submits = async {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            let submit = running.submit(&acct.key, quick("during the upgrade"));
+            let answered = tokio::time::timeout(Duration::from_secs(4), submit).await;
+            assert_eq!(answered.expect("a submit stalled behind the migration").status(), 200);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut upgrade => panic!("the upgrade finished under a transaction holding jobs"),
+        () = submits => {}
+    }
+
+    sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+    let store = tokio::time::timeout(Duration::from_secs(20), upgrade).await.unwrap().unwrap();
+    let version: i32 =
+        sqlx::query_scalar("SELECT max(version) FROM ltx_schema_version").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(version, 12);
+    // The upgraded schema holds the jobs written before and during it, and checks new ones.
+    use ltx_serve::store::Jobs;
+    assert!(store.job(owner, job).await.unwrap().is_some());
+    assert_eq!(refused(copy_job(&mut conn, job, &[Uuid::new_v4()]).await), violates("jobs_account_id_fkey"));
+    let fks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint WHERE conname IN ('jobs_account_id_fkey', 'ledger_account_id_fkey')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(fks, 0);
+}

@@ -86,8 +86,9 @@ impl Drop for PgStore {
 fn pg_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
-            // serialization_failure, deadlock_detected: the transaction is simply run again
-            Some("40001") | Some("40P01") => StoreError::Conflict(db.message().to_owned()),
+            // serialization_failure, deadlock_detected, lock_not_available (a lock timeout): the
+            // transaction is simply run again
+            Some("40001") | Some("40P01") | Some("55P03") => StoreError::Conflict(db.message().to_owned()),
             // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, disk_full
             Some("57P01") | Some("57P02") | Some("57P03") | Some("53300") | Some("53100") => {
                 StoreError::Unavailable(db.message().to_owned())
@@ -239,10 +240,43 @@ async fn transaction<T: Send>(
     }
 }
 
+/// How long a migration's statement waits for a table lock before the migration lets go, and
+/// how long it then leaves the tables alone. A statement queued for a table's exclusive lock (an
+/// `ALTER TABLE jobs` behind a running replica's open transaction) holds up every later query on
+/// that table until it gets it: during a rolling deploy, the fleet's polls and submits would
+/// stall for as long as that transaction runs. So a try waits briefly and the pause between
+/// tries is long: a query is held up half a second at most, and for about a seventh of the time
+/// while the migration waits. (The timeout also ends a deadlock with such a transaction.)
+const MIGRATION_LOCK_TIMEOUT: &str = "500ms";
+const MIGRATION_PAUSE: Duration = Duration::from_secs(3);
+/// Tries before a replica gives up starting (about six minutes of waiting in all).
+const MIGRATION_ATTEMPTS: u32 = 100;
+
+/// Applies the migrations this database lacks, trying again while their locks are not to be had.
 async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    let mut attempt = 1;
+    loop {
+        match migrate_once(pool).await {
+            Err(StoreError::Conflict(why)) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::warn!(attempt, why, "a schema migration could not take its locks in time; trying again");
+                tokio::time::sleep(MIGRATION_PAUSE).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn migrate_once(pool: &PgPool) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(pg_err)?;
     let mut tx = conn.begin().await.map_err(pg_err)?;
+    // Replicas starting together wait here for the one migrating, however long it takes; the
+    // lock timeout is for the tables only.
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(pg_err)?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err)?;
     sqlx::query("CREATE TABLE IF NOT EXISTS ltx_schema_version (version integer NOT NULL)")
         .execute(&mut *tx)
         .await
