@@ -245,21 +245,39 @@ async fn the_upgrade_waits_out_an_open_transaction_without_stalling_the_replica_
     let upgrade = ltx_serve::store::postgres::PgStore::connect(&db.url);
     tokio::pin!(upgrade);
 
-    // Meanwhile the running replica's submits (inserts into jobs) go through, each within the
-    // migration's lock timeout: its queued ALTER TABLE does not hold them up for as long as the
-    // transaction lasts.
+    // Meanwhile the running replica's submits (inserts into jobs) go through, each within a few
+    // of the migration's lock timeouts: its ALTER TABLE, seen queued for the table, does not hold
+    // them up for as long as the transaction lasts.
+    let mut observer = PgConnection::connect(&db.url).await.unwrap();
+    let period = Duration::from_secs(5);
     let submits = async {
         let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
+        while started.elapsed() < period {
             let submit = running.submit(&acct.key, quick("during the upgrade"));
             let answered = tokio::time::timeout(Duration::from_secs(4), submit).await;
             assert_eq!(answered.expect("a submit stalled behind the migration").status(), 200);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
+    let alter_queued = async {
+        let (started, mut seen) = (std::time::Instant::now(), false);
+        while started.elapsed() < period {
+            seen |= sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'jobs'::regclass \
+                 AND mode = 'AccessExclusiveLock' AND NOT granted)",
+            )
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen
+    };
     tokio::select! {
-        _ = &mut upgrade => panic!("the upgrade finished under a transaction holding jobs"),
-        () = submits => {}
+        done = &mut upgrade => panic!("the upgrade finished under a transaction holding jobs: {:?}", done.err()),
+        ((), seen) = async { tokio::join!(submits, alter_queued) } => {
+            assert!(seen, "the migration was never seen waiting for the jobs table");
+        }
     }
 
     sqlx::query("COMMIT").execute(&mut conn).await.unwrap();

@@ -240,14 +240,17 @@ async fn transaction<T: Send>(
     }
 }
 
-/// How long a migration's statement waits for a table lock before the migration lets go, and
-/// how long it then leaves the tables alone. A statement queued for a table's exclusive lock (an
-/// `ALTER TABLE jobs` behind a running replica's open transaction) holds up every later query on
-/// that table until it gets it: during a rolling deploy, the fleet's polls and submits would
-/// stall for as long as that transaction runs. So a try waits briefly and the pause between
-/// tries is long: a query is held up half a second at most, and for about a seventh of the time
-/// while the migration waits. (The timeout also ends a deadlock with such a transaction.)
-const MIGRATION_LOCK_TIMEOUT: &str = "500ms";
+/// How long a migration waits for each table lock before it lets go, and how long it then leaves
+/// the tables alone. A statement queued for a table's exclusive lock (an `ALTER TABLE jobs`
+/// behind a running replica's open transaction) holds up every later query on that table until
+/// it gets it: during a rolling deploy, the fleet's polls and submits would stall for as long as
+/// that transaction runs. So a try waits briefly for each lock and the pause between tries is
+/// long. (The timeout also ends a deadlock with such a transaction.)
+const MIGRATION_LOCK_TIMEOUT_MS: i32 = 500;
+/// Every `MIGRATION_PATIENT_TRY`th try waits 200 ms past `deadlock_timeout` instead: PostgreSQL
+/// cancels an autovacuum that blocks a lock only once the waiter has waited that long, and a
+/// vacuum of a large `jobs` table would otherwise outlast every try.
+const MIGRATION_PATIENT_TRY: u32 = 4;
 const MIGRATION_PAUSE: Duration = Duration::from_secs(3);
 /// Tries before a replica gives up starting (about six minutes of waiting in all).
 const MIGRATION_ATTEMPTS: u32 = 100;
@@ -256,7 +259,7 @@ const MIGRATION_ATTEMPTS: u32 = 100;
 async fn migrate(pool: &PgPool) -> StoreResult<()> {
     let mut attempt = 1;
     loop {
-        match migrate_once(pool).await {
+        match migrate_once(pool, attempt % MIGRATION_PATIENT_TRY == 0).await {
             Err(StoreError::Conflict(why)) if attempt < MIGRATION_ATTEMPTS => {
                 tracing::warn!(attempt, why, "a schema migration could not take its locks in time; trying again");
                 tokio::time::sleep(MIGRATION_PAUSE).await;
@@ -267,16 +270,33 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
     }
 }
 
-async fn migrate_once(pool: &PgPool) -> StoreResult<()> {
+/// One try of `migrate`; a `patient` one waits for locks past `deadlock_timeout`.
+async fn migrate_once(pool: &PgPool, patient: bool) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(pg_err)?;
     let mut tx = conn.begin().await.map_err(pg_err)?;
-    // Replicas starting together wait here for the one migrating, however long it takes; the
-    // lock timeout is for the tables only.
+    match apply_migrations(&mut tx, patient).await {
+        Ok(()) => tx.commit().await.map_err(pg_err),
+        Err(e) => {
+            // Let go of the locks now, not when the pool gets round to the dropped transaction.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn apply_migrations(tx: &mut PgConnection, patient: bool) -> StoreResult<()> {
+    // Replicas starting together wait here for the one migrating, however long it takes (an
+    // operator's own lock_timeout included); the timeout is for the tables' locks only.
+    sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *tx).await.map_err(pg_err)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(pg_err)?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"))
-        .execute(&mut *tx)
-        .await
-        .map_err(pg_err)?;
+    let past_deadlock_check: i32 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000 + 200)::int",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(pg_err)?;
+    let timeout_ms = if patient { past_deadlock_check } else { MIGRATION_LOCK_TIMEOUT_MS };
+    sqlx::query(&format!("SET LOCAL lock_timeout = {timeout_ms}")).execute(&mut *tx).await.map_err(pg_err)?;
     sqlx::query("CREATE TABLE IF NOT EXISTS ltx_schema_version (version integer NOT NULL)")
         .execute(&mut *tx)
         .await
@@ -298,7 +318,7 @@ async fn migrate_once(pool: &PgPool) -> StoreResult<()> {
             .await
             .map_err(pg_err)?;
     }
-    tx.commit().await.map_err(pg_err)
+    Ok(())
 }
 
 /// Where the LISTEN task delivers what it hears.
