@@ -313,6 +313,31 @@ mod tests {
         (answers, rows)
     }
 
+    #[tokio::test]
+    async fn a_burst_of_writes_leaves_a_wal_file_no_larger_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let actors = Actors::start(&path, 1, MonotonicMicros::starting_after(0), || ()).unwrap();
+        let run =
+            |sql: &'static str| actors.write(move |ctx| ctx.conn.execute_batch(sql).map_err(super::super::sql_err));
+        let wal_bytes = || std::fs::metadata(dir.path().join("store.db-wal")).unwrap().len() as i64;
+        run("CREATE TABLE burst (b BLOB)").await.unwrap();
+        // A burst larger than the limit, in one transaction: the WAL holds all of it at once.
+        run("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 72)
+             INSERT INTO burst SELECT zeroblob(1048576) FROM n")
+        .await
+        .unwrap();
+        assert!(wal_bytes() > super::super::WAL_SIZE_LIMIT, "{} bytes", wal_bytes());
+        // Once the checkpointer (every 200 ms) has copied it all back, the next write starts the
+        // WAL over, and the file is cut back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while wal_bytes() > super::super::WAL_SIZE_LIMIT && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            run("DELETE FROM burst WHERE rowid = (SELECT min(rowid) FROM burst)").await.unwrap();
+        }
+        assert!(wal_bytes() <= super::super::WAL_SIZE_LIMIT, "{} bytes", wal_bytes());
+    }
+
     #[test]
     fn an_op_with_a_savepoint_that_fails_takes_back_only_its_own_writes() {
         let (answers, rows) = one_batch(|a| {

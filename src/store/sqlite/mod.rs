@@ -60,6 +60,16 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The size the WAL file is cut back to when a write starts it over (once the checkpointer has
+/// copied all of it back). Without it the file keeps the size of the largest burst for good
+/// (1.6 GB after ten seconds of submits at 36k/s, the checkpoints running behind), and the next
+/// burst overwrites that old file in place: its WAL frames (a page and a 24-byte header) cover
+/// parts of file pages, and once the machine has dropped those pages from its cache, each write
+/// reads one back from disk first. Submit bursts after an idle spell read ~200 MiB each and ran
+/// at 0.70–0.84 of the first (a third of it in `bench/run`, amid the other stores' writes);
+/// writes that extend a cut file read nothing (`bench/submit_after_idle`, bench/RESULTS.md).
+pub(super) const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 pub(super) fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(sql_err)?;
     // WAL: readers never block the writer; FULL: a commit survives power loss, not just a crash.
@@ -67,6 +77,7 @@ pub(super) fn open(path: &Path) -> StoreResult<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     )
     .map_err(sql_err)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(sql_err)?;
     // rusqlite keeps 16 prepared statements by default; the writer alone runs more than that
     // (submits, leases, heartbeats, settlements), and an evicted one is parsed again.
     conn.set_prepared_statement_cache_capacity(64);
