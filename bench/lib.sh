@@ -14,6 +14,11 @@ rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 # FIELD of the JSON object on stdin.
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# Submits one job (BASE KEY) and prints its id.
+submit_one() {
+  curl -sS "$1/generate/video/lightricks/ltx-video-2.3-22b" -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
+    -d '{"prompt": "the job that is polled", "num_frames": 9}' | json_field job_id
+}
 # Creates an account with high limits in a store (ADMIN_ARGS: --data-dir …, --database-url …)
 # and prints its API key. Its rate limit is lifted far above any rate here (not switched off:
 # the limiter and its headers stay in the measured path); with the default 600/min, wrk would

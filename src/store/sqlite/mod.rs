@@ -60,14 +60,17 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// The size the WAL file is cut back to when a write starts it over (once the checkpointer has
-/// copied all of it back). Without it the file keeps the size of the largest burst for good
-/// (1.6 GB after ten seconds of submits at 36k/s, the checkpoints running behind), and the next
-/// burst overwrites that old file in place: its WAL frames (a page and a 24-byte header) cover
-/// parts of file pages, and once the machine has dropped those pages from its cache, each write
-/// reads one back from disk first. Submit bursts after an idle spell read ~200 MiB each and ran
+/// The size the WAL file is cut back to (or to its first transaction, if larger) when the
+/// writer starts the WAL over, after a pause in which the checkpointer copied all of it back.
+/// Set on every connection; only the writer's matters. Without it the file kept the size of
+/// the largest burst until the store was next opened (1.6 GB after ten seconds of submits at
+/// 36k/s: the WAL starts over only after a checkpoint that no commit overlapped), and the next
+/// burst overwrote that old file in place: its WAL frames (a page and a 24-byte header) cover
+/// parts of file pages, and once the machine had dropped those pages from its cache, each write
+/// read one back from disk first. Submit bursts after an idle spell read ~200 MiB each and ran
 /// at 0.70–0.84 of the first (a third of it in `bench/run`, amid the other stores' writes);
-/// writes that extend a cut file read nothing (`bench/submit_after_idle`, bench/RESULTS.md).
+/// with the limit only the kept 64 MiB can be read back (`bench/submit_after_idle`,
+/// bench/RESULTS.md, 2026-12-03).
 pub(super) const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 pub(super) fn open(path: &Path) -> StoreResult<Connection> {
