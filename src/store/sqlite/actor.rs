@@ -2,6 +2,7 @@
 //! (group commit: one fsync for many submits), and a few readers. Callers are async and never
 //! block the runtime. A reply is sent only after the transaction holding it has committed.
 use super::super::{StoreError, StoreResult};
+use super::wal_guard::{self, WalGuard};
 use rusqlite::Connection;
 use std::path::Path;
 use tokio::sync::oneshot;
@@ -46,7 +47,7 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Operation = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (Result<(), String>, Reply) + Send>;
 
 /// An operation for the writer, and whether it runs in a savepoint of its own.
-struct WriteOp {
+pub(super) struct WriteOp {
     run: Operation,
     savepoint: bool,
 }
@@ -77,9 +78,10 @@ impl Actors {
         // ledger rows often get there, and then every page went through pwrite, a fifth of the
         // writer's time under submits (perf). In memory it is at most one operation's pages.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY").map_err(super::sql_err)?;
+        let wal = WalGuard::new(path, wal_guard::RESTART_AT);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, write_rx, clock, on_commit))
+            .spawn(move || writer_loop(conn, write_rx, clock, on_commit, wal))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let checkpointer = super::open(path)?;
         let closed = write_tx.clone();
@@ -166,7 +168,8 @@ impl Actors {
 }
 
 /// Checkpoints the WAL every 200 ms (PASSIVE: never blocks the writer), until the store closes.
-fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
+/// (Under writes that never pause, the writer finishes the job: wal_guard.rs.)
+pub(super) fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
     let writer = writer.downgrade();
     while writer.upgrade().is_some_and(|w| w.receiver_count() > 0) {
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -181,7 +184,13 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: MonotonicMicros, on_commit: impl Fn()) {
+fn writer_loop(
+    conn: Connection,
+    rx: flume::Receiver<WriteOp>,
+    mut clock: MonotonicMicros,
+    on_commit: impl Fn(),
+    mut wal: WalGuard,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -250,6 +259,7 @@ fn writer_loop(conn: Connection, rx: flume::Receiver<WriteOp>, mut clock: Monoto
         for reply in replies {
             reply(committed.clone());
         }
+        wal.between_transactions(&conn);
     }
 }
 
@@ -304,7 +314,7 @@ mod tests {
         // Every op is queued before the writer starts, so it takes them as one batch.
         let writer = Connection::open(&path).unwrap();
         writer.busy_timeout(std::time::Duration::from_millis(50)).unwrap();
-        writer_loop(writer, rx, MonotonicMicros::starting_after(0), || ());
+        writer_loop(writer, rx, MonotonicMicros::starting_after(0), || (), WalGuard::new(&path, wal_guard::RESTART_AT));
         drop(other);
         let conn = Connection::open(&path).unwrap();
         let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();

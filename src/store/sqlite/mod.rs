@@ -9,6 +9,7 @@ mod library;
 mod retention;
 mod rows;
 mod transitions;
+mod wal_guard;
 mod webhooks;
 mod work;
 mod workers;
@@ -61,10 +62,10 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 /// The size the WAL file is cut back to (or to its first transaction, if larger) when the
-/// writer starts the WAL over, after a pause in which the checkpointer copied all of it back.
-/// Set on every connection; only the writer's matters. Without it the file kept the size of
-/// the largest burst until the store was next opened (1.6 GB after ten seconds of submits at
-/// 36k/s: the WAL starts over only after a checkpoint that no commit overlapped), and the next
+/// writer starts the WAL over: after a pause in which the checkpointer copied all of it back,
+/// or once it passed `wal_guard::RESTART_AT`. Set on every connection; only the writer's
+/// matters. Without it the file kept the size of the largest burst until the store was next
+/// opened (1.6 GB after ten seconds of submits at 36k/s, before wal_guard.rs), and the next
 /// burst overwrote that old file in place: its WAL frames (a page and a 24-byte header) cover
 /// parts of file pages, and once the machine had dropped those pages from its cache, each write
 /// read one back from disk first. Submit bursts after an idle spell read ~200 MiB each and ran
