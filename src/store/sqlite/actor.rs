@@ -47,7 +47,7 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Operation = Box<dyn FnOnce(Option<&mut WriteCtx>) -> (Result<(), String>, Reply) + Send>;
 
 /// An operation for the writer, and whether it runs in a savepoint of its own.
-pub(super) struct WriteOp {
+struct WriteOp {
     run: Operation,
     savepoint: bool,
 }
@@ -169,14 +169,36 @@ impl Actors {
 
 /// Checkpoints the WAL every 200 ms (PASSIVE: never blocks the writer), until the store closes.
 /// (Under writes that never pause, the writer finishes the job: wal_guard.rs.)
-pub(super) fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
+fn checkpoint_loop(conn: Connection, writer: flume::Sender<WriteOp>) {
     let writer = writer.downgrade();
     while writer.upgrade().is_some_and(|w| w.receiver_count() > 0) {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = checkpoint_passive(&conn) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
+}
+
+/// What a PASSIVE checkpoint did: whether another checkpoint held it off (it never waits), the
+/// frames in the WAL, and how many of them are now copied back into the database.
+pub(super) struct Checkpointed {
+    pub busy: bool,
+    pub frames: i64,
+    pub copied: i64,
+}
+
+impl Checkpointed {
+    /// Every frame is in the database: the next write transaction starts the WAL over, unless a
+    /// reader that began before this is still reading from it.
+    pub fn all_copied(&self) -> bool {
+        !self.busy && self.frames == self.copied
+    }
+}
+
+pub(super) fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<Checkpointed> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Checkpointed { busy: r.get::<_, i64>(0)? != 0, frames: r.get(1)?, copied: r.get(2)? })
+    })
 }
 
 /// A statement run on every operation, parsed once (`execute_batch` parses it every time).
@@ -343,13 +365,12 @@ mod tests {
         let other = Connection::open(&path).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let (busy, log, copied): (i64, i64, i64) = other
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .unwrap();
-            if busy == 0 && log == copied {
+            let done = checkpoint_passive(&other).unwrap();
+            if done.all_copied() {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "the WAL was never copied back: {copied} of {log} frames");
+            let (copied, frames) = (done.copied, done.frames);
+            assert!(std::time::Instant::now() < deadline, "the WAL was never copied back: {copied} of {frames} frames");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert!(wal_bytes() > super::super::WAL_SIZE_LIMIT, "a checkpoint alone leaves the file as it was");

@@ -65,7 +65,7 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
 /// writer starts the WAL over: after a pause in which the checkpointer copied all of it back,
 /// or once it passed `wal_guard::RESTART_AT`. Set on every connection; only the writer's
 /// matters. Without it the file kept the size of the largest burst until the store was next
-/// opened (1.6 GB after ten seconds of submits at 36k/s, before wal_guard.rs), and the next
+/// opened (1.6 GB after ten seconds of submits at 36k/s), and the next
 /// burst overwrote that old file in place: its WAL frames (a page and a 24-byte header) cover
 /// parts of file pages, and once the machine had dropped those pages from its cache, each write
 /// read one back from disk first. Submit bursts after an idle spell read ~200 MiB each and ran
