@@ -58,6 +58,34 @@ async fn listing_pages_newest_first_with_cursor_and_filters() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn places_in_a_listed_page_follow_the_queue_at_once() {
+    // SQLite keeps the queue's head a page's places are counted against until the next write:
+    // a page listed right after a job leaves the queue must not count it.
+    let app = TestApp::start_with(|c| c.workers = 0).await;
+    let acct = app.account("10").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(job_id(&app.submit_ok(&acct.key, quick(&format!("in line {i}"))).await));
+    }
+    let places = |page: &serde_json::Value| -> Vec<(String, Option<u64>)> {
+        page["items"].as_array().unwrap().iter().map(|j| (job_id(j), j["queue_position"].as_u64())).collect()
+    };
+    let (_, page) = app.get(&acct.key, "/jobs").await;
+    fn newest_first(ids: &[String], expected: &[(usize, u64)]) -> Vec<(String, Option<u64>)> {
+        expected.iter().map(|&(i, place)| (ids[i].clone(), Some(place))).collect()
+    }
+    assert_eq!(places(&page), newest_first(&ids, &[(2, 3), (1, 2), (0, 1)]));
+    // Listed again with nothing written between: the same places.
+    assert_eq!(places(&app.get(&acct.key, "/jobs").await.1), newest_first(&ids, &[(2, 3), (1, 2), (0, 1)]));
+    assert_eq!(app.delete(&acct.key, &format!("/jobs/{}", ids[0])).await.0, 200);
+    let (_, page) = app.get(&acct.key, "/jobs?status=queued").await;
+    assert_eq!(places(&page), newest_first(&ids, &[(2, 2), (1, 1)]));
+    ids.push(job_id(&app.submit_ok(&acct.key, quick("joins the line")).await));
+    let (_, page) = app.get(&acct.key, "/jobs?status=queued").await;
+    assert_eq!(places(&page), newest_first(&ids, &[(3, 3), (2, 2), (1, 1)]));
+}
+
 fn urlencode(text: &str) -> String {
     text.replace(':', "%3A").replace('+', "%2B")
 }

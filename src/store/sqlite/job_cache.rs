@@ -4,7 +4,7 @@
 //! raising limits, which can promote backlogged jobs) are seen within the TTL.
 use crate::store::Job;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -17,11 +17,16 @@ pub struct JobCache {
     generation: AtomicU64,
     ttl: Duration,
     entries: RwLock<foldhash::HashMap<Uuid, Entry>>,
+    /// The queue's head as `rows::queue_head` read it, kept on the same terms as a job: every
+    /// page of `GET /jobs` with a queued job on it counts places against it, and reading it
+    /// walks up to `QUEUE_POSITION_CAP` index entries (a third of a page's cost with a million
+    /// jobs queued, bench/deep_queue).
+    head: Mutex<Option<(Arc<[i64]>, u64, Instant)>>,
 }
 
 impl JobCache {
     pub fn new(ttl: Duration) -> JobCache {
-        JobCache { generation: AtomicU64::new(0), ttl, entries: RwLock::default() }
+        JobCache { generation: AtomicU64::new(0), ttl, entries: RwLock::default(), head: Mutex::default() }
     }
 
     /// Read before loading from the store, so a write that lands during the load invalidates it.
@@ -52,5 +57,44 @@ impl JobCache {
             }
         }
         entries.insert(job.id, (job, generation, Instant::now()));
+    }
+
+    /// The queue's head, if read since the last write (and within the TTL).
+    pub fn queue_head(&self) -> Option<Arc<[i64]>> {
+        let head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        let (times, generation, at) = head.as_ref()?;
+        (*generation == self.generation() && at.elapsed() < self.ttl).then(|| times.clone())
+    }
+
+    /// Keeps a head read in `generation` (taken before the read), unless a write came since.
+    pub fn put_queue_head(&self, times: Arc<[i64]>, generation: u64) {
+        if generation == self.generation() {
+            *self.head.lock().unwrap_or_else(|e| e.into_inner()) = Some((times, generation, Instant::now()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_head_is_kept_until_the_next_write_and_never_from_before_it() {
+        let cache = JobCache::new(Duration::from_secs(60));
+        assert_eq!(cache.queue_head(), None);
+        let read_in = cache.generation();
+        cache.put_queue_head(Arc::from([1, 2, 3]), read_in);
+        assert_eq!(cache.queue_head().as_deref(), Some(&[1, 2, 3][..]));
+        cache.invalidate_all();
+        assert_eq!(cache.queue_head(), None, "a write since the read");
+        // Read before that write, kept after it: refused.
+        cache.put_queue_head(Arc::from([1, 2, 3]), read_in);
+        assert_eq!(cache.queue_head(), None);
+        cache.put_queue_head(Arc::from([2, 3]), cache.generation());
+        assert_eq!(cache.queue_head().as_deref(), Some(&[2, 3][..]));
+
+        let brief = JobCache::new(Duration::ZERO);
+        brief.put_queue_head(Arc::from([1]), brief.generation());
+        assert_eq!(brief.queue_head(), None, "past the TTL (writes from other processes)");
     }
 }

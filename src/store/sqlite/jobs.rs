@@ -3,6 +3,7 @@
 use super::super::*;
 use super::accounts::{self, record};
 use super::actor::WriteCtx;
+use super::job_cache::JobCache;
 use super::rows::{job_from_row, load_job, must_load, queue_positions, to_us, JOB_COLUMNS, QUEUED_AT};
 use super::sql_err;
 use super::transitions::{carry_out, end_job, move_account, refused, wake_workers, Wake};
@@ -120,7 +121,7 @@ pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResul
 /// at the page, however many jobs the account has: (account, created_at), (account, status,
 /// created_at), or with `kinds` one (account, kind, created_at) walk per kind, merged (a kind
 /// filter over the account's index would read every job of other kinds first).
-pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
+pub fn list(conn: &Connection, account: Uuid, query: JobQuery, cache: &JobCache) -> StoreResult<Vec<Job>> {
     // ?1 account, ?2 before, ?3 limit, ?4 status, ?5… kinds
     let status = if query.status.is_some() { " AND status = ?4" } else { "" };
     let mut kinds = query.kinds.clone();
@@ -163,7 +164,7 @@ pub fn list(conn: &Connection, account: Uuid, query: JobQuery) -> StoreResult<Ve
         jobs.push(job_from_row(row).map_err(sql_err)?);
         queued_at.push(row.get::<_, Option<i64>>(QUEUED_AT).map_err(sql_err)?);
     }
-    queue_positions(conn, &mut jobs, &queued_at)?;
+    queue_positions(conn, &mut jobs, &queued_at, cache)?;
     Ok(jobs)
 }
 

@@ -1,9 +1,11 @@
 //! Row ↔ value mapping shared by the query files.
 use super::super::*;
+use super::job_cache::JobCache;
 use super::sql_err;
 use crate::domain::job::{FailureCode, JobStatus};
 use crate::domain::money::MicroUsd;
 use rusqlite::{Connection, OptionalExtension, Row};
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub use crate::store::codec::{to_time, to_us, QUEUE_POSITION_CAP};
@@ -113,32 +115,52 @@ pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> 
     Ok(Some(ahead as u64 + 1))
 }
 
-/// `queue_position` of each of a page of jobs (`queued_at`: each one's column), with one walk of
-/// the queue's head for all its queued jobs, where a walk per job would read up to
-/// `QUEUE_POSITION_CAP` index entries each for every job of a page listed from the end of a
-/// long queue. The walk reads `jobs_queue` alone (a covering index scan).
-pub fn queue_positions(conn: &Connection, jobs: &mut [Job], queued_at: &[Option<i64>]) -> StoreResult<()> {
-    let mut head: Option<Vec<i64>> = None;
+/// `queue_position` of each of a page of jobs (`queued_at`: each one's column), counted against
+/// the queue's head (`queue_head`), where a walk per job would read up to `QUEUE_POSITION_CAP`
+/// index entries each for every job of a page listed from the end of a long queue. The head is
+/// read at most once per page, and not at all while the job cache holds a current one.
+pub fn queue_positions(
+    conn: &Connection,
+    jobs: &mut [Job],
+    queued_at: &[Option<i64>],
+    cache: &JobCache,
+) -> StoreResult<()> {
+    let mut head: Option<Arc<[i64]>> = None;
     for (job, queued_at) in jobs.iter_mut().zip(queued_at) {
         job.queue_position = match (job.status, queued_at) {
             (JobStatus::Queued, Some(at)) => {
-                if head.is_none() {
-                    let mut stmt = conn
-                        .prepare_cached("SELECT queued_at FROM jobs WHERE status = ?1 ORDER BY queued_at LIMIT ?2")
-                        .map_err(sql_err)?;
-                    let times = stmt
-                        .query_map(rusqlite::params![JobStatus::Queued.as_str(), QUEUE_POSITION_CAP], |r| r.get(0))
-                        .map_err(sql_err)?;
-                    head = Some(times.collect::<Result<_, _>>().map_err(sql_err)?);
-                }
+                let head = match &head {
+                    Some(head) => head,
+                    None => head.insert(match cache.queue_head() {
+                        Some(cached) => cached,
+                        None => {
+                            let generation = cache.generation();
+                            let read = queue_head(conn)?;
+                            cache.put_queue_head(read.clone(), generation);
+                            read
+                        }
+                    }),
+                };
                 // The jobs queued before this one, as `queue_position` counts them (capped).
-                let ahead = head.as_ref().map_or(0, |h| h.partition_point(|t| t < at));
+                let ahead = head.partition_point(|t| t < at);
                 Some(ahead as u64 + 1)
             }
             _ => queue_position(conn, job)?,
         };
     }
     Ok(())
+}
+
+/// The queued times of the queue's first `QUEUE_POSITION_CAP` jobs, in order: `jobs_queue`
+/// alone (a covering index scan).
+fn queue_head(conn: &Connection) -> StoreResult<Arc<[i64]>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT queued_at FROM jobs WHERE status = ?1 ORDER BY queued_at LIMIT ?2")
+        .map_err(sql_err)?;
+    let times = stmt
+        .query_map(rusqlite::params![JobStatus::Queued.as_str(), QUEUE_POSITION_CAP], |r| r.get(0))
+        .map_err(sql_err)?;
+    times.collect::<Result<_, _>>().map_err(sql_err)
 }
 
 pub fn must_load(conn: &Connection, id: Uuid) -> StoreResult<Job> {
