@@ -12,6 +12,8 @@ const MAX_ENTRIES: usize = 10_000;
 
 /// A job, the write generation it was read in, and when.
 type Entry = (Arc<Job>, u64, Instant);
+/// The queue's head (its first jobs' queued times), the generation it was read in, and when.
+type Head = (Arc<[i64]>, u64, Instant);
 
 pub struct JobCache {
     generation: AtomicU64,
@@ -21,7 +23,7 @@ pub struct JobCache {
     /// page of `GET /jobs` with a queued job on it counts places against it, and reading it
     /// walks up to `QUEUE_POSITION_CAP` index entries (a third of a page's cost with a million
     /// jobs queued, bench/deep_queue).
-    head: Mutex<Option<(Arc<[i64]>, u64, Instant)>>,
+    head: Mutex<Option<Head>>,
 }
 
 impl JobCache {
