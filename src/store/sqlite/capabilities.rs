@@ -97,8 +97,8 @@ impl Jobs for SqliteStore {
         Ok(job.filter(|j| j.account_id == account_id))
     }
     async fn list_jobs(&self, account_id: Uuid, query: JobQuery) -> StoreResult<Vec<Job>> {
-        let cache = self.jobs.clone();
-        self.actors.read(move |c| jobs::list(c, account_id, query, &cache)).await
+        let (cache, generation) = (self.jobs.clone(), self.jobs.generation());
+        self.actors.read(move |c| jobs::list(c, account_id, query, &cache, generation)).await
     }
     async fn cancel(&self, account_id: Uuid, id: Uuid) -> StoreResult<Result<Job, CancelRefusal>> {
         let signal = self.queue_signal.clone();

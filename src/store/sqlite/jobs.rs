@@ -120,8 +120,15 @@ pub fn get_for_account(conn: &Connection, account: Uuid, id: Uuid) -> StoreResul
 /// The account's jobs, newest first. Every shape walks an index from the cursor down and stops
 /// at the page, however many jobs the account has: (account, created_at), (account, status,
 /// created_at), or with `kinds` one (account, kind, created_at) walk per kind, merged (a kind
-/// filter over the account's index would read every job of other kinds first).
-pub fn list(conn: &Connection, account: Uuid, query: JobQuery, cache: &JobCache) -> StoreResult<Vec<Job>> {
+/// filter over the account's index would read every job of other kinds first). `generation`:
+/// the job cache's, taken before this read was sent (`rows::queue_positions`).
+pub fn list(
+    conn: &Connection,
+    account: Uuid,
+    query: JobQuery,
+    cache: &JobCache,
+    generation: u64,
+) -> StoreResult<Vec<Job>> {
     // ?1 account, ?2 before, ?3 limit, ?4 status, ?5… kinds
     let status = if query.status.is_some() { " AND status = ?4" } else { "" };
     let mut kinds = query.kinds.clone();
@@ -164,7 +171,7 @@ pub fn list(conn: &Connection, account: Uuid, query: JobQuery, cache: &JobCache)
         jobs.push(job_from_row(row).map_err(sql_err)?);
         queued_at.push(row.get::<_, Option<i64>>(QUEUED_AT).map_err(sql_err)?);
     }
-    queue_positions(conn, &mut jobs, &queued_at, cache)?;
+    queue_positions(conn, &mut jobs, &queued_at, cache, generation)?;
     Ok(jobs)
 }
 

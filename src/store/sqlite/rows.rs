@@ -118,12 +118,15 @@ pub fn queue_position(conn: &Connection, job: &Job) -> StoreResult<Option<u64>> 
 /// `queue_position` of each of a page of jobs (`queued_at`: each one's column), counted against
 /// the queue's head (`queue_head`), where a walk per job would read up to `QUEUE_POSITION_CAP`
 /// index entries each for every job of a page listed from the end of a long queue. The head is
-/// read at most once per page, and not at all while the job cache holds a current one.
+/// read at most once per page, and not at all while the job cache holds a current one; one read
+/// here is kept as of `generation`, taken before the page's read was sent to the reader (as
+/// `shared_job` does), so it cannot be tagged newer than what it saw.
 pub fn queue_positions(
     conn: &Connection,
     jobs: &mut [Job],
     queued_at: &[Option<i64>],
     cache: &JobCache,
+    generation: u64,
 ) -> StoreResult<()> {
     let mut head: Option<Arc<[i64]>> = None;
     for (job, queued_at) in jobs.iter_mut().zip(queued_at) {
@@ -134,7 +137,6 @@ pub fn queue_positions(
                     None => head.insert(match cache.queue_head() {
                         Some(cached) => cached,
                         None => {
-                            let generation = cache.generation();
                             let read = queue_head(conn)?;
                             cache.put_queue_head(read.clone(), generation);
                             read
