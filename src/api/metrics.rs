@@ -9,22 +9,27 @@
 //!   `result` or `asset`; counted by the retention sweeper, src/retention)
 //! - PostgreSQL only: `ltx_job_cache_lookups_total{outcome}` (store/postgres/mod.rs),
 //!   `ltx_submit_batches_total{path}` (`unlocked` or `locked`: store/postgres/submit_batch.rs)
-use super::AppState;
+use super::{request_durations, AppState};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
-use std::sync::RwLock;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 /// Latency buckets in seconds: HTTP handlers (ms) up to queue waits and runs (hours).
-const BUCKETS: [f64; 20] = [
+pub(super) const BUCKETS: [f64; 20] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
     3600.0, 7200.0,
 ];
 
-/// The process-wide recorder (metrics are global by design of the `metrics` facade).
+/// How often the exporter's histograms (job queue waits and runs) are drained into their
+/// buckets when nobody scrapes: it keeps each sample until then.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The process-wide recorder (metrics are global by design of the `metrics` facade), and the
+/// thread that keeps its histograms from growing between scrapes (`build_recorder` leaves that
+/// to its caller).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -35,6 +40,14 @@ pub fn handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the metrics upkeep; histograms grow until scraped");
         }
         handle
     })
@@ -58,7 +71,9 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     };
     metrics::gauge!("ltx_workers_live", "kind" => "in_process").set(state.config.workers as f64);
     metrics::gauge!("ltx_workers_live", "kind" => "remote").set(remote as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
+    let mut text = handle().render();
+    text.push_str(&request_durations::render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Counts and times a request by its route template (not its raw path: ids would explode the
@@ -114,20 +129,20 @@ impl RequestTimer {
     }
 
     pub fn finish(self, response: Response) -> Response {
-        record(self.route.as_str(), self.method, response.status().as_u16(), self.started.elapsed().as_secs_f64());
+        record(self.route.as_str(), self.method, response.status().as_u16(), self.started.elapsed());
         response
     }
 }
 
 struct RouteHandles {
     requests: metrics::Counter,
-    duration: metrics::Histogram,
+    durations: Arc<request_durations::Durations>,
 }
 
 impl RouteHandles {
-    fn record(&self, seconds: f64) {
+    fn record(&self, took: Duration) {
         self.requests.increment(1);
-        self.duration.record(seconds);
+        self.durations.record(took);
     }
 }
 
@@ -136,21 +151,21 @@ impl RouteHandles {
 /// reference count to move, which both cores would contend for on every request).
 type HandleCache = foldhash::HashMap<String, foldhash::HashMap<(&'static str, u16), RouteHandles>>;
 
-fn record(route: &str, method: &'static str, status: u16, seconds: f64) {
+fn record(route: &str, method: &'static str, status: u16, took: Duration) {
     static CACHE: OnceLock<RwLock<HandleCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(found) =
         cache.read().unwrap_or_else(|e| e.into_inner()).get(route).and_then(|r| r.get(&(method, status)))
     {
-        return found.record(seconds);
+        return found.record(took);
     }
     // `/jobs/{id}` is labelled `/jobs/:id`: braces inside label values trip up simple parsers.
     let label = route.replace('{', ":").replace('}', "");
     let handles = RouteHandles {
-        requests: metrics::counter!("http_requests_total", "method" => method, "route" => label.clone(), "status" => status.to_string()),
-        duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => label),
+        durations: request_durations::of(method, &label),
+        requests: metrics::counter!("http_requests_total", "method" => method, "route" => label, "status" => status.to_string()),
     };
     let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
     // Unknown paths all share "unmatched", so the map stays as small as the route table.
-    cache.entry(route.to_owned()).or_default().entry((method, status)).or_insert(handles).record(seconds);
+    cache.entry(route.to_owned()).or_default().entry((method, status)).or_insert(handles).record(took);
 }

@@ -33,6 +33,7 @@ pub mod presets;
 mod prompts;
 pub mod rate_limit;
 mod rendered_jobs;
+mod request_durations;
 mod request_id;
 mod start_video;
 mod styles;
