@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for Caller {
         match caller_of(presented.secret, record.as_deref()) {
             Verdict::Opens(account_id) => {
                 let own_limit = record.as_ref().and_then(|k| k.rate_limit_per_minute);
-                super::rate_limit::admit(&state.rate_limiter, parts, presented.key_id, own_limit)?;
+                super::rate_limit::admit(&state.rate_limiter, presented.key_id, own_limit)?;
                 Ok(Caller { account_id })
             }
             Verdict::Suspended => Err(ApiError::of(

@@ -57,13 +57,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         use tracing::Instrument;
         let in_flight = crate::server::request_started(&request);
         let id = request_id::of(request.headers());
         let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or("-"));
         let timer = metrics::RequestTimer::start(&request, self.route);
-        let rate_limit = rate_limit::HeaderSlot::plant(&mut request);
         // The access log (debug level: it would be most of the log at load). The path only: no
         // query string, no headers, so no key or signed link can end up in it.
         let access = tracing::enabled!(tracing::Level::DEBUG)
@@ -71,12 +70,12 @@ where
         // `poll_ready` was called on `inner` for this call: it is called here, not on a clone.
         let handled = json_body::refuse_content_encoding(request).map(|request| self.inner.call(request));
         Box::pin(async move {
-            let response = match handled {
-                Ok(handled) => match handled.instrument(span.clone()).await {
-                    Ok(response) => error::with_json_error_body(response),
-                    Err(never) => match never {},
+            let (response, rate_limit) = match handled {
+                Ok(handled) => match rate_limit::HeaderSlot::around(handled.instrument(span.clone())).await {
+                    (Ok(response), rate_limit) => (error::with_json_error_body(response), rate_limit),
+                    (Err(never), _) => match never {},
                 },
-                Err(refused) => *refused,
+                Err(refused) => (*refused, rate_limit::HeaderSlot::default()),
             };
             if let Some((method, path, started)) = access {
                 let (status, ms) = (response.status().as_u16(), started.elapsed().as_secs_f64() * 1e3);

@@ -2,17 +2,20 @@
 //! the job reaches a terminal state, then answer with the job as it is.
 use super::AppState;
 use crate::store::{Job, StoreResult};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 use tokio::time::Instant;
 
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// As a `HeaderName`, not a `&str` (which is parsed and checked on every lookup): every poll
+/// looks.
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 
 /// The wait a request asks for, capped at `MAX_WAIT`; None when it asks for none.
 pub fn requested(headers: &HeaderMap) -> Option<Duration> {
     headers
-        .get_all("prefer")
+        .get_all(PREFER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
