@@ -116,7 +116,9 @@ impl HeaderSlot {
     /// Runs `handler` with a slot of its own, and gives back what it answered with the
     /// decision it left.
     pub async fn around<F: std::future::Future>(handler: F) -> (F::Output, HeaderSlot) {
-        DECIDED.scope(std::cell::Cell::new(None), async { (handler.await, HeaderSlot(DECIDED.with(|d| d.get()))) }).await
+        DECIDED
+            .scope(std::cell::Cell::new(None), async { (handler.await, HeaderSlot(DECIDED.with(|d| d.get()))) })
+            .await
     }
 
     /// Leaves `decision` for the response of the request being handled (the first one stays,
