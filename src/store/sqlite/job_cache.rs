@@ -40,10 +40,16 @@ impl JobCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Whether what was read in `generation` at `at` may still be served: no write committed
+    /// since, and younger than the TTL (for other processes' writes).
+    fn fresh(&self, generation: u64, at: &Instant) -> bool {
+        generation == self.generation() && at.elapsed() < self.ttl
+    }
+
     pub fn get(&self, id: Uuid) -> Option<Arc<Job>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let (job, generation, at) = entries.get(&id)?;
-        (*generation == self.generation() && at.elapsed() < self.ttl).then(|| job.clone())
+        self.fresh(*generation, at).then(|| job.clone())
     }
 
     pub fn put(&self, job: Arc<Job>, generation: u64) {
@@ -65,7 +71,7 @@ impl JobCache {
     pub fn queue_head(&self) -> Option<Arc<[i64]>> {
         let head = self.head.lock().unwrap_or_else(|e| e.into_inner());
         let (times, generation, at) = head.as_ref()?;
-        (*generation == self.generation() && at.elapsed() < self.ttl).then(|| times.clone())
+        self.fresh(*generation, at).then(|| times.clone())
     }
 
     /// Keeps a head read in `generation` (taken before the read), unless a write came since.
